@@ -1,0 +1,294 @@
+"""Load and validate the TOML config file into immutable dataclasses.
+
+Every error names the file, the key and what is wrong; unknown keys are errors so a typo can
+never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+DEFAULT_PATH = Path("/etc/ardua-backup/config.toml")
+ENV_VAR = "ARDUA_BACKUP_CONFIG"
+DEFAULT_RCLONE_IMAGE = "rclone/rclone:1.75.2"
+
+_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line that names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a job reads from: a Docker named volume or an absolute host directory."""
+
+    kind: str  # "volume" or "path"
+    location: str
+
+    def __str__(self) -> str:
+        return f"volume:{self.location}" if self.kind == "volume" else self.location
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket: str
+    region: str
+    endpoint_url: str
+    credentials_file: Path | None
+    profile: str
+
+    @property
+    def provider(self) -> str:
+        """rclone's S3 provider: AWS unless a custom endpoint points elsewhere."""
+        return "Other" if self.endpoint_url else "AWS"
+
+
+@dataclass(frozen=True)
+class RcloneConfig:
+    image: str
+    network_mode: str
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    schedule: str
+    source: Source
+    prefix: str
+    timeout_s: float
+    catch_up: bool
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    timezone: str
+    state_dir: Path
+    s3: S3Config
+    rclone: RcloneConfig
+    jobs: dict[str, JobConfig] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def job(self, name: str) -> JobConfig:
+        if name not in self.jobs:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(f"{self.path}: no job named '{name}' (configured: {known})")
+        return self.jobs[name]
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'45m', '2h', '1h30m', '90s' or a number of seconds -> seconds (> 0)."""
+    if isinstance(text, bool):
+        raise ValueError("expected a duration like '45m'")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        spec = text.strip().replace(" ", "")
+        parts = _DURATION.findall(spec)
+        if not parts or "".join(n + u for n, u in parts) != spec:
+            raise ValueError(f"'{text}' is not a duration like '90s', '45m', '2h' or '1h30m'")
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("a duration must be longer than zero")
+    return seconds
+
+
+class _Table:
+    """One TOML table being read: remembers what was consumed so leftovers are reported."""
+
+    def __init__(self, path: Path, name: str, data: Any):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        self.path, self.name, self.data = path, name, dict(data)
+
+    def where(self, key: str) -> str:
+        return f"{self.path}: {self.name + '.' if self.name else ''}{key}"
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: {problem}")
+
+    def take(self, key: str, kind: type, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, "is required")
+            return default
+        value = self.data.pop(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self.error(key, f"must be a {kind.__name__}, got {value!r}")
+        return value
+
+    def take_parsed(self, key: str, parse: Any, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, "is required")
+            return default
+        raw = self.data.pop(key)
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise self.error(key, str(exc)) from None
+
+    def table(self, key: str, required: bool = True) -> _Table:
+        if key not in self.data and not required:
+            return _Table(self.path, self._child(key), {})
+        if key not in self.data:
+            raise ConfigError(f"{self.path}: [{self._child(key)}] is required")
+        return _Table(self.path, self._child(key), self.data.pop(key))
+
+    def _child(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def done(self) -> None:
+        for key in self.data:
+            raise self.error(key, "unknown key (see config.example.toml for the valid ones)")
+
+
+def _parse_timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string like 'America/Los_Angeles', got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}'") from None
+    return value
+
+
+def _parse_schedule(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a 5-field cron expression string, got {value!r}")
+    if len(value.split()) != 5:
+        raise ValueError(f"'{value}' is not a 5-field cron expression (min hour dom month dow)")
+    try:
+        CronSim(value, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"'{value}' is not a valid cron expression: {exc}") from None
+    return value
+
+
+def _parse_source(value: Any) -> Source:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be 'volume:NAME' or an absolute host path")
+    if value.startswith("volume:"):
+        name = value.removeprefix("volume:")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]+", name):
+            raise ValueError(f"'{name}' is not a valid Docker volume name")
+        return Source("volume", name)
+    if not os.path.isabs(value):
+        raise ValueError(f"'{value}' must be 'volume:NAME' or an absolute host path")
+    return Source("path", os.path.normpath(value))
+
+
+def _parse_prefix(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    prefix = value.strip("/")
+    if not prefix or any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ValueError(f"'{value}' is not a usable S3 prefix (like 'postgres')")
+    return prefix
+
+
+def _read_s3(t: _Table) -> S3Config:
+    creds = t.take("credentials_file", str, "")
+    if creds and not os.path.isabs(creds):
+        raise t.error("credentials_file", f"'{creds}' must be an absolute path")
+    s3 = S3Config(
+        bucket=t.take("bucket", str),
+        region=t.take("region", str, "us-east-1"),
+        endpoint_url=t.take("endpoint_url", str, "").rstrip("/"),
+        credentials_file=Path(creds) if creds else None,
+        profile=t.take("profile", str, "default"),
+    )
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", s3.bucket):
+        raise t.error("bucket", f"'{s3.bucket}' is not a valid S3 bucket name")
+    if s3.endpoint_url and not re.match(r"^https?://", s3.endpoint_url):
+        raise t.error("endpoint_url", f"'{s3.endpoint_url}' must start with http:// or https://")
+    t.done()
+    return s3
+
+
+def _read_rclone(t: _Table) -> RcloneConfig:
+    rc = RcloneConfig(
+        image=t.take("image", str, DEFAULT_RCLONE_IMAGE),
+        network_mode=t.take("network_mode", str, "bridge"),
+    )
+    t.done()
+    return rc
+
+
+def _read_job(t: _Table, name: str) -> JobConfig:
+    if not _JOB_NAME.match(name):
+        raise ConfigError(f"{t.path}: [jobs.{name}]: job names use a-z, 0-9, '-' and '_'")
+    job = JobConfig(
+        name=name,
+        schedule=t.take_parsed("schedule", _parse_schedule),
+        source=t.take_parsed("source", _parse_source),
+        prefix=t.take_parsed("prefix", _parse_prefix),
+        timeout_s=t.take_parsed("timeout", parse_duration, 3600.0),
+        catch_up=t.take("catch_up", bool, True),
+    )
+    t.done()
+    return job
+
+
+def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
+    # A sync mirrors its whole prefix, so nested prefixes would delete each other's objects.
+    items = sorted(jobs.values(), key=lambda j: j.prefix)
+    for a, b in zip(items, items[1:], strict=False):
+        if b.prefix == a.prefix or b.prefix.startswith(a.prefix + "/"):
+            raise ConfigError(
+                f"{path}: jobs.{a.name}.prefix '{a.prefix}' and jobs.{b.name}.prefix "
+                f"'{b.prefix}' overlap; a sync would delete the other job's objects"
+            )
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    root = _Table(path, "", data)
+    timezone = root.take_parsed("timezone", _parse_timezone, "UTC")
+    state_dir = root.take("state_dir", str, "/var/lib/ardua-backup")
+    if not os.path.isabs(state_dir):
+        raise root.error("state_dir", f"'{state_dir}' must be an absolute path")
+    s3 = _read_s3(root.table("s3"))
+    rclone = _read_rclone(root.table("rclone", required=False))
+    jobs_table = root.table("jobs")
+    jobs = {name: _read_job(jobs_table.table(name), name) for name in list(jobs_table.data)}
+    if not jobs:
+        raise ConfigError(f"{path}: [jobs] defines no job")
+    _check_prefixes(path, jobs)
+    root.done()
+    return Config(path, timezone, Path(state_dir), s3, rclone, jobs)
+
+
+def resolve_path(cli_path: str | None) -> Path:
+    """--config beats $ARDUA_BACKUP_CONFIG beats the default path."""
+    return Path(cli_path or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (set --config or ${ENV_VAR})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse(text, path)
