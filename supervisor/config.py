@@ -6,6 +6,7 @@ never silently fall back to a default.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tomllib
@@ -250,7 +251,7 @@ def _read_job(t: _Table, name: str) -> JobConfig:
 def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
     # A sync mirrors its whole prefix, so nested prefixes would delete each other's objects.
     items = sorted(jobs.values(), key=lambda j: j.prefix)
-    for a, b in zip(items, items[1:], strict=False):
+    for a, b in itertools.pairwise(items):
         if b.prefix == a.prefix or b.prefix.startswith(a.prefix + "/"):
             raise ConfigError(
                 f"{path}: jobs.{a.name}.prefix '{a.prefix}' and jobs.{b.name}.prefix "

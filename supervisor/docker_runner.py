@@ -1,0 +1,168 @@
+"""One-shot containers through the Docker SDK: start, bound, read, always remove."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import Mount
+
+from supervisor.config import Source
+
+LABEL_JOB = "ardua-backup.job"
+LABEL_RUN = "ardua-backup.run-id"
+LABEL_STEP = "ardua-backup.step"
+KILLED_BY_TIMEOUT = 137
+
+
+class DockerError(Exception):
+    """A Docker problem, phrased as one line that says what to fix."""
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_s: float
+
+
+def connect() -> docker.DockerClient:
+    """Client from the environment (DOCKER_HOST or the default socket), checked with a ping."""
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except DockerException as exc:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise DockerError(f"Docker engine at {host} is not reachable: {_reason(exc)}") from None
+    return client
+
+
+def ping(client: docker.DockerClient) -> None:
+    try:
+        client.ping()
+    except (DockerException, requests.RequestException) as exc:
+        raise DockerError(f"Docker engine is not reachable: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    """Uses the local image; pulls it once when missing. Never builds or substitutes one."""
+    try:
+        client.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except DockerException as exc:
+        raise DockerError(
+            f"image '{image}' is not on this host and pulling it failed ({_reason(exc)}); "
+            f"fix rclone.image or `docker pull {image}`"
+        ) from None
+
+
+def source_mount(client: docker.DockerClient, source: Source, target: str) -> Mount:
+    """A read-only mount of the source. Refuses what Docker would silently create empty:
+    a missing bind path becomes an empty directory and a missing volume an empty volume,
+    and syncing either would delete the whole mirror."""
+    if source.kind == "volume":
+        try:
+            client.volumes.get(source.location)
+        except NotFound:
+            raise DockerError(
+                f"Docker volume '{source.location}' does not exist; check the job's source"
+            ) from None
+        return Mount(target, source.location, type="volume", read_only=True)
+    if not os.path.isdir(source.location):
+        raise DockerError(f"source directory {source.location} does not exist on this host")
+    return Mount(target, source.location, type="bind", read_only=True)
+
+
+def file_mount(path: str, target: str) -> Mount:
+    return Mount(target, path, type="bind", read_only=True)
+
+
+def run_oneshot(
+    client: docker.DockerClient,
+    *,
+    image: str,
+    command: Sequence[str],
+    mounts: Sequence[Mount],
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+    network_mode: str,
+    timeout_s: float,
+    cap_add: Sequence[str] = (),
+) -> ContainerRun:
+    """Runs a container to completion, killing it at timeout_s. The container is removed
+    whatever happens (error, timeout, KeyboardInterrupt); logs are read before removal
+    because auto_remove would make them unreadable."""
+    started = time.monotonic()
+    container = client.containers.create(
+        image,
+        command=list(command),
+        mounts=list(mounts),
+        environment=dict(env),
+        labels=dict(labels),
+        network_mode=network_mode,
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        cap_drop=["ALL"],
+        cap_add=list(cap_add) or None,
+        security_opt=["no-new-privileges"],
+        detach=True,
+    )
+    try:
+        container.start()
+        timed_out = False
+        try:
+            status = container.wait(timeout=timeout_s)
+            exit_code = int(status.get("StatusCode", -1))
+        except requests.exceptions.ConnectionError:
+            # The SDK reports a wait timeout as a ConnectionError (ReadTimeout).
+            timed_out = True
+            _kill(container)
+            exit_code = int(container.wait(timeout=30).get("StatusCode", KILLED_BY_TIMEOUT))
+        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        return ContainerRun(exit_code, stdout, stderr, timed_out, time.monotonic() - started)
+    finally:
+        _remove(container)
+
+
+def _kill(container: Container) -> None:
+    try:
+        container.kill()
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: it exited on its own in the meantime
+            raise
+
+
+def _remove(container: Container) -> None:
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
+
+
+def job_containers(client: docker.DockerClient, job: str) -> list[Container]:
+    """Running containers of a job, also those a killed predecessor left behind."""
+    return client.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+
+
+def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
+    containers = job_containers(client, job)
+    for container in containers:
+        container.stop(timeout=int(timeout_s))
+    return len(containers)

@@ -1,0 +1,159 @@
+"""One upload run, start to finish: preflight -> list source -> sync -> judge -> sentinel.
+
+run_job never raises for a failed run: it returns a RunReport that says why, so the CLI and the
+daemon treat every outcome the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import docker
+from docker.errors import DockerException
+from loguru import logger
+from requests import RequestException
+
+from supervisor import docker_runner, rclone, s3
+from supervisor.config import Config, JobConfig
+from supervisor.docker_runner import DockerError
+from supervisor.report import FAILED, REFUSED, SUCCESS, RunReport, judge_sync, now_utc
+
+# Read-only container, but it must read every file whatever its owner and mode.
+_READ_ANY_FILE = ["DAC_READ_SEARCH"]
+LIST_TIMEOUT_S = 300.0
+
+
+def new_run_id() -> str:
+    return f"{now_utc():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+class Refused(Exception):
+    """A safety guard said no. Nothing was launched that could change S3."""
+
+
+@dataclass
+class _Run:
+    """What the steps of one run share: config, job, the open Docker client."""
+
+    config: Config
+    job: JobConfig
+    run_id: str
+    client: docker.DockerClient
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {docker_runner.LABEL_JOB: self.job.name, docker_runner.LABEL_RUN: self.run_id}
+
+    def container(self, step: str, command: list[str], timeout_s: float):
+        s3cfg = self.config.s3
+        mounts = [docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT)]
+        if s3cfg.credentials_file:
+            mounts.append(
+                docker_runner.file_mount(str(s3cfg.credentials_file), rclone.CREDENTIALS_MOUNT)
+            )
+        return docker_runner.run_oneshot(
+            self.client,
+            image=self.config.rclone.image,
+            command=command,
+            mounts=mounts,
+            env=rclone.environment(s3cfg),
+            labels={**self.labels, docker_runner.LABEL_STEP: step},
+            network_mode=self.config.rclone.network_mode,
+            timeout_s=timeout_s,
+            cap_add=_READ_ANY_FILE,
+        )
+
+
+def _list_source(run: _Run) -> list[rclone.ListedFile]:
+    result = run.container("list", rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
+    log = rclone.parse_log(result.stderr)
+    if result.exit_code != 0 or log.error_count:
+        raise DockerError(
+            f"listing source {run.job.source} failed (exit {result.exit_code}): "
+            f"{log.last_error or 'no error text'}"
+        )
+    try:
+        return rclone.parse_listing(result.stdout)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DockerError(
+            f"listing source {run.job.source} gave unreadable output: {exc}"
+        ) from None
+
+
+def _refuse_empty(run: _Run) -> None:
+    mirror = s3.list_objects(run.config.s3, run.job.prefix)
+    held = sum(1 for rel in mirror if rel not in rclone.MARKER_NAMES)
+    raise Refused(
+        f"source {run.job.source} has no files to upload; a sync would delete all {held} "
+        f"object(s) under s3://{run.config.s3.bucket}/{run.job.prefix}/. Nothing was changed. "
+        f"If it really should be empty, run again with --allow-empty"
+    )
+
+
+def run_job(
+    config: Config,
+    job_name: str,
+    *,
+    client: docker.DockerClient | None = None,
+    allow_empty: bool = False,
+    run_id: str | None = None,
+) -> RunReport:
+    job = config.job(job_name)
+    run_id = run_id or new_run_id()
+    log = logger.bind(job=job.name, run_id=run_id)
+    started = now_utc()
+    destination = f"s3://{config.s3.bucket}/{job.prefix}/"
+    log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
+    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
+
+    def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
+        finished = now_utc()
+        report = RunReport(
+            result=result, exit_code=exit_code, finished_at=finished,
+            duration_s=(finished - started).total_seconds(), **base, **extra,  # type: ignore[arg-type]
+        )
+        level = "INFO" if report.ok else "ERROR"
+        text = report.message or "sentinel written"
+        log.bind(**report.fields()).log(level, f"{job.name}: run {run_id} {result}: {text}")
+        return report
+
+    try:
+        s3.preflight(config.s3)
+        run = _Run(config, job, run_id, client or docker_runner.connect())
+        docker_runner.ensure_image(run.client, config.rclone.image)
+        listed = _list_source(run)
+        base["source_files"] = len(listed)
+        if not listed and not allow_empty:
+            _refuse_empty(run)
+        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
+        result = run.container("sync", rclone.sync_command(config.s3.bucket, job.prefix,
+                                                           job.timeout_s), job.timeout_s)
+    except Refused as exc:
+        return finish(REFUSED, message=str(exc))
+    except (DockerError, s3.S3Error) as exc:
+        return finish(FAILED, message=str(exc))
+    except (DockerException, RequestException) as exc:
+        return finish(FAILED, message=f"Docker API error: {exc}")
+
+    summary = rclone.parse_log(result.stderr)
+    for line in summary.error_lines:
+        log.warning(f"{job.name}: rclone: {line}")
+    stats = summary.stats or {}
+    counts = {
+        "files": int(stats.get("transfers", 0)),
+        "bytes": int(stats.get("bytes", 0)),
+        "deletes": int(stats.get("deletes", 0)),
+        "errors": max(int(stats.get("errors", 0)), summary.error_count),
+        "skipped_symlinks": summary.skipped_symlinks,
+        "last_error": summary.last_error,
+    }
+    verdict = judge_sync(result.exit_code, result.timed_out, summary)
+    if not verdict.ok:
+        return finish(FAILED, result.exit_code, message=verdict.reason, **counts)
+    try:
+        body = s3.write_sentinel(config.s3, job.prefix, now_utc())
+    except s3.S3Error as exc:
+        return finish(FAILED, result.exit_code, message=str(exc), **counts)
+    return finish(SUCCESS, result.exit_code, sentinel_written=True,
+                  message=f"sentinel {body.strip()}", **counts)

@@ -1,0 +1,144 @@
+"""rclone command lines and the reading of rclone's JSON log. Pure: no I/O here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from supervisor.config import S3Config
+
+SOURCE_MOUNT = "/source"
+CREDENTIALS_MOUNT = "/run/secrets/aws-credentials"
+# Markers ardua-backup writes itself under a prefix. Excluded from every sync: rclone never deletes
+# excluded destination files (without --delete-excluded), and a sync would otherwise remove them.
+MARKER_NAMES = (".last_success", ".last_restore_drill")
+SYMLINK_NOTICE = "Can't follow symlink"
+ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
+MAX_KEPT_ERRORS = 20
+
+# Bounded so a dead endpoint fails in seconds, not hours (rclone's defaults retry for hours).
+_BOUNDS = [
+    "--retries", "2",
+    "--low-level-retries", "3",
+    "--contimeout", "5s",
+    "--timeout", "60s",
+]
+_LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
+
+
+def remote(bucket: str, prefix: str) -> str:
+    # Trailing slash: without it rclone reports any HEAD failure as "is a file not a directory".
+    return f":s3:{bucket}/{prefix}/"
+
+
+def environment(s3: S3Config) -> dict[str, str]:
+    """Backend settings as environment: none of these are secrets (the secret stays in the file)."""
+    env = {
+        "RCLONE_S3_PROVIDER": s3.provider,
+        "RCLONE_S3_ENV_AUTH": "true",
+        "RCLONE_S3_REGION": s3.region,
+        # The preflight already proved the bucket exists; never let rclone create one.
+        "RCLONE_S3_NO_CHECK_BUCKET": "true",
+        "HOME": "/tmp",
+    }
+    if s3.endpoint_url:
+        env["RCLONE_S3_ENDPOINT"] = s3.endpoint_url
+    if s3.credentials_file:
+        env["AWS_SHARED_CREDENTIALS_FILE"] = CREDENTIALS_MOUNT
+        env["AWS_PROFILE"] = s3.profile
+    return env
+
+
+def max_duration_s(timeout_s: float) -> int:
+    """rclone stops starting transfers at 90 % of the job timeout, so it can exit cleanly (10)
+    before the container is killed at the timeout itself."""
+    return max(1, int(timeout_s * 0.9))
+
+
+def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
+    excludes = [arg for name in MARKER_NAMES for arg in ("--exclude", f"/{name}")]
+    return [
+        "sync", f"{SOURCE_MOUNT}/", remote(bucket, prefix),
+        # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
+        "--checksum", "--fast-list",
+        *excludes,
+        *_BOUNDS,
+        "--max-duration", f"{max_duration_s(timeout_s)}s",
+        *_LOGGING,
+    ]  # fmt: skip
+
+
+def list_command() -> list[str]:
+    """Lists the source exactly as rclone will see it (symlinks skipped)."""
+    return ["lsjson", "--recursive", "--files-only", f"{SOURCE_MOUNT}/", *_LOGGING]
+
+
+@dataclass
+class LogSummary:
+    """What one rclone run said on stderr."""
+
+    stats: dict | None = None
+    error_lines: list[str] = field(default_factory=list)
+    error_count: int = 0
+    skipped_symlinks: int = 0
+    notices: int = 0
+
+    @property
+    def last_error(self) -> str:
+        if self.stats and self.stats.get("lastError"):
+            return str(self.stats["lastError"])
+        return self.error_lines[-1] if self.error_lines else ""
+
+
+def parse_log(stderr: str) -> LogSummary:
+    """Reads rclone's --use-json-log output. A line that is not JSON (a Go panic, a shell error
+    from the image) counts as an error: nothing unexpected may pass as success."""
+    summary = LogSummary()
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict):
+            _add_error(summary, line)
+            continue
+        level = str(entry.get("level", "")).lower()
+        msg = str(entry.get("msg", "")).strip()
+        if isinstance(entry.get("stats"), dict):
+            summary.stats = entry["stats"]
+        elif level in ERROR_LEVELS:
+            obj = entry.get("object")
+            _add_error(summary, f"{obj}: {msg}" if obj else msg)
+        elif SYMLINK_NOTICE in msg:
+            summary.skipped_symlinks += 1
+        elif level == "notice":
+            summary.notices += 1
+    return summary
+
+
+def _add_error(summary: LogSummary, text: str) -> None:
+    summary.error_count += 1
+    if len(summary.error_lines) < MAX_KEPT_ERRORS:
+        summary.error_lines.append(text)
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    path: str
+    size: int
+    mod_time: str
+
+
+def parse_listing(stdout: str) -> list[ListedFile]:
+    """Parses `rclone lsjson` output; raises ValueError when it is not a JSON list of files."""
+    entries = json.loads(stdout or "null")
+    if not isinstance(entries, list):
+        raise ValueError("rclone lsjson did not print a JSON list")
+    return [
+        ListedFile(str(e["Path"]), int(e["Size"]), str(e.get("ModTime", "")))
+        for e in entries
+        if not e.get("IsDir")
+    ]

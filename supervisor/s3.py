@@ -1,0 +1,159 @@
+"""boto3 access: the fast-failing preflight, the sentinel, listings."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+
+from supervisor.config import S3Config
+
+SENTINEL_NAME = ".last_success"
+SENTINEL_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# One attempt, two seconds: a dead endpoint is reported in well under a second.
+_FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
+# botocore's own bounded retry (standard mode) for the calls that matter.
+_NORMAL = BotoConfig(connect_timeout=5, read_timeout=30, retries={"mode": "standard",
+                                                                   "max_attempts": 3})
+
+
+class S3Error(Exception):
+    """An S3 problem, phrased as one line that says what to fix."""
+
+
+def check_credentials_file(s3: S3Config) -> None:
+    path = s3.credentials_file
+    if path is None:
+        return
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise S3Error(f"s3.credentials_file {path} does not exist") from None
+    except OSError as exc:
+        raise S3Error(f"s3.credentials_file {path} cannot be read: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise S3Error(
+            f"s3.credentials_file {path} is readable by other users "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+    if not os.access(path, os.R_OK):
+        raise S3Error(f"s3.credentials_file {path} is not readable by this user")
+
+
+def client(s3: S3Config, fast: bool = False) -> Any:
+    """An S3 client reading the configured credentials file (or the default chain: IAM role)."""
+    core = botocore.session.Session()
+    if s3.credentials_file:
+        core.set_config_variable("credentials_file", str(s3.credentials_file))
+        core.set_config_variable("profile", s3.profile)
+    try:
+        session = boto3.Session(botocore_session=core)
+        return session.client(
+            "s3",
+            region_name=s3.region,
+            endpoint_url=s3.endpoint_url or None,
+            config=_FAST if fast else _NORMAL,
+        )
+    except ProfileNotFound:
+        raise S3Error(
+            f"profile '{s3.profile}' is not in s3.credentials_file {s3.credentials_file}"
+        ) from None
+
+
+def describe(exc: Exception, s3: S3Config) -> str:
+    """One line naming the cause of a failed S3 call."""
+    where = s3.endpoint_url or f"AWS ({s3.region})"
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        return f"S3 endpoint {where} is unreachable; check s3.endpoint_url and the network"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found: set s3.credentials_file or give the host an IAM role"
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("404", "NoSuchBucket"):
+            return f"S3 bucket '{s3.bucket}' does not exist at {where}; check s3.bucket"
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return (
+                f"S3 at {where} refused the credentials for bucket '{s3.bucket}' ({code}); "
+                f"check s3.credentials_file / s3.profile"
+            )
+        return f"S3 at {where} answered {code or http} for bucket '{s3.bucket}'"
+    return f"S3 at {where} failed: {exc}"
+
+
+def preflight(s3: S3Config) -> None:
+    """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket."""
+    check_credentials_file(s3)
+    try:
+        client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(describe(exc, s3)) from None
+
+
+def sentinel_key(prefix: str) -> str:
+    return f"{prefix}/{SENTINEL_NAME}"
+
+
+def format_sentinel(when: datetime) -> str:
+    return f"{when.astimezone(UTC).strftime(SENTINEL_FORMAT)} OK\n"
+
+
+def parse_sentinel(body: str) -> datetime:
+    """'2025-12-18T01:15:04Z OK' -> aware UTC datetime; ValueError for anything else."""
+    parts = body.strip().split(" ")
+    if len(parts) != 2 or parts[1] != "OK":
+        raise ValueError(f"not a sentinel body: {body[:60]!r}")
+    return datetime.strptime(parts[0], SENTINEL_FORMAT).replace(tzinfo=UTC)
+
+
+def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
+    body = format_sentinel(when)
+    try:
+        client(s3).put_object(
+            Bucket=s3.bucket, Key=sentinel_key(prefix), Body=body.encode(),
+            ContentType="text/plain",
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(f"writing the sentinel failed: {describe(exc, s3)}") from None
+    return body
+
+
+@dataclass(frozen=True)
+class S3Object:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
+    """Every object under prefix/, keyed by the path relative to the prefix."""
+    paginator = client(s3).get_paginator("list_objects_v2")
+    found: dict[str, S3Object] = {}
+    try:
+        for page in paginator.paginate(Bucket=s3.bucket, Prefix=f"{prefix}/"):
+            for item in page.get("Contents", []):
+                rel = item["Key"][len(prefix) + 1 :]
+                found[rel] = S3Object(
+                    item["Key"], int(item["Size"]), item["ETag"].strip('"'),
+                    item["LastModified"],
+                )
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(describe(exc, s3)) from None
+    return found
