@@ -13,16 +13,15 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import docker
 import pytest
-
-from supervisor import docker_runner
-from tests.cli_helpers import run_cli
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
+
+from supervisor import docker_runner
+from tests.cli_helpers import run_cli
 
 SENTINEL = "postgres/.last_success"
 SENTINEL_RE = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) OK\n")
