@@ -1,0 +1,101 @@
+"""Set up everything locally and run the main job once, on embedded defaults.
+
+A local S3-compatible server (SeaweedFS on 127.0.0.1), a throwaway PostgreSQL whose real
+`pg_dump -Fc` dumps are laid out exactly like postgres-backup-local's /backups in a Docker named
+volume, the locally built rclone image, a config file pointing at all of it - then
+`ardua-backup run-once db-upload` and `receipts-upload`, and what landed in S3. No cloud account.
+Everything is torn down at the end unless --keep is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import subprocess
+import sys
+import tempfile
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import docker
+
+from tests.conftest import deep_merge, write_credentials
+from tests.harness import dockerd
+from tests.harness.images import ensure_rclone_image
+from tests.harness.pgtree import fill_volume, make_backups_tree
+from tests.harness.postgres import PgServer
+from tests.harness.s3server import S3Server
+from tests.harness.tomlw import dumps as toml_dumps
+
+BUCKET = "ardua-backups"
+
+
+def _dumps(pg: PgServer, work: Path) -> list[tuple[datetime, bytes]]:
+    pg.createdb("ardua")
+    pg.psql("CREATE TABLE orders (id serial PRIMARY KEY, customer text, total numeric, "
+            "created_at timestamptz DEFAULT now())", db="ardua")
+    now = datetime.now(UTC).replace(microsecond=0)
+    out = []
+    for days_ago in (2, 1, 0):
+        pg.psql("INSERT INTO orders (customer, total) SELECT 'customer ' || g, g * 1.5 "
+                "FROM generate_series(1, 500) g", db="ardua")
+        dump = pg.pg_dump("ardua", work / f"{days_ago}.dump")
+        out.append((now - timedelta(days=days_ago), dump.read_bytes()))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="leave S3, PostgreSQL and the volume")
+    args = parser.parse_args()
+    client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
+    image = ensure_rclone_image(client)
+    work = Path(tempfile.mkdtemp(prefix="ardua-demo-"))
+    volume = f"ardua-demo-pg_backups-{secrets.token_hex(3)}"
+    s3server, pg = S3Server().start(), PgServer().start()
+    try:
+        s3server.create_bucket(BUCKET)
+        fill_volume(client, volume, lambda root: make_backups_tree(root, _dumps(pg, work)))
+        receipts = work / "receipts"
+        for name in ("2025/12/Invoice 0001.pdf", "2025/12/reçu café.jpg"):
+            (receipts / name).parent.mkdir(parents=True, exist_ok=True)
+            (receipts / name).write_bytes(secrets.token_bytes(4096))
+        creds = write_credentials(work / "aws-credentials", s3server.access_key,
+                                  s3server.secret_key)
+        example = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
+        data = deep_merge(tomllib.loads(example), {
+            "state_dir": str(work / "state"),
+            "s3": {"bucket": BUCKET, "region": s3server.region,
+                   "endpoint_url": s3server.endpoint_url, "credentials_file": str(creds)},
+            "rclone": {"image": image, "network_mode": "host"},
+            "jobs": {"db-upload": {"source": f"volume:{volume}"},
+                     "receipts-upload": {"source": str(receipts)}},
+        })
+        config = work / "config.toml"
+        config.write_text(toml_dumps(data))
+        print(f"config: {config}\n", flush=True)
+        codes = [
+            subprocess.call([sys.executable, "-m", "supervisor", "--config", str(config),
+                             "run-once", job], env={"DOCKER_HOST": dockerd.DOCKER_HOST,
+                                                    "PATH": "/usr/bin:/bin"})
+            for job in ("db-upload", "receipts-upload")
+        ]
+        print(f"\ns3://{BUCKET}/ now holds:")
+        for key, size in sorted(s3server.list_sizes(BUCKET).items()):
+            print(f"  {size:>9}  {key}")
+        print(f"\nsentinel: {s3server.get(BUCKET, 'postgres/.last_success').decode().strip()}")
+        if args.keep:
+            print(f"\nkept: S3 {s3server.endpoint_url} (keys in {creds}), PostgreSQL port "
+                  f"{pg.port}, volume {volume}, files in {work}")
+        return max(codes)
+    finally:
+        if not args.keep:
+            s3server.close()
+            pg.close()
+            client.volumes.get(volume).remove(force=True)
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
