@@ -151,16 +151,23 @@ class Ledger:
                 values,
             )
 
+    def close(self, run_id: str, result: str, message: str, finished_at: datetime) -> None:
+        """End a started run without a report (crash of the run or of the process)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET result = ?, message = ?, finished_at = ?, pid = NULL "
+                "WHERE run_id = ?",
+                (result, message, _ts(finished_at), run_id),
+            )
+
     def mark_interrupted(self) -> list[Run]:
         """Close "running" rows whose process is gone (crash, SIGKILL, reboot)."""
         with self._connect() as db:
             rows = db.execute("SELECT run_id, pid FROM runs WHERE result = 'running'").fetchall()
-            dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
-            db.executemany(
-                "UPDATE runs SET result = 'interrupted', pid = NULL, "
-                "message = 'process ended before the run finished' WHERE run_id = ?",
-                [(run_id,) for run_id in dead],
-            )
+        now = datetime.now(UTC)
+        dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+        for run_id in dead:
+            self.close(run_id, "interrupted", "process ended before the run finished", now)
         return [run for run_id in dead if (run := self.get(run_id))]
 
     def get(self, run_id: str) -> Run | None:
