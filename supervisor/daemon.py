@@ -10,7 +10,7 @@ the clock injectable, lets signals wake the wait at once, and caps every wait at
 interval so WATCHDOG=1 keeps flowing.
 
 Each job has a cursor: the instant up to which its fires were handled. At start-up it is the start
-of the job's last recorded run (catch-up, see supervisor.schedule); afterwards it is the time of the
+of the job's last completed run (catch-up, see supervisor.schedule); afterwards the time of the
 previous pass. A job is never started while its previous run is alive here, nor while a container
 labelled with its name is running (the pipeline's label ardua-backup.job=<job>).
 """
@@ -155,7 +155,8 @@ class Daemon:
                 run.started_at.isoformat(),
             )
         for name in self.config.jobs:
-            last = self.ledger.last_run(name)
+            # An interrupted run did not finish its sync: count from the run before it.
+            last = self.ledger.last_completed(name)
             self._jobs[name] = _JobState(cursor=last.started_at if last else None)
         try:
             self.preflight(self.config)

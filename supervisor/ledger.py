@@ -180,12 +180,18 @@ class Ledger:
         return self._select(f"{where} ORDER BY started_at DESC LIMIT ?", (*args, n))
 
     def last_run(self, job: str) -> Run | None:
-        runs = self.history(job, 1)
-        return runs[0] if runs else None
+        return self._last(job, "TRUE")
+
+    def last_completed(self, job: str) -> Run | None:
+        """Latest run that came to an end by itself: what catch-up counts from."""
+        return self._last(job, "result NOT IN ('running', 'interrupted')")
 
     def last_success(self, job: str) -> Run | None:
+        return self._last(job, "result = 'success'")
+
+    def _last(self, job: str, condition: str) -> Run | None:
         runs = self._select(
-            "WHERE job = ? AND result = 'success' ORDER BY started_at DESC LIMIT 1", (job,)
+            f"WHERE job = ? AND {condition} ORDER BY started_at DESC LIMIT 1", (job,)
         )
         return runs[0] if runs else None
 

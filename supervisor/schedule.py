@@ -11,7 +11,7 @@ fires once, hourly and finer jobs fire in both repeated hours). Two things are l
   here go through UTC.
 
 Catch-up (anacron-like): a job's cursor is the instant up to which its fires were handled (at
-start-up: the start of its last recorded run). If any fire lies in (cursor, now], the job runs once
+start-up: the start of its last completed run). If any fire lies in (cursor, now], the job runs once
 now, however many fires were missed: a mirror sync only needs the latest state, so a burst of missed
 fires coalesces into one run. With ``catch_up = false`` only fires within ``GRACE`` of now count, so
 a daemon restart or a late wake-up does not lose the run that was just due, but a long outage is not

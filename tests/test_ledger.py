@@ -82,6 +82,8 @@ def test_running_row_of_dead_process_becomes_interrupted(tmp_path: Path) -> None
     assert [r.run_id for r in ledger.mark_interrupted()] == ["dead"]
     assert ledger.get("dead").result == "interrupted"  # type: ignore[union-attr]
     assert ledger.get("alive").result == "running"  # type: ignore[union-attr]
+    assert ledger.last_run("db-upload").run_id == "dead"  # type: ignore[union-attr]
+    assert ledger.last_completed("db-upload") is None  # catch-up counts from before it
 
 
 def test_concurrent_writers(tmp_path: Path) -> None:
