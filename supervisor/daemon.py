@@ -1,0 +1,368 @@
+"""`ardua-backup run`: the long-running scheduler that replaces the backup lines of the crontab.
+
+Why a small loop of our own rather than APScheduler 3: the parts a scheduler library would give us
+are the ones we must replace anyway. Its CronTrigger is wrong across DST (so we would write a
+cronsim-backed trigger), its misfire/coalesce bookkeeping lives in memory or a job store of its own
+while catch-up must come from our run ledger, and its max_instances only sees runs of this process,
+not a container left running by a predecessor killed with SIGKILL. What remains is one loop: wait
+for the earliest next fire (cronsim), start due jobs on worker threads, repeat. Owning it also makes
+the clock injectable, lets signals wake the wait at once, and caps every wait at the watchdog
+interval so WATCHDOG=1 keeps flowing.
+
+Each job has a cursor: the instant up to which its fires were handled. At start-up it is the start
+of the job's last completed run (catch-up, see supervisor.schedule); afterwards the time of the
+previous pass. A job is never started while its previous run is alive here, nor while a container
+labelled with its name is running (the pipeline's label ardua-backup.job=<job>).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import requests
+import tenacity
+from docker.errors import APIError, DockerException
+from loguru import logger
+
+from supervisor import config as config_module
+from supervisor.config import Config, ConfigError
+from supervisor.ledger import Ledger, Report
+from supervisor.notify import Notifier
+from supervisor.schedule import missed_fire, next_fire
+
+EXIT_CONFIG = 78  # EX_CONFIG; the unit has RestartPreventExitStatus=78: restarting cannot help
+MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
+STOP_GRACE_S = 60.0
+CONTAINER_STOP_S = 10.0
+
+T = TypeVar("T")
+RunJob = Callable[..., Report]  # run_job(config, job_name, *, run_id=...) -> RunReport
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def wait(self, wake: threading.Event, until: datetime, max_s: float) -> None:
+        """Block until ``until``, at most ``max_s`` seconds, or until ``wake`` is set."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait(self, wake: threading.Event, until: datetime, max_s: float) -> None:
+        wake.wait(max(0.0, min((until - self.now()).total_seconds(), max_s)))
+
+
+class Containers(Protocol):
+    """The daemon's own container calls (the pipeline makes the rest)."""
+
+    def running(self, job: str) -> bool: ...
+
+    def stop(self, job: str, timeout_s: float) -> None: ...
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: connection trouble and server-side errors, not auth or missing things."""
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, APIError):
+        return exc.is_server_error()
+    if isinstance(exc, DockerException):
+        # docker.from_env() wraps "cannot connect" in a bare DockerException.
+        return isinstance(exc.__context__, requests.exceptions.ConnectionError)
+    # supervisor.s3.S3Error says itself whether it is worth retrying.
+    return bool(getattr(exc, "transient", False))
+
+
+def retrying(call: Callable[[], T], what: str) -> T:
+    """Bounded retry (about 15 s at most) of the daemon's own Docker and S3 calls."""
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        stop=tenacity.stop_after_attempt(5) | tenacity.stop_after_delay(15),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=8),
+        before_sleep=lambda state: logger.warning(
+            "{} failed ({}), retrying", what, state.outcome.exception() if state.outcome else "?"
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            return call()
+    raise AssertionError("unreachable: tenacity reraises")
+
+
+@dataclass
+class _JobState:
+    cursor: datetime | None
+    worker: threading.Thread | None = None
+    started_at: datetime | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_alive()
+
+
+@dataclass
+class Daemon:
+    config_path: Path
+    run_job: RunJob
+    containers: Containers
+    preflight: Callable[[Config], None]
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier = field(default_factory=Notifier)
+    load: Callable[[Path], Config] = config_module.load
+    stop_grace_s: float = STOP_GRACE_S
+    container_stop_s: float = CONTAINER_STOP_S
+
+    def __post_init__(self) -> None:
+        self.wake = threading.Event()
+        self._reload = threading.Event()
+        self._stop = threading.Event()
+        self._jobs: dict[str, _JobState] = {}
+        self._problem = ""  # shown first in STATUS until resolved (failed reload, preflight)
+        self.config: Config
+        self.ledger: Ledger
+
+    # -- signals (handlers only set flags: everything else happens on the loop thread)
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self.wake.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+
+    # -- life cycle
+
+    def start(self) -> None:
+        """Load the config (ConfigError propagates), check Docker and S3, then READY=1."""
+        self.config = self.load(self.config_path)
+        self.ledger = Ledger(self.config.state_dir)
+        for run in self.ledger.mark_interrupted():
+            logger.bind(job=run.job, run_id=run.run_id).warning(
+                "run {} of {} started {} never finished (daemon killed?)",
+                run.run_id,
+                run.job,
+                run.started_at.isoformat(),
+            )
+        for name in self.config.jobs:
+            # An interrupted run did not finish its sync: count from the run before it.
+            last = self.ledger.last_completed(name)
+            self._jobs[name] = _JobState(cursor=last.started_at if last else None)
+        try:
+            self.preflight(self.config)
+            self._problem = ""
+        except Exception as exc:
+            # Runs will fail with their own clear errors; staying up lets them recover.
+            self._problem = f"preflight failed: {exc}"
+            logger.error("{}; starting anyway, runs will fail until this is fixed", self._problem)
+        logger.info("loaded {} with jobs {}", self.config.path, ", ".join(sorted(self.config.jobs)))
+        self.notifier.send(READY=1, STATUS=self.status())
+
+    def serve(self) -> int:
+        """The loop, until SIGTERM/SIGINT; then a graceful shutdown. Returns the exit code."""
+        while not self._stop.is_set():
+            self.tick()
+            self.wake.clear()
+            if self._stop.is_set() or self._reload.is_set():
+                continue
+            self.clock.wait(self.wake, self.next_wake(), self._max_wait())
+        return self.shutdown()
+
+    def _max_wait(self) -> float:
+        interval = self.notifier.watchdog_interval_s
+        return min(MAX_WAIT_S, interval) if interval else MAX_WAIT_S
+
+    def tick(self) -> None:
+        """One pass: apply a pending reload, start the jobs that are due, ping the watchdog."""
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        if self.notifier.watchdog_interval_s:
+            self.notifier.send(WATCHDOG=1)
+        if self._stop.is_set():
+            return
+        now = self.clock.now()
+        for name, job in self.config.jobs.items():
+            state = self._jobs.setdefault(name, _JobState(cursor=now))
+            fire = missed_fire(
+                job.schedule, self.config.tz, since=state.cursor, now=now, catch_up=job.catch_up
+            )
+            state.cursor = now
+            if fire is not None:
+                self._fire(name, fire, now)
+
+    def next_wake(self) -> datetime:
+        now = self.clock.now()
+        return min(next_fire(j.schedule, self.config.tz, now) for j in self.config.jobs.values())
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = self.load(self.config_path)
+        except ConfigError as exc:
+            self._problem = f"reload failed, previous schedule kept: {exc}"
+            logger.error("{}", self._problem)
+        else:
+            if new.state_dir != self.config.state_dir:
+                logger.warning("state_dir changes take effect at the next restart")
+            for name in self.config.jobs.keys() - new.jobs.keys():
+                # Its state stays: a run still going is waited for at shutdown.
+                logger.info("job {} removed from the schedule", name)
+            self.config = new
+            self._problem = ""
+            logger.info("reloaded {}: jobs {}", new.path, ", ".join(sorted(new.jobs)))
+        self.notifier.send(READY=1, STATUS=self.status())
+
+    def shutdown(self) -> int:
+        self.notifier.send(STOPPING=1, STATUS="stopping: " + self.status())
+        running = {name: s.worker for name, s in self._jobs.items() if s.worker and s.busy}
+        if running:
+            logger.info("stopping: waiting up to {}s for {}", self.stop_grace_s, ", ".join(running))
+        deadline = time.monotonic() + self.stop_grace_s
+        for name, worker in running.items():
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                logger.bind(job=name).warning("{} still running after the grace period: stop", name)
+                try:
+                    retrying(lambda n=name: self.containers.stop(n, self.container_stop_s), "stop")
+                except Exception as exc:
+                    logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
+                worker.join(self.container_stop_s + 5)
+        logger.info("stopped")
+        return 0
+
+    # -- runs
+
+    def _fire(self, name: str, fire: datetime, now: datetime) -> None:
+        log = logger.bind(job=name)
+        state = self._jobs[name]
+        when = fire.astimezone(self.config.tz).isoformat()
+        if state.busy:
+            log.warning("{} is still running: skipping its run due at {}", name, when)
+            return
+        try:
+            orphan = retrying(lambda: self.containers.running(name), "container check")
+        except Exception as exc:
+            # Docker is unreachable: the run will fail with its own clear error and be recorded.
+            log.warning("cannot check for running containers of {}: {}", name, exc)
+            orphan = False
+        if orphan:
+            log.warning(
+                "a container of {} is still running (left by an earlier process?): "
+                "not starting another, skipping its run due at {}",
+                name,
+                when,
+            )
+            return
+        if (now - fire).total_seconds() > MAX_WAIT_S:
+            log.info("catching up: {} missed its run due at {}", name, when)
+        run_id = uuid.uuid4().hex[:12]
+        state.started_at = now
+        self.ledger.start(name, run_id, now)
+        state.worker = threading.Thread(
+            target=self._run, args=(self.config, name, run_id), name=f"run-{name}", daemon=True
+        )
+        state.worker.start()
+        self.notifier.send(STATUS=self.status())
+
+    def _run(self, config: Config, name: str, run_id: str) -> None:
+        log = logger.bind(job=name, run_id=run_id)
+        log.info("starting {} (run {})", name, run_id)
+        try:
+            report = self.run_job(config, name, run_id=run_id)
+            self.ledger.finish(report)
+        except Exception as exc:
+            # run_job reports failures in its result; an exception here is a bug, not a failed run.
+            log.exception("run {} of {} crashed", run_id, name)
+            self.ledger.close(run_id, "failed", f"run crashed: {exc}", self.clock.now())
+        self.notifier.send(STATUS=self.status())
+
+    # -- STATUS
+
+    def status(self) -> str:
+        """One line for `systemctl status`: per job the last result and when, and the next run."""
+        tz = self.config.tz
+        now = self.clock.now()
+        parts = []
+        for name, job in sorted(self.config.jobs.items()):
+            state = self._jobs.get(name)
+            last = self.ledger.last_run(name)
+            if state and state.busy and state.started_at:
+                done = f"running since {_short(state.started_at, tz)}"
+            elif last:
+                done = f"{last.result} {_short(last.finished_at or last.started_at, tz)}"
+            else:
+                done = "never run"
+            parts.append(f"{name}: {done}, next {_short(next_fire(job.schedule, tz, now), tz)}")
+        line = "; ".join(parts)
+        return f"{self._problem} | {line}" if self._problem else line
+
+
+def _short(when: datetime, tz: Any) -> str:
+    return when.astimezone(tz).strftime("%m-%d %H:%M %Z")
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.request_stop())
+
+
+def run_service(daemon: Daemon) -> int:
+    """Start (exit 78 on an invalid config), then serve until SIGTERM/SIGINT (exit 0)."""
+    install_signal_handlers(daemon)
+    try:
+        daemon.start()
+    except ConfigError as exc:
+        logger.error("{}", exc)
+        return EXIT_CONFIG
+    return daemon.serve()
+
+
+class DockerContainers:
+    """Containers via the Docker socket; the client is created on first use and kept."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+
+            self._client = retrying(docker.from_env, "connect to Docker")
+        return self._client
+
+    def running(self, job: str) -> bool:
+        from supervisor import docker_runner
+
+        return bool(docker_runner.job_containers(self.client(), job))
+
+    def stop(self, job: str, timeout_s: float) -> None:
+        from supervisor import docker_runner
+
+        docker_runner.stop_job_containers(self.client(), job, timeout_s)
+
+
+def main(config_path: Path) -> int:
+    """`ardua-backup run [--config PATH]` with the real pipeline, Docker and S3."""
+    from supervisor import docker_runner, logs, pipeline, s3
+
+    logs.setup()
+    containers = DockerContainers()
+
+    def preflight(config: Config) -> None:
+        retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
+        retrying(lambda: s3.preflight(config), "S3 preflight")
+
+    # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
+    return run_service(Daemon(config_path, pipeline.run_job, containers, preflight))

@@ -1,0 +1,64 @@
+"""sd_notify datagrams received on a socket the test owns."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor.notify import Notifier
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(2)
+        yield sock, path
+
+
+def test_sends_fields_utf8(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    Notifier({"NOTIFY_SOCKET": path}).send(READY=1, STATUS="db-upload: ok — Zürich\nnext 03:00")
+    assert sock.recv(4096).decode("utf-8") == "READY=1\nSTATUS=db-upload: ok — Zürich next 03:00"
+
+
+def test_abstract_namespace() -> None:
+    name = f"ardua-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(2)
+        Notifier({"NOTIFY_SOCKET": "@" + name}).send(WATCHDOG=1)
+        assert sock.recv(4096) == b"WATCHDOG=1"
+
+
+def test_reloading_carries_monotonic_usec(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    Notifier({"NOTIFY_SOCKET": path}).reloading()
+    reloading, monotonic = sock.recv(4096).decode().split("\n")
+    assert reloading == "RELOADING=1"
+    assert monotonic.startswith("MONOTONIC_USEC=") and int(monotonic.split("=")[1]) > 0
+
+
+def test_noop_without_socket() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    notifier.send(READY=1)  # must not raise
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({}, None),
+    ],
+)
+def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
+    assert Notifier(env).watchdog_interval_s == expected
