@@ -27,12 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import docker
 import requests
 import tenacity
 from docker.errors import APIError, DockerException
 from loguru import logger
 
 from supervisor import config as config_module
+from supervisor import docker_runner, logs, pipeline, s3
 from supervisor.config import Config, ConfigError
 from supervisor.ledger import Ledger, Report
 from supervisor.notify import Notifier
@@ -337,26 +339,18 @@ class DockerContainers:
 
     def client(self) -> Any:
         if self._client is None:
-            import docker
-
             self._client = retrying(docker.from_env, "connect to Docker")
         return self._client
 
     def running(self, job: str) -> bool:
-        from supervisor import docker_runner
-
         return bool(docker_runner.job_containers(self.client(), job))
 
     def stop(self, job: str, timeout_s: float) -> None:
-        from supervisor import docker_runner
-
         docker_runner.stop_job_containers(self.client(), job, timeout_s)
 
 
 def main(config_path: Path) -> int:
     """`ardua-backup run [--config PATH]` with the real pipeline, Docker and S3."""
-    from supervisor import docker_runner, logs, pipeline, s3
-
     logs.setup()
     containers = DockerContainers()
 

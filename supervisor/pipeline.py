@@ -122,6 +122,13 @@ def run_job(
         s3.preflight(config.s3)
         run = _Run(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
+        busy = docker_runner.job_containers(run.client, job.name)
+        if busy:
+            raise Refused(
+                f"a container of {job.name} is already running "
+                f"({busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
+                f"two syncs of one prefix must never run at once"
+            )
         listed = _list_source(run)
         base["source_files"] = len(listed)
         if not listed and not allow_empty:

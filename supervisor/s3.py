@@ -34,7 +34,20 @@ _NORMAL = BotoConfig(connect_timeout=5, read_timeout=30, retries={"mode": "stand
 
 
 class S3Error(Exception):
-    """An S3 problem, phrased as one line that says what to fix."""
+    """An S3 problem, phrased as one line that says what to fix. `transient` says whether a
+    retry could help (network trouble, 5xx) or not (credentials, a missing bucket)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        return True
+    if isinstance(exc, ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
+    return False
 
 
 def check_credentials_file(s3: S3Config) -> None:
@@ -103,7 +116,7 @@ def preflight(s3: S3Config) -> None:
     try:
         client(s3, fast=True).head_bucket(Bucket=s3.bucket)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, s3), _transient(exc)) from None
 
 
 def sentinel_key(prefix: str) -> str:

@@ -1,0 +1,69 @@
+"""`ardua-backup next --after` through the real CLI: Vixie-cron semantics across DST."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+
+CONFIG = """
+timezone = "America/Los_Angeles"
+[s3]
+bucket = "ardua-backups"
+[jobs.nightly]
+schedule = "{nightly}"
+source = "/data/x"
+prefix = "x"
+[jobs.hourly]
+schedule = "15 * * * *"
+source = "/data/y"
+prefix = "y"
+"""
+
+
+def fires(tmp_path: Path, nightly: str, *args: str) -> list[str]:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG.format(nightly=nightly))
+    result = run_cli("next", *args, config=cfg)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize(
+    ("nightly", "after", "expected"),
+    [
+        # spring forward 2026-03-08: 02:30 does not exist -> once, right after the jump
+        ("30 2 * * *", "2026-03-08T00:00:00",
+         ["2026-03-08T03:00:00-07:00", "2026-03-09T02:30:00-07:00"]),
+        # fall back 2026-11-01: 01:30 happens twice -> runs once
+        ("30 1 * * *", "2026-11-01T00:00:00",
+         ["2026-11-01T01:30:00-07:00", "2026-11-02T01:30:00-08:00"]),
+    ],
+)
+def test_fixed_times_across_dst(tmp_path, nightly, after, expected) -> None:
+    assert fires(tmp_path, nightly, "nightly", "-n", "2", "--after", after) == expected
+
+
+def test_hourly_runs_in_both_repeated_hours(tmp_path) -> None:
+    out = fires(tmp_path, "30 1 * * *", "hourly", "-n", "3", "--after", "2026-11-01T00:30:00")
+    assert out == ["2026-11-01T01:15:00-07:00", "2026-11-01T01:15:00-08:00",
+                   "2026-11-01T02:15:00-08:00"]
+
+
+def test_hourly_skips_the_missing_hour(tmp_path) -> None:
+    out = fires(tmp_path, "30 1 * * *", "hourly", "-n", "2", "--after", "2026-03-08T01:30:00")
+    assert out == ["2026-03-08T03:15:00-07:00", "2026-03-08T04:15:00-07:00"]
+
+
+def test_all_jobs_are_listed_by_name_in_time_order(tmp_path) -> None:
+    out = fires(tmp_path, "30 1 * * *", "-n", "1", "--after", "2026-11-01T00:00:00")
+    assert out == ["hourly", "2026-11-01T00:15:00-07:00", "nightly", "2026-11-01T01:30:00-07:00"]
+
+
+def test_invalid_file_is_non_zero_for_next_and_check_config(tmp_path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(CONFIG.format(nightly="30 25 * * *"))
+    for command in ("next", "check-config"):
+        result = run_cli(command, config=cfg)
+        assert result.returncode != 0
+        assert "jobs.nightly.schedule" in result.stderr
