@@ -109,7 +109,9 @@ class _JobState:
 
     @property
     def busy(self) -> bool:
-        return self.worker is not None and self.worker.is_alive()
+        # A worker that is reporting its own end (STATUS after the ledger row) is done.
+        worker = self.worker
+        return worker is not None and worker.is_alive() and worker is not threading.current_thread()
 
 
 @dataclass
@@ -356,7 +358,7 @@ def main(config_path: Path) -> int:
 
     def preflight(config: Config) -> None:
         retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
-        retrying(lambda: s3.preflight(config), "S3 preflight")
+        retrying(lambda: s3.preflight(config.s3), "S3 preflight")
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
     return run_service(Daemon(config_path, pipeline.run_job, containers, preflight))

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 
 import docker
 import pytest
-from tests.harness.pgtree import make_backups_tree, volume_mountpoint
-from tests.harness.postgres import PgServer
-from tests.harness.s3server import S3Server
 
 from supervisor import docker_runner
 from tests.cli_helpers import run_cli
+from tests.harness.pgtree import make_backups_tree, volume_mountpoint
+from tests.harness.postgres import PgServer
+from tests.harness.s3server import S3Server
 
 SENTINEL = "postgres/.last_success"
 SENTINEL_RE = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) OK\n")
