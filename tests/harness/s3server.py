@@ -191,6 +191,15 @@ class S3Server:
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / sock).unlink()
 
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing answers (a hung endpoint)."""
+        assert self._proc is not None, "server not running"
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def output_tail(self, n: int = 40) -> str:
         try:
             lines = (self.dir / "weed.out").read_text(errors="replace").splitlines()
