@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 from datetime import datetime
@@ -10,10 +11,11 @@ from datetime import datetime
 from loguru import logger
 
 from supervisor import config as config_mod
-from supervisor import daemon, ledger, logs, pipeline, schedule
-from supervisor.report import now_utc
+from supervisor import daemon, health, ledger, logs, pipeline, schedule
+from supervisor.report import DEFERRED, now_utc
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("run-once", help="run one upload job now and wait for it")
     once.add_argument("job", help="job name from the config, e.g. db-upload")
     once.add_argument(
-        "--allow-empty", action="store_true",
-        help="sync even when the source is empty (deletes the whole S3 mirror)",
+        "--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
+        help="override the deletion guard once: sync even when it deletes more than "
+             "guard.max_delete_share of the mirror, or all of it (empty source)",
     )
 
     nxt = sub.add_parser("next", help="print the next fire times of the jobs")
@@ -46,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("job", nargs="?", help="one job (default: all)")
     hist.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     hist.add_argument("--json", action="store_true", help="a JSON array instead of lines")
+
+    status = sub.add_parser(
+        "status", help="check dumps, uploads and drills; exit 0 OK, 1 WARNING, 2 CRITICAL, "
+                       "3 UNKNOWN")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -55,10 +63,12 @@ def _cmd_run_once(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     book = _ledger(cfg)
     if book:
         book.start(args.job, run_id, now_utc())
-    report = pipeline.run_job(cfg, args.job, allow_empty=args.allow_empty, run_id=run_id)
+    report = pipeline.run_job(cfg, args.job, force_deletes=args.force_deletes, run_id=run_id)
     if book:
         book.finish(report)
     print(report.summary())
+    if report.result == DEFERRED:
+        return EXIT_DEFERRED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -69,6 +79,12 @@ def _ledger(cfg: config_mod.Config) -> ledger.Ledger | None:
     except (OSError, sqlite3.Error) as exc:
         logger.warning(f"run not recorded in the ledger under {cfg.state_dir}: {exc}")
         return None
+
+
+def _cmd_status(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    verdict = health.evaluate_status(cfg)
+    print(json.dumps(verdict.to_json(), indent=2) if args.json else verdict.render())
+    return verdict.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             return schedule.cmd_next(cfg, args.job, args.n, args.after)
         if args.command == "history":
             return ledger.cmd_history(cfg.state_dir, cfg.tz, args.job, args.n, args.json)
+        if args.command == "status":
+            return _cmd_status(cfg, args)
         return _cmd_run_once(cfg, args)
     except config_mod.ConfigError as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        # For `status` a broken config means the health is unknown (monitoring-plugin code 3).
+        return health.EXIT_CODES[health.UNKNOWN] if args.command == "status" else EXIT_CONFIG
     except KeyboardInterrupt:
         print("ardua-backup: interrupted; containers removed", file=sys.stderr)
         return 130

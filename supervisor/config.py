@@ -70,6 +70,35 @@ class JobConfig:
     prefix: str
     timeout_s: float
     catch_up: bool
+    heartbeat_url: str = ""  # healthchecks.io-style ping URL; "" = no heartbeat
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Thresholds and sources of `status`. The defaults fit a daily dump and hourly uploads."""
+
+    dump_job: str | None = None  # the job whose source is the postgres-backup-local volume
+    dump_dir: str = "last"  # where in that source the timestamped dumps are written
+    dump_max_age_s: float = 26 * 3600.0
+    sentinel_max_age_s: float = 2 * 3600.0
+    drill_max_age_s: float = 8 * 86400.0
+    db_container: str = "db-backup"  # "" = do not check the container
+    db_health_url: str = ""  # go-cron endpoint of the dump container; "" = not checked
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Limits a sync must stay within, checked before the sync container starts."""
+
+    max_delete_share: float = 0.5  # of the objects in the mirror
+    max_shrink_share: float = 0.5  # of the bytes in the mirror
+    quiet_period_s: float = 120.0  # a source file younger than this may still be written
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile: Path | None = None  # node_exporter textfile-collector file; None = not written
+    port: int = 0  # loopback port of the daemon's /metrics; 0 = not served
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,9 @@ class Config:
     s3: S3Config
     rclone: RcloneConfig
     jobs: dict[str, JobConfig] = field(default_factory=dict)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -205,6 +237,18 @@ def _parse_prefix(value: Any) -> str:
     return prefix
 
 
+def _parse_share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"must be a number above 0 and at most 1 (0.5 = 50 %), got {value!r}")
+    return float(value)
+
+
+def _parse_url(value: Any) -> str:
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s]+$", value)):
+        raise ValueError(f"must be an http:// or https:// URL or empty, got {value!r}")
+    return value.rstrip("/")
+
+
 def _read_s3(t: _Table) -> S3Config:
     creds = t.take("credentials_file", str, "")
     if creds and not os.path.isabs(creds):
@@ -243,9 +287,50 @@ def _read_job(t: _Table, name: str) -> JobConfig:
         prefix=t.take_parsed("prefix", _parse_prefix),
         timeout_s=t.take_parsed("timeout", parse_duration, 3600.0),
         catch_up=t.take("catch_up", bool, True),
+        heartbeat_url=t.take_parsed("heartbeat_url", _parse_url, ""),
     )
     t.done()
     return job
+
+
+def _read_health(t: _Table, jobs: dict[str, JobConfig]) -> HealthConfig:
+    # Default: the job named like the design's, when there is one.
+    dump_job = t.take("dump_job", str, "db-upload" if "db-upload" in jobs else "")
+    if dump_job and dump_job not in jobs:
+        raise t.error("dump_job", f"'{dump_job}' is not a configured job")
+    dump_dir = t.take_parsed("dump_dir", _parse_prefix, "last")
+    health = HealthConfig(
+        dump_job=dump_job or None,
+        dump_dir=dump_dir,
+        dump_max_age_s=t.take_parsed("dump_max_age", parse_duration, 26 * 3600.0),
+        sentinel_max_age_s=t.take_parsed("sentinel_max_age", parse_duration, 2 * 3600.0),
+        drill_max_age_s=t.take_parsed("drill_max_age", parse_duration, 8 * 86400.0),
+        db_container=t.take("db_container", str, "db-backup"),
+        db_health_url=t.take_parsed("db_health_url", _parse_url, ""),
+    )
+    t.done()
+    return health
+
+
+def _read_guard(t: _Table) -> GuardConfig:
+    guard = GuardConfig(
+        max_delete_share=t.take_parsed("max_delete_share", _parse_share, 0.5),
+        max_shrink_share=t.take_parsed("max_shrink_share", _parse_share, 0.5),
+        quiet_period_s=t.take_parsed("quiet_period", parse_duration, 120.0),
+    )
+    t.done()
+    return guard
+
+
+def _read_metrics(t: _Table) -> MetricsConfig:
+    textfile = t.take("textfile", str, "")
+    if textfile and not (os.path.isabs(textfile) and textfile.endswith(".prom")):
+        raise t.error("textfile", f"'{textfile}' must be an absolute path ending in .prom")
+    port = t.take("port", int, 0)
+    if not 0 <= port <= 65535:
+        raise t.error("port", f"{port} is not a TCP port (0 = off)")
+    t.done()
+    return MetricsConfig(Path(textfile) if textfile else None, port)
 
 
 def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
@@ -276,8 +361,11 @@ def parse(text: str, path: Path) -> Config:
     if not jobs:
         raise ConfigError(f"{path}: [jobs] defines no job")
     _check_prefixes(path, jobs)
+    health = _read_health(root.table("health", required=False), jobs)
+    guard = _read_guard(root.table("guard", required=False))
+    metrics = _read_metrics(root.table("metrics", required=False))
     root.done()
-    return Config(path, timezone, Path(state_dir), s3, rclone, jobs)
+    return Config(path, timezone, Path(state_dir), s3, rclone, jobs, health, guard, metrics)
 
 
 def resolve_path(cli_path: str | None) -> Path:

@@ -1,4 +1,5 @@
-"""One upload run, start to finish: preflight -> list source -> sync -> judge -> sentinel.
+"""One upload run, start to finish: preflight -> list source -> guards -> sync -> judge ->
+sentinel.
 
 run_job never raises for a failed run: it returns a RunReport that says why, so the CLI and the
 daemon treat every outcome the same way.
@@ -14,10 +15,18 @@ from docker.errors import DockerException
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, rclone, s3
+from supervisor import dbbackup, docker_runner, guard, heartbeat, metrics, rclone, s3
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
-from supervisor.report import FAILED, REFUSED, SUCCESS, RunReport, judge_sync, now_utc
+from supervisor.report import (
+    DEFERRED,
+    FAILED,
+    REFUSED,
+    SUCCESS,
+    RunReport,
+    judge_sync,
+    now_utc,
+)
 
 # Read-only container, but it must read every file whatever its owner and mode.
 _READ_ANY_FILE = ["DAC_READ_SEARCH"]
@@ -30,6 +39,10 @@ def new_run_id() -> str:
 
 class Refused(Exception):
     """A safety guard said no. Nothing was launched that could change S3."""
+
+
+class Deferred(Exception):
+    """The source is still being written; nothing was launched, try again later."""
 
 
 @dataclass
@@ -81,13 +94,54 @@ def _list_source(run: _Run) -> list[rclone.ListedFile]:
         ) from None
 
 
-def _refuse_empty(run: _Run) -> None:
-    mirror = s3.list_objects(run.config.s3, run.job.prefix)
-    held = sum(1 for rel in mirror if rel not in rclone.MARKER_NAMES)
+def list_source(
+    config: Config, job: JobConfig, client: docker.DockerClient, run_id: str
+) -> list[rclone.ListedFile]:
+    """The job's source as rclone sees it, listed in a read-only one-shot container."""
+    return _list_source(_Run(config, job, run_id, client))
+
+
+def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
+    """Raises Deferred while the source may still be written."""
+    recent = guard.recently_modified(listed, now_utc(), run.config.guard.quiet_period_s)
+    if recent:
+        newest = max(recent, key=lambda f: f.modified)
+        raise Deferred(
+            f"{len(recent)} source file(s) changed within guard.quiet_period "
+            f"({run.config.guard.quiet_period_s:.0f} s), e.g. {newest.path} at "
+            f"{newest.mod_time}; it may still be written. Nothing was uploaded"
+        )
+    health = run.config.health
+    if run.job.name != health.dump_job or not health.db_health_url:
+        return
+    try:
+        running = dbbackup.cron_state(health.db_health_url).running
+    except dbbackup.ProbeError as exc:
+        # The quiet period above still protects a dump in progress.
+        logger.bind(job=run.job.name).warning(f"{run.job.name}: {exc}")
+        return
+    if running:
+        raise Deferred(
+            f"the dump container reports a backup in progress ({health.db_health_url}); "
+            f"nothing was uploaded"
+        )
+
+
+def _check_deletions(run: _Run, listed: list[rclone.ListedFile], force: bool) -> None:
+    plan = guard.plan_sync(listed, s3.list_objects(run.config.s3, run.job.prefix))
+    log = logger.bind(job=run.job.name, run_id=run.run_id)
+    reason = guard.deletion_refusal(plan, run.config.guard)
+    if not reason:
+        log.info(f"{run.job.name}: deletion guard passed: {plan.numbers()}")
+        return
+    if force:
+        log.warning(f"{run.job.name}: deletion guard overridden by --force-deletes: {reason}; "
+                    f"{plan.numbers()}")
+        return
     raise Refused(
-        f"source {run.job.source} has no files to upload; a sync would delete all {held} "
-        f"object(s) under s3://{run.config.s3.bucket}/{run.job.prefix}/. Nothing was changed. "
-        f"If it really should be empty, run again with --allow-empty"
+        f"deletion guard: {reason} ({plan.numbers()}) under "
+        f"s3://{run.config.s3.bucket}/{run.job.prefix}/. Nothing was changed. If this is "
+        f"intended, run once with --force-deletes"
     )
 
 
@@ -96,9 +150,11 @@ def run_job(
     job_name: str,
     *,
     client: docker.DockerClient | None = None,
-    allow_empty: bool = False,
+    force_deletes: bool = False,
     run_id: str | None = None,
 ) -> RunReport:
+    """Also sends the job's heartbeat pings and updates the metrics file: neither can fail
+    or delay the run."""
     job = config.job(job_name)
     run_id = run_id or new_run_id()
     log = logger.bind(job=job.name, run_id=run_id)
@@ -106,6 +162,8 @@ def run_job(
     destination = f"s3://{config.s3.bucket}/{job.prefix}/"
     log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
     base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
+    beat = heartbeat.Heartbeat(job)
+    beat.start()
 
     def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
         finished = now_utc()
@@ -113,9 +171,11 @@ def run_job(
             result=result, exit_code=exit_code, finished_at=finished,
             duration_s=(finished - started).total_seconds(), **base, **extra,  # type: ignore[arg-type]
         )
-        level = "INFO" if report.ok else "ERROR"
+        level = "INFO" if report.ok else "WARNING" if result == DEFERRED else "ERROR"
         text = report.message or "sentinel written"
         log.bind(**report.fields()).log(level, f"{job.name}: run {run_id} {result}: {text}")
+        metrics.write_run(config, report)
+        beat.finish(report)
         return report
 
     try:
@@ -131,13 +191,15 @@ def run_job(
             )
         listed = _list_source(run)
         base["source_files"] = len(listed)
-        if not listed and not allow_empty:
-            _refuse_empty(run)
+        _check_settled(run, listed)
+        _check_deletions(run, listed, force_deletes)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
         result = run.container("sync", rclone.sync_command(config.s3.bucket, job.prefix,
                                                            job.timeout_s), job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
+    except Deferred as exc:
+        return finish(DEFERRED, message=str(exc))
     except (DockerError, s3.S3Error) as exc:
         return finish(FAILED, message=str(exc))
     except (DockerException, RequestException) as exc:

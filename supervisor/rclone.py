@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from supervisor.config import S3Config
 
@@ -131,14 +132,34 @@ class ListedFile:
     size: int
     mod_time: str
 
+    @property
+    def modified(self) -> datetime:
+        return parse_time(self.mod_time)
+
+
+def parse_time(text: str) -> datetime:
+    """Go timestamps as rclone and go-cron print them ('2025-12-18T01:15:04.123456789-08:00',
+    '...Z') -> aware UTC datetime. Python reads at most 6 fractional digits, Go writes up to 9."""
+    head, dot, rest = text.strip().partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if digits else head + rest
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return parsed.astimezone(UTC)
+
 
 def parse_listing(stdout: str) -> list[ListedFile]:
     """Parses `rclone lsjson` output; raises ValueError when it is not a JSON list of files."""
     entries = json.loads(stdout or "null")
     if not isinstance(entries, list):
         raise ValueError("rclone lsjson did not print a JSON list")
-    return [
+    files = [
         ListedFile(str(e["Path"]), int(e["Size"]), str(e.get("ModTime", "")))
         for e in entries
         if not e.get("IsDir")
     ]
+    for f in files:
+        f.modified  # noqa: B018 (raises ValueError now, not later in a guard)
+    return files

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from supervisor.rclone import LogSummary
 
 SUCCESS, FAILED, REFUSED = "success", "failed", "refused"
+# Not a failure: the source is being written right now; nothing ran, try again after it settles.
+DEFERRED = "deferred"
 EXIT_MAX_DURATION = 10  # rclone's exit code when --max-duration stopped it
 
 
@@ -15,7 +17,7 @@ EXIT_MAX_DURATION = 10  # rclone's exit code when --max-duration stopped it
 class RunReport:
     job: str
     run_id: str
-    result: str  # SUCCESS | FAILED | REFUSED (a safety guard said no; nothing was changed)
+    result: str  # SUCCESS | FAILED | REFUSED (a safety guard said no) | DEFERRED; see above
     exit_code: int | None
     started_at: datetime
     finished_at: datetime

@@ -170,3 +170,24 @@ def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(describe(exc, s3)) from None
     return found
+
+
+def read_text(s3: S3Config, key: str) -> str | None:
+    """The body of a small marker object, or None when there is no such object."""
+    try:
+        resp = client(s3, fast=True).get_object(Bucket=s3.bucket, Key=key)
+        return resp["Body"].read(4096).decode("utf-8", "replace")
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
+            return None
+        raise S3Error(describe(exc, s3)) from None
+    except BotoCoreError as exc:
+        raise S3Error(describe(exc, s3)) from None
+
+
+def versioning_status(s3: S3Config) -> str:
+    """'Enabled', 'Suspended', or '' for a bucket that never had versioning."""
+    try:
+        return str(client(s3, fast=True).get_bucket_versioning(Bucket=s3.bucket).get("Status", ""))
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(describe(exc, s3)) from None

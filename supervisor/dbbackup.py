@@ -1,0 +1,76 @@
+"""The postgres-backup-local container seen from outside: its Docker state and the JSON of its
+go-cron health endpoint (`GET /` -> {"Running": bool, "Last": {"Exit_status": int, ...}})."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+
+import docker
+import requests
+from docker.errors import DockerException, NotFound
+
+from supervisor import rclone
+
+ENDPOINT_TIMEOUT_S = 3.0
+
+
+class ProbeError(Exception):
+    """The container or its endpoint could not be read; one line saying why."""
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str  # Docker's: running, exited, restarting, ... or "missing"
+    health: str  # healthy, unhealthy, starting, or "" when the image has no healthcheck
+
+
+@dataclass(frozen=True)
+class CronState:
+    running: bool  # a dump is being written right now (go-cron: a flag or a map of runs)
+    last_exit_status: int | None  # None: no run since the container started
+    last_exit_time: datetime | None
+
+
+def container_state(client: docker.DockerClient, name: str) -> ContainerState:
+    try:
+        attrs = client.containers.get(name).attrs
+    except NotFound:
+        return ContainerState("missing", "")
+    except (DockerException, requests.RequestException) as exc:
+        raise ProbeError(f"Docker engine did not answer for container '{name}': {exc}") from None
+    state = attrs.get("State") or {}
+    return ContainerState(str(state.get("Status", "")), str((state.get("Health") or {})
+                                                            .get("Status", "")))
+
+
+def cron_state(url: str, timeout_s: float = ENDPOINT_TIMEOUT_S) -> CronState:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            data = json.loads(resp.read(65536))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ProbeError(f"go-cron endpoint {url} did not answer: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProbeError(f"go-cron endpoint {url} did not return a JSON object")
+    last = data.get("Last") or {}
+    exit_status = last.get("Exit_status")
+    # go-cron reports Last before the first run with a zero time; treat that as "no run".
+    exit_time = _go_time(last.get("ExitTime"))
+    return CronState(
+        running=bool(data.get("Running")),
+        last_exit_status=int(exit_status) if exit_time and exit_status is not None else None,
+        last_exit_time=exit_time,
+    )
+
+
+def _go_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or value.startswith("0001-01-01"):
+        return None
+    try:
+        return rclone.parse_time(value)
+    except ValueError:
+        return None
+

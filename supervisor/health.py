@@ -1,0 +1,432 @@
+"""`status`: gather the real signals, then judge them with the design's health table.
+
+No single indicator is trusted alone: the newest local dump, whether S3 holds that very dump, the
+.last_success sentinels, the dump container and the restore drill each answer one question, and
+`evaluate` (pure) combines them into one verdict with monitoring-plugin exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import docker
+from docker.errors import DockerException
+from requests import RequestException
+
+from supervisor import dbbackup, docker_runner, metrics, pipeline, rclone, s3
+from supervisor.config import Config, HealthConfig
+from supervisor.dbbackup import ContainerState, CronState
+from supervisor.report import now_utc
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+# Worst last. UNKNOWN ranks below CRITICAL: a signal we could not read must not hide one we could.
+_SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
+DRILL_NAME = ".last_restore_drill"
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Dump:
+    key: str  # relative to the job's source and S3 prefix, e.g. "last/ardua-20251218-010000.dump"
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    job: str
+    prefix: str
+    at: datetime | None  # None: no .last_success (or an unreadable one, see error)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Drill:
+    at: datetime
+    ok: bool
+    dump_key: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What was observed. An `*_error` string means that signal could not be read."""
+
+    dump_job: str | None = None
+    dump: Dump | None = None
+    dump_error: str = ""
+    s3_error: str = ""  # set: every S3-side signal below is unknown
+    dump_in_s3: bool | None = None
+    sentinels: tuple[Sentinel, ...] = ()
+    versioning: str | None = None  # "Enabled", "Suspended", "" = never enabled
+    container: ContainerState | None = None
+    container_error: str = ""
+    cron: CronState | None = None
+    cron_error: str = ""
+    drill: Drill | None = None
+    drill_error: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str
+    checked_at: datetime
+    diagnoses: tuple[str, ...]  # worst first, one line each
+    checks: tuple[Check, ...]
+    signals: Signals = field(repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.state]
+
+    def status_line(self) -> str:
+        """One line for the systemd STATUS= field and monitoring plugins."""
+        if not self.diagnoses:
+            return f"{OK}: dumps fresh, in S3, uploads verified"
+        more = f" (+{len(self.diagnoses) - 1} more)" if len(self.diagnoses) > 1 else ""
+        return f"{self.state}: {self.diagnoses[0]}{more}"
+
+    def render(self) -> str:
+        width = max(len(c.name) for c in self.checks) if self.checks else 5
+        lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
+        lines += [f"{c.name:<{width}}  {c.state:<8}  {c.detail}" for c in self.checks]
+        lines.append("")
+        lines += [f"{self.state}: {d}" for d in self.diagnoses] or [self.status_line()]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        sig = self.signals
+        return {
+            "schema": JSON_SCHEMA_VERSION,
+            "checked_at": _iso(self.checked_at),
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "status_line": self.status_line(),
+            "diagnoses": list(self.diagnoses),
+            "checks": [{"name": c.name, "state": c.state, "detail": c.detail}
+                       for c in self.checks],
+            "dump": None if sig.dump is None else {
+                "job": sig.dump_job, "key": sig.dump.key, "size": sig.dump.size,
+                "modified": _iso(sig.dump.modified), "age_s": self.age(sig.dump.modified),
+                "in_s3": sig.dump_in_s3,
+            },
+            "sentinels": {
+                s.job: {"prefix": s.prefix, "at": _iso(s.at) if s.at else None,
+                        "age_s": self.age(s.at) if s.at else None}
+                for s in sig.sentinels
+            },
+            "bucket_versioning": sig.versioning,
+            "db_container": None if sig.container is None else {
+                "status": sig.container.status, "health": sig.container.health},
+            "db_cron": None if sig.cron is None else {
+                "running": sig.cron.running, "last_exit_status": sig.cron.last_exit_status,
+                "last_exit_time": _iso(sig.cron.last_exit_time) if sig.cron.last_exit_time
+                else None},
+            "restore_drill": None if sig.drill is None else {
+                "at": _iso(sig.drill.at), "age_s": self.age(sig.drill.at), "ok": sig.drill.ok,
+                "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
+        }
+
+    def age(self, when: datetime) -> float:
+        return round((self.checked_at - when).total_seconds(), 1)
+
+
+def _iso(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest % 60:02d}s"
+
+
+class _Findings:
+    """Collects table rows and diagnoses while evaluate() walks the signals."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.diagnoses: list[tuple[str, str]] = []
+
+    def check(self, name: str, state: str, detail: str, diagnosis: str = "") -> None:
+        self.checks.append(Check(name, state, detail))
+        if diagnosis:
+            self.diagnose(state, diagnosis)
+
+    def diagnose(self, state: str, text: str) -> None:
+        self.diagnoses.append((state, text))
+
+
+def evaluate(signals: Signals, limits: HealthConfig, now: datetime) -> Verdict:
+    """The design's health table plus the supporting checks. Pure: no I/O, `now` given."""
+    f = _Findings()
+    if signals.s3_error:
+        f.diagnose(UNKNOWN, f"S3 unreachable: {signals.s3_error}")
+    if signals.dump_job:
+        _dump_chain(signals, limits, now, f)
+    for sentinel in signals.sentinels:
+        _sentinel(sentinel, signals, limits, now, f)
+    _container(signals, f)
+    _drill(signals, limits, now, f)
+    _versioning(signals, f)
+    ranked = sorted(f.diagnoses, key=lambda d: -_SEVERITY.index(d[0]))
+    state = ranked[0][0] if ranked else OK
+    return Verdict(state, now, tuple(text for level, text in ranked if level != OK),
+                   tuple(f.checks), signals)
+
+
+def _dump_sentinel(signals: Signals) -> Sentinel | None:
+    return next((s for s in signals.sentinels if s.job == signals.dump_job), None)
+
+
+def _dump_chain(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) -> None:
+    """Rows of the design's table: local dump age x S3 has that dump x sentinel age."""
+    dump, name = signals.dump, f"newest dump ({limits.dump_dir}/)"
+    if signals.dump_error:
+        f.check(name, UNKNOWN, signals.dump_error, f"Cannot read the dumps: {signals.dump_error}")
+        return
+    if dump is None:
+        f.check(name, CRITICAL, f"no file in {limits.dump_dir}/",
+                f"No dump at all in {limits.dump_dir}/ of {signals.dump_job}'s source")
+        return
+    age = (now - dump.modified).total_seconds()
+    dump_fresh = age <= limits.dump_max_age_s
+    f.check(name, OK if dump_fresh else CRITICAL,
+            f"{dump.key}, {dump.size} B, {_ago(age)} old (limit {_ago(limits.dump_max_age_s)})")
+    if signals.dump_in_s3 is None:
+        f.check("S3 has that dump", UNKNOWN, "S3 not readable")
+        if not dump_fresh:
+            f.diagnose(CRITICAL, f"DB backup not producing new data: newest dump {_ago(age)} old")
+        return
+    sentinel = _dump_sentinel(signals)
+    last_ok = sentinel.at if sentinel else None
+    upload_fresh = last_ok is not None and (
+        (now - last_ok).total_seconds() <= limits.sentinel_max_age_s)
+    # A dump newer than the last verified upload, younger than one upload interval, has simply
+    # not had its upload yet: that is not a miss.
+    waiting = (not signals.dump_in_s3 and last_ok is not None and dump.modified > last_ok
+               and age <= limits.sentinel_max_age_s)
+    if signals.dump_in_s3:
+        f.check("S3 has that dump", OK, "same key, same size")
+    else:
+        f.check("S3 has that dump", OK if waiting else CRITICAL,
+                "not yet: newer than the last upload" if waiting else "missing or different size")
+    job, dump_age = signals.dump_job, _ago(age)
+    if dump_fresh and upload_fresh and not signals.dump_in_s3 and not waiting:
+        f.diagnose(CRITICAL, f"Upload ran but missed the newest dump {dump.key}")
+    elif dump_fresh and not upload_fresh:
+        f.diagnose(CRITICAL, f"Upload failing: {job} has no verified upload within "
+                             f"{_ago(limits.sentinel_max_age_s)}")
+    elif not dump_fresh and upload_fresh:
+        healthy = "pipeline healthy" if signals.dump_in_s3 else "and it is not in S3 either"
+        f.diagnose(CRITICAL, f"DB backup not producing new data: newest dump {dump_age} old "
+                             f"({healthy})")
+    elif not dump_fresh:
+        f.diagnose(CRITICAL, f"Both dump and upload broken: newest dump {dump_age} old, no "
+                             f"verified upload within {_ago(limits.sentinel_max_age_s)}")
+
+
+def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime,
+              f: _Findings) -> None:
+    name = f"last success {s.prefix}/"
+    if signals.s3_error:
+        f.check(name, UNKNOWN, "S3 not readable")
+        return
+    # The dump chain already diagnoses the dump job's stale sentinel, in the design's words.
+    diagnose = not (s.job == signals.dump_job and signals.dump is not None)
+    age = (now - s.at).total_seconds() if s.at else 0.0
+    if s.error:
+        state, detail, problem = CRITICAL, s.error, f"{s.job}: {s.error}"
+    elif s.at is None:
+        state, detail = CRITICAL, "no .last_success"
+        problem = f"{s.job} never completed a verified upload"
+    else:
+        state = CRITICAL if age > limits.sentinel_max_age_s else OK
+        detail = f"{_iso(s.at)}, {_ago(age)} ago (limit {_ago(limits.sentinel_max_age_s)})"
+        problem = f"{s.job} last succeeded {_ago(age)} ago"
+    f.check(name, state, detail, f"Upload failing: {problem}" if diagnose and state != OK else "")
+
+
+def _container(signals: Signals, f: _Findings) -> None:
+    if signals.container_error:
+        f.check("db-backup container", UNKNOWN, signals.container_error,
+                f"Cannot check the dump container: {signals.container_error}")
+    elif signals.container is not None:
+        c = signals.container
+        detail = f"{c.status}{', ' + c.health if c.health else ''}"
+        if c.status != "running":
+            f.check("db-backup container", CRITICAL, detail,
+                    f"DB backup container is {c.status}: no new dumps will be made")
+        elif c.health == "unhealthy":
+            f.check("db-backup container", WARNING, detail, "DB backup container is unhealthy")
+        else:
+            f.check("db-backup container", OK, detail)
+    if signals.cron_error:
+        f.check("db-backup last run", WARNING, signals.cron_error,
+                f"Dump container's health endpoint unreachable: {signals.cron_error}")
+    elif signals.cron is not None:
+        cron = signals.cron
+        when = f" at {_iso(cron.last_exit_time)}" if cron.last_exit_time else ""
+        if cron.running:
+            f.check("db-backup last run", OK, "a dump is being written now")
+        elif cron.last_exit_status is None:
+            f.check("db-backup last run", OK, "no run since the container started")
+        elif cron.last_exit_status:
+            f.check("db-backup last run", CRITICAL, f"exit {cron.last_exit_status}{when}",
+                    f"Last DB backup run failed (exit {cron.last_exit_status}{when}); the "
+                    f"newest file in last/ may be partial")
+        else:
+            f.check("db-backup last run", OK, f"exit 0{when}")
+
+
+def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) -> None:
+    if signals.s3_error or not signals.dump_job:
+        return
+    if signals.drill_error:
+        f.check("restore drill", WARNING, signals.drill_error,
+                f"Restore drill record unreadable: {signals.drill_error}")
+        return
+    d = signals.drill
+    if d is None:
+        f.check("restore drill", OK, "none recorded yet")
+        return
+    age = (now - d.at).total_seconds()
+    detail = (f"{'OK' if d.ok else 'FAIL'} {_ago(age)} ago, {d.dump_key}, "
+              f"{d.seconds:.0f} s (limit {_ago(limits.drill_max_age_s)})")
+    if not d.ok:
+        f.check("restore drill", WARNING, detail,
+                f"Last restore drill failed ({d.dump_key}, {_ago(age)} ago)")
+    elif age > limits.drill_max_age_s:
+        f.check("restore drill", WARNING, detail, f"Restore drill overdue: last {_ago(age)} ago")
+    else:
+        f.check("restore drill", OK, detail)
+
+
+def _versioning(signals: Signals, f: _Findings) -> None:
+    if signals.s3_error:
+        return
+    if signals.versioning == "Enabled":
+        f.check("bucket versioning", OK, "Enabled")
+    else:
+        f.check("bucket versioning", WARNING, signals.versioning or "never enabled",
+                "Bucket versioning is off: a wrong sync cannot be undone")
+
+
+def parse_drill(body: str) -> Drill:
+    """'<UTC ts> OK|FAIL <dump key> <seconds>s' (written by the restore drill)."""
+    parts = body.strip().split(" ")
+    if len(parts) != 4 or parts[1] not in ("OK", "FAIL") or not parts[3].endswith("s"):
+        raise ValueError(f"not a restore drill record: {body[:80]!r}")
+    at = datetime.strptime(parts[0], s3.SENTINEL_FORMAT).replace(tzinfo=UTC)
+    return Drill(at, parts[1] == "OK", parts[2], float(parts[3][:-1]))
+
+
+# -- gathering: the I/O side ---------------------------------------------------------------------
+
+
+def newest_dump(listed: list[rclone.ListedFile], dump_dir: str) -> Dump | None:
+    """Newest file directly in dump_dir/ (rclone already skipped the *-latest symlinks)."""
+    inside = [f for f in listed if f.path.startswith(f"{dump_dir}/")
+              and "/" not in f.path[len(dump_dir) + 1:]]
+    if not inside:
+        return None
+    newest = max(inside, key=lambda f: (f.modified, f.path))
+    return Dump(newest.path, newest.size, newest.modified)
+
+
+def gather(config: Config, client: docker.DockerClient | None = None) -> Signals:
+    """Reads every signal; a failure to read one is recorded in it, never raised."""
+    found: dict[str, object] = {"dump_job": config.health.dump_job}
+    _gather_docker(config, client, found)
+    _gather_s3(config, found)
+    if config.health.db_health_url:
+        try:
+            found["cron"] = dbbackup.cron_state(config.health.db_health_url)
+        except dbbackup.ProbeError as exc:
+            found["cron_error"] = str(exc)
+    return Signals(**found)  # type: ignore[arg-type]
+
+
+def _gather_docker(config: Config, client: docker.DockerClient | None,
+                   found: dict[str, object]) -> None:
+    health = config.health
+    try:
+        client = client or docker_runner.connect()
+    except docker_runner.DockerError as exc:
+        found["dump_error"] = found["container_error"] = str(exc)
+        return
+    if health.db_container:
+        try:
+            found["container"] = dbbackup.container_state(client, health.db_container)
+        except dbbackup.ProbeError as exc:
+            found["container_error"] = str(exc)
+    if health.dump_job:
+        try:
+            docker_runner.ensure_image(client, config.rclone.image)
+            listed = pipeline.list_source(config, config.job(health.dump_job), client,
+                                          f"status-{pipeline.new_run_id()}")
+            found["dump"] = newest_dump(listed, health.dump_dir)
+        except (docker_runner.DockerError, DockerException, RequestException) as exc:
+            found["dump_error"] = str(exc)
+
+
+def _gather_s3(config: Config, found: dict[str, object]) -> None:
+    cfg = config.s3
+    try:
+        s3.preflight(cfg)
+        found["versioning"] = s3.versioning_status(cfg)
+        found["sentinels"] = tuple(_read_sentinel(config, name) for name in config.jobs)
+        dump = found.get("dump")
+        if isinstance(dump, Dump):
+            job = config.job(str(config.health.dump_job))
+            held = s3.list_objects(cfg, f"{job.prefix}/{config.health.dump_dir}")
+            obj = held.get(dump.key[len(config.health.dump_dir) + 1:])
+            found["dump_in_s3"] = obj is not None and obj.size == dump.size
+        if config.health.dump_job:
+            _read_drill(config, found)
+    except s3.S3Error as exc:
+        found["s3_error"] = str(exc)
+        found["sentinels"] = tuple(
+            Sentinel(j.name, j.prefix, None, "S3 not readable") for j in config.jobs.values())
+
+
+def _read_sentinel(config: Config, job_name: str) -> Sentinel:
+    job = config.job(job_name)
+    body = s3.read_text(config.s3, s3.sentinel_key(job.prefix))
+    if body is None:
+        return Sentinel(job.name, job.prefix, None)
+    try:
+        return Sentinel(job.name, job.prefix, s3.parse_sentinel(body))
+    except ValueError as exc:
+        return Sentinel(job.name, job.prefix, None, f"unreadable .last_success: {exc}")
+
+
+def _read_drill(config: Config, found: dict[str, object]) -> None:
+    prefix = config.job(str(config.health.dump_job)).prefix
+    body = s3.read_text(config.s3, f"{prefix}/{DRILL_NAME}")
+    if body is None:
+        return
+    try:
+        found["drill"] = parse_drill(body)
+    except ValueError as exc:
+        found["drill_error"] = str(exc)
+
+
+def evaluate_status(config: Config, client: docker.DockerClient | None = None) -> Verdict:
+    """gather + evaluate + metrics: what `status` and the daemon call."""
+    verdict = evaluate(gather(config, client), config.health, now_utc())
+    metrics.write_status(config, verdict)
+    return verdict

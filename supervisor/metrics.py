@@ -1,0 +1,183 @@
+"""Prometheus metrics: a node_exporter textfile-collector file and an optional loopback /metrics.
+
+Runs and status checks happen in different processes (CLI, daemon), so the latest values live in
+a small JSON file in state_dir; both outputs render from it, and one run never erases another
+job's values. Writing metrics never fails a run: errors are logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from supervisor.config import Config
+from supervisor.report import DEFERRED, FAILED, REFUSED, SUCCESS, RunReport
+
+if TYPE_CHECKING:  # health imports this module
+    from supervisor.health import Verdict
+
+STATE_FILE = "metrics.json"
+RESULTS = (SUCCESS, FAILED, REFUSED, DEFERRED)
+P = "ardua_backup_"
+
+
+def _enabled(config: Config) -> bool:
+    return config.metrics.textfile is not None or bool(config.metrics.port)
+
+
+@contextlib.contextmanager
+def _state(config: Config) -> Iterator[dict[str, Any]]:
+    """The stored values, locked for a read-modify-write; saved atomically on exit."""
+    path = config.state_dir / STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = _load(path)
+        yield state
+        tmp = path.with_suffix(f".tmp.{os.getpid()}")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _update(config: Config, change: Callable[[dict[str, Any]], None]) -> None:
+    if not _enabled(config):
+        return
+    try:
+        with _state(config) as state:
+            change(state)
+        if config.metrics.textfile:
+            registry = CollectorRegistry()
+            registry.register(StateCollector(config.state_dir / STATE_FILE))
+            write_to_textfile(str(config.metrics.textfile), registry)  # tmp file + rename
+    except OSError as exc:
+        logger.warning(f"metrics not written: {exc}")
+
+
+def write_run(config: Config, report: RunReport) -> None:
+    def change(state: dict[str, Any]) -> None:
+        job = state.setdefault("jobs", {}).setdefault(report.job, {})
+        job.update(
+            last_run=report.finished_at.timestamp(), result=report.result,
+            duration_s=report.duration_s, bytes=report.bytes, files=report.files,
+            deletes=report.deletes,
+        )
+        if report.ok:
+            job["last_success"] = report.finished_at.timestamp()
+        if report.result in (REFUSED, DEFERRED):
+            key = f"{report.result}_total"
+            job[key] = job.get(key, 0) + 1
+
+    _update(config, change)
+
+
+def write_status(config: Config, verdict: Verdict) -> None:
+    data = verdict.to_json()
+    dump = data["dump"] or {}
+    drill = data["restore_drill"] or {}
+    status = {
+        "code": verdict.exit_code,
+        "at": verdict.checked_at.timestamp(),
+        "dump_age_s": dump.get("age_s"),
+        "dump_in_s3": dump.get("in_s3"),
+        "sentinel_age_s": {job: s["age_s"] for job, s in data["sentinels"].items()},
+        "drill_age_s": drill.get("age_s"),
+        "drill_ok": drill.get("ok"),
+    }
+    _update(config, lambda state: state.__setitem__("status", status))
+
+
+class StateCollector(Collector):
+    """Renders the stored values at every collection (textfile write or HTTP scrape)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def collect(self) -> Iterator[Metric]:
+        state = _load(self.path)
+        yield from _job_metrics(state.get("jobs") or {})
+        yield from _status_metrics(state.get("status") or {})
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(P + name, doc, labels=list(labels))
+
+
+def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    per_job = {
+        "last_run_timestamp_seconds": ("last_run", "When the job's last run finished."),
+        "last_success_timestamp_seconds": ("last_success", "When the job last succeeded."),
+        "last_run_duration_seconds": ("duration_s", "Duration of the job's last run."),
+        "last_run_bytes": ("bytes", "Bytes uploaded by the job's last run."),
+        "last_run_files": ("files", "Files uploaded by the job's last run."),
+        "last_run_deletes": ("deletes", "Objects deleted in S3 by the job's last run."),
+    }
+    for name, (key, doc) in per_job.items():
+        family = _gauge(name, doc, ("job",))
+        for job, values in sorted(jobs.items()):
+            if values.get(key) is not None:
+                family.add_metric([job], float(values[key]))
+        yield family
+    result = _gauge("last_run_result", "1 for the result of the job's last run.",
+                    ("job", "result"))
+    refusals = CounterMetricFamily(
+        P + "guard_refusals", "Runs a guard stopped before the sync: refused (deletion "
+        "guard) or deferred (source still being written).", labels=["job", "kind"])
+    for job, values in sorted(jobs.items()):
+        for res in RESULTS:
+            result.add_metric([job, res], 1.0 if values.get("result") == res else 0.0)
+        for kind in (REFUSED, DEFERRED):
+            refusals.add_metric([job, kind], float(values.get(f"{kind}_total", 0)))
+    yield result
+    yield refusals
+
+
+def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    if not status:
+        return
+    singles = {
+        "status": ("code", "Verdict of the last status check: 0 OK, 1 WARNING, 2 CRITICAL, "
+                           "3 UNKNOWN."),
+        "status_timestamp_seconds": ("at", "When the last status check ran."),
+        "dump_age_seconds": ("dump_age_s", "Age of the newest local dump at the last check."),
+        "s3_has_latest_dump": ("dump_in_s3", "1 when S3 holds the newest dump (key and size)."),
+        "restore_drill_age_seconds": ("drill_age_s", "Age of the last restore drill."),
+        "restore_drill_ok": ("drill_ok", "1 when the last restore drill passed."),
+    }
+    for name, (key, doc) in singles.items():
+        if status.get(key) is not None:
+            yield GaugeMetricFamily(P + name, doc, value=float(status[key]))
+    sentinel = _gauge("sentinel_age_seconds", "Age of the job's .last_success at the last check.",
+                      ("job",))
+    for job, age in sorted((status.get("sentinel_age_s") or {}).items()):
+        if age is not None:
+            sentinel.add_metric([job], float(age))
+    yield sentinel
+
+
+def serve(config: Config) -> bool:
+    """Starts /metrics on 127.0.0.1:metrics.port in a background thread (for the daemon).
+    Returns False when no port is configured."""
+    if not config.metrics.port:
+        return False
+    registry = CollectorRegistry()
+    registry.register(StateCollector(config.state_dir / STATE_FILE))
+    start_http_server(config.metrics.port, addr="127.0.0.1", registry=registry)
+    return True

@@ -1,0 +1,220 @@
+"""status, guards, metrics, heartbeats: real S3 (SeaweedFS), real files, real containers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from loguru import logger
+from prometheus_client.parser import text_string_to_metric_families
+
+from supervisor import cli, config, pipeline, s3
+from supervisor.report import DEFERRED, REFUSED, SUCCESS
+from tests.harness.pgtree import fill_volume, make_backups_tree
+
+pytestmark = pytest.mark.docker
+NOW = datetime.now(UTC)
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Records every request; answers GET / with the JSON in `server.reply` (go-cron stand-in)."""
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, body.decode()))  # type: ignore[attr-defined]
+        reply = json.dumps(self.server.reply).encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[http.server.HTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.reply = [], {}  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def setup(tmp_path, s3server, bucket, pg_volume, docker_client, write_config):
+    """Returns make(dump_ages_h, **overrides) -> Config: a postgres-backup-local tree with dumps
+    of those ages in the volume, a receipts dir with 10 old files, versioning on."""
+    s3server.client().put_bucket_versioning(
+        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    old = (NOW - timedelta(days=2)).timestamp()
+    for i in range(10):
+        (receipts / f"r{i}.pdf").write_bytes(os.urandom(1000))
+        os.utime(receipts / f"r{i}.pdf", (old, old))
+
+    def make(dump_ages_h: list[float], **overrides: object) -> config.Config:
+        dumps = [(NOW - timedelta(hours=h), os.urandom(2000)) for h in dump_ages_h]
+        fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
+        overrides.setdefault("health", {"db_container": ""})
+        path = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
+                            receipts_dir=receipts, overrides=overrides)
+        return config.load(path)
+
+    return make
+
+
+def status(cfg: config.Config, capsys) -> tuple[int, dict]:
+    code = cli.main(["--config", str(cfg.path), "status", "--json"])
+    logger.remove()  # cli.main logs to the stderr pytest captured for this call only
+    return code, json.loads(capsys.readouterr().out)
+
+
+def sentinel_at(cfg: config.Config, job: str, hours_ago: float) -> None:
+    s3.write_sentinel(cfg.s3, cfg.job(job).prefix, NOW - timedelta(hours=hours_ago))
+
+
+def run(cfg: config.Config, job: str, **kw: object):
+    return pipeline.run_job(cfg, job, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("dump_h", "upload", "ok_h", "code", "diagnosis"),
+    [
+        (3, True, None, 0, None),
+        (3, False, 5, 2, "Upload failing"),
+        (3, False, 0.5, 2, "Upload ran but missed the newest dump"),
+        (30, True, None, 2, "DB backup not producing new data"),
+        (30, False, 5, 2, "Both dump and upload broken"),
+    ],
+)
+def test_design_table_rows(setup, capsys, dump_h, upload, ok_h, code, diagnosis) -> None:
+    cfg = setup([dump_h + 24, dump_h])
+    for job in cfg.jobs:
+        if upload:
+            assert run(cfg, job).result == SUCCESS
+        else:
+            sentinel_at(cfg, job, ok_h)
+    exit_code, data = status(cfg, capsys)
+    assert exit_code == code, data["diagnoses"]
+    assert data["dump"]["in_s3"] is upload
+    if diagnosis:
+        assert data["diagnoses"][0].startswith(diagnosis), data["diagnoses"]
+    else:
+        assert data["state"] == "OK", data["diagnoses"]
+
+
+def test_no_dump_at_all(setup, capsys) -> None:
+    cfg = setup([])
+    code, data = status(cfg, capsys)
+    assert code == 2
+    assert data["diagnoses"][0].startswith("No dump at all")
+
+
+def test_s3_unreachable_is_unknown_not_a_crash(setup, capsys) -> None:
+    cfg = setup([3], s3={"endpoint_url": "http://127.0.0.1:9"})
+    started = time.monotonic()
+    code, data = status(cfg, capsys)
+    assert (code, data["state"]) == (3, "UNKNOWN")
+    assert data["diagnoses"][0].startswith("S3 unreachable: S3 endpoint http://127.0.0.1:9")
+    assert time.monotonic() - started < 20
+
+
+def test_deletion_guard_refuses_emptied_and_shrunk_sources(setup, s3server, bucket) -> None:
+    cfg = setup([3])
+    assert run(cfg, "receipts-upload").result == SUCCESS
+    before = s3server.list_sizes(bucket, "receipts/")
+    receipts = Path(cfg.job("receipts-upload").source.location)
+    for i in range(8):  # 80 % gone
+        (receipts / f"r{i}.pdf").unlink()
+    report = run(cfg, "receipts-upload")
+    assert report.result == REFUSED
+    assert "would delete 8 of 10" in report.message
+    for i in (8, 9):
+        (receipts / f"r{i}.pdf").unlink()
+    assert run(cfg, "receipts-upload").result == REFUSED
+    assert s3server.list_sizes(bucket, "receipts/") == before  # mirror untouched
+    forced = run(cfg, "receipts-upload", force_deletes=True)
+    assert (forced.result, forced.deletes) == (SUCCESS, 10)
+
+
+def test_retention_prune_passes(setup, s3server, bucket) -> None:
+    cfg = setup([24 * d + 3 for d in range(7, 0, -1)])  # a week of daily dumps
+    assert run(cfg, "db-upload").result == SUCCESS
+    cfg = setup([24 * d + 3 for d in range(6, -1, -1)])  # next day: one new, oldest pruned
+    volume = Path(pipeline.docker_runner.connect().volumes.get(
+        cfg.job("db-upload").source.location).attrs["Mountpoint"])
+    oldest = sorted((volume / "last").glob("ardua-2*"))[0]
+    oldest.unlink()
+    report = run(cfg, "db-upload")
+    assert report.result == SUCCESS, report.message
+    assert report.deletes == 1
+
+
+def test_file_in_quiet_period_is_not_uploaded(setup, s3server, bucket, capsys) -> None:
+    cfg = setup([3])
+    receipts = Path(cfg.job("receipts-upload").source.location)
+    (receipts / "being-written.pdf").write_bytes(b"partial")  # mtime: now
+    code = cli.main(["--config", str(cfg.path), "run-once", "receipts-upload"])
+    logger.remove()
+    assert code == cli.EXIT_DEFERRED
+    assert s3server.list_sizes(bucket, "receipts/") == {}
+    old = time.time() - 600
+    os.utime(receipts / "being-written.pdf", (old, old))
+    assert run(cfg, "receipts-upload").result == SUCCESS
+
+
+def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:
+    http_server.reply = {"Running": True, "Last": {"Exit_status": 0}}
+    url = f"http://127.0.0.1:{http_server.server_port}/"
+    cfg = setup([3], health={"db_container": "", "db_health_url": url})
+    assert run(cfg, "db-upload").result == DEFERRED
+    assert s3server.list_sizes(bucket, "postgres/") == {}
+
+
+def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
+    prom = tmp_path / "ardua.prom"
+    cfg = setup([3], metrics={"textfile": str(prom)})
+    report = run(cfg, "db-upload")
+    status(cfg, capsys)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(prom.read_text())
+        for s in family.samples
+    }
+    job = (("job", "db-upload"),)
+    assert samples[("ardua_backup_last_run_bytes", job)] == report.bytes > 0
+    assert samples[("ardua_backup_last_run_files", job)] == report.files
+    assert samples[("ardua_backup_last_run_result", (*job, ("result", "success")))] == 1
+    assert samples[("ardua_backup_last_success_timestamp_seconds", job)] == pytest.approx(
+        report.finished_at.timestamp())
+    assert samples[("ardua_backup_s3_has_latest_dump", ())] == 1
+    assert samples[("ardua_backup_dump_age_seconds", ())] == pytest.approx(3 * 3600, abs=120)
+
+
+def test_heartbeats_arrive_and_a_dead_url_does_not_fail(setup, http_server) -> None:
+    base = f"http://127.0.0.1:{http_server.server_port}/ping/abc"
+    cfg = setup([3], jobs={"db-upload": {"heartbeat_url": base},
+                           "receipts-upload": {"heartbeat_url": "http://127.0.0.1:9/x"}})
+    assert run(cfg, "db-upload").result == SUCCESS
+    assert [(m, p) for m, p, _ in http_server.seen] == [("GET", "/ping/abc/start"),
+                                                       ("GET", "/ping/abc")]
+    assert run(cfg, "receipts-upload").result == SUCCESS
+    for i in range(10):
+        (Path(cfg.job("receipts-upload").source.location) / f"r{i}.pdf").unlink()
+    cfg = setup([3], jobs={"receipts-upload": {"heartbeat_url": base}})
+    assert run(cfg, "receipts-upload").result == REFUSED
+    method, path, body = http_server.seen[-1]
+    assert (method, path) == ("POST", "/ping/abc/fail")
+    assert "REFUSED" in body and "deletion guard" in body
