@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -34,7 +34,7 @@ from docker.errors import APIError, DockerException
 from loguru import logger
 
 from supervisor import config as config_module
-from supervisor import docker_runner, logs, pipeline, s3
+from supervisor import docker_runner, health, logs, metrics, pipeline, s3
 from supervisor.config import Config, ConfigError
 from supervisor.ledger import Ledger, Report
 from supervisor.notify import Notifier
@@ -106,6 +106,7 @@ class _JobState:
     cursor: datetime | None
     worker: threading.Thread | None = None
     started_at: datetime | None = None
+    retry_at: datetime | None = None  # a deferred run (dump still being written) retries then
 
     @property
     def busy(self) -> bool:
@@ -125,6 +126,8 @@ class Daemon:
     load: Callable[[Path], Config] = config_module.load
     stop_grace_s: float = STOP_GRACE_S
     container_stop_s: float = CONTAINER_STOP_S
+    # The `status` verdict line for STATUS=; None in tests that only exercise the scheduler.
+    health_line: Callable[[Config], str] | None = None
 
     def __post_init__(self) -> None:
         self.wake = threading.Event()
@@ -132,6 +135,7 @@ class Daemon:
         self._stop = threading.Event()
         self._jobs: dict[str, _JobState] = {}
         self._problem = ""  # shown first in STATUS until resolved (failed reload, preflight)
+        self._health = ""  # the last health verdict line
         self.config: Config
         self.ledger: Ledger
 
@@ -170,7 +174,10 @@ class Daemon:
             self._problem = f"preflight failed: {exc}"
             logger.error("{}; starting anyway, runs will fail until this is fixed", self._problem)
         logger.info("loaded {} with jobs {}", self.config.path, ", ".join(sorted(self.config.jobs)))
+        if metrics.serve(self.config):  # a port change takes effect at the next restart
+            logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
         self.notifier.send(READY=1, STATUS=self.status())
+        threading.Thread(target=self._refresh_health, name="health", daemon=True).start()
 
     def serve(self) -> int:
         """The loop, until SIGTERM/SIGINT; then a graceful shutdown. Returns the exit code."""
@@ -202,12 +209,16 @@ class Daemon:
                 job.schedule, self.config.tz, since=state.cursor, now=now, catch_up=job.catch_up
             )
             state.cursor = now
+            if fire is None and state.retry_at is not None and state.retry_at <= now:
+                fire = state.retry_at
             if fire is not None:
                 self._fire(name, fire, now)
 
     def next_wake(self) -> datetime:
         now = self.clock.now()
-        return min(next_fire(j.schedule, self.config.tz, now) for j in self.config.jobs.values())
+        retries = [s.retry_at for s in self._jobs.values() if s.retry_at is not None]
+        fires = [next_fire(j.schedule, self.config.tz, now) for j in self.config.jobs.values()]
+        return min(fires + retries)
 
     def reload(self) -> None:
         self.notifier.reloading()
@@ -272,6 +283,7 @@ class Daemon:
             log.info("catching up: {} missed its run due at {}", name, when)
         run_id = uuid.uuid4().hex[:12]
         state.started_at = now
+        state.retry_at = None
         self.ledger.start(name, run_id, now)
         state.worker = threading.Thread(
             target=self._run, args=(self.config, name, run_id), name=f"run-{name}", daemon=True
@@ -285,10 +297,26 @@ class Daemon:
         try:
             report = self.run_job(config, name, run_id=run_id)
             self.ledger.finish(report)
+            if report.result == "deferred":
+                retry = self.clock.now() + timedelta(seconds=config.guard.quiet_period_s)
+                self._jobs[name].retry_at = retry
+                log.info("{} deferred: retrying at {}", name, retry.astimezone(config.tz))
+                self.wake.set()
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
             log.exception("run {} of {} crashed", run_id, name)
             self.ledger.close(run_id, "failed", f"run crashed: {exc}", self.clock.now())
+        self.notifier.send(STATUS=self.status())
+        self._refresh_health()
+
+    def _refresh_health(self) -> None:
+        """Re-reads the real signals (a listing container, S3) off the loop thread."""
+        if self.health_line is None:
+            return
+        try:
+            self._health = self.health_line(self.config)
+        except Exception as exc:
+            self._health = f"UNKNOWN: health check failed: {exc}"
         self.notifier.send(STATUS=self.status())
 
     # -- STATUS
@@ -308,8 +336,7 @@ class Daemon:
             else:
                 done = "never run"
             parts.append(f"{name}: {done}, next {_short(next_fire(job.schedule, tz, now), tz)}")
-        line = "; ".join(parts)
-        return f"{self._problem} | {line}" if self._problem else line
+        return " | ".join(p for p in (self._problem, self._health, "; ".join(parts)) if p)
 
 
 def _short(when: datetime, tz: Any) -> str:
@@ -361,4 +388,8 @@ def main(config_path: Path) -> int:
         retrying(lambda: s3.preflight(config.s3), "S3 preflight")
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
-    return run_service(Daemon(config_path, pipeline.run_job, containers, preflight))
+    def health_line(config: Config) -> str:
+        return health.evaluate_status(config).status_line()
+
+    daemon = Daemon(config_path, pipeline.run_job, containers, preflight, health_line=health_line)
+    return run_service(daemon)

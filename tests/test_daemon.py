@@ -77,6 +77,7 @@ class Runner:
     clock: FakeClock
     gate: threading.Event = field(default_factory=threading.Event)
     calls: list[tuple[str, datetime]] = field(default_factory=list)
+    results: list[str] = field(default_factory=list)  # results to return first, then success
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -85,7 +86,8 @@ class Runner:
         now = self.clock.now()
         self.calls.append((job, now))
         self.gate.wait(10)
-        return StubReport(job, run_id, "success", 0, now, now + timedelta(seconds=1), 1.0)
+        result = self.results.pop(0) if self.results else "success"
+        return StubReport(job, run_id, result, 0, now, now + timedelta(seconds=1), 1.0)
 
 
 @dataclass
@@ -176,6 +178,22 @@ def test_no_catch_up_when_disabled(tmp_path: Path) -> None:
     daemon.start()
     tick_at(daemon, clock, now)
     assert runner.calls == []
+
+
+def test_deferred_run_retries_after_the_quiet_period(tmp_path: Path) -> None:
+    t0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+    daemon, runner, clock = make_daemon(tmp_path, t0, config_text(tmp_path, "15 * * * *"))
+    runner.results.append("deferred")  # the dump was still being written
+    daemon.start()
+    tick_at(daemon, clock, t0 + timedelta(minutes=15))
+    retry = daemon._jobs["db-upload"].retry_at
+    assert retry == t0 + timedelta(minutes=15, seconds=daemon.config.guard.quiet_period_s)
+    assert daemon.next_wake() == retry
+    tick_at(daemon, clock, retry - timedelta(seconds=1))
+    assert len(runner.calls) == 1
+    tick_at(daemon, clock, retry)
+    assert [when for _, when in runner.calls] == [t0 + timedelta(minutes=15), retry]
+    assert daemon._jobs["db-upload"].retry_at is None
 
 
 def test_overlap_refused_while_running(tmp_path: Path, log_lines: list[str]) -> None:

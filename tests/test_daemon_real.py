@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
         while "receipts-upload: success" not in status:
             status = notify.expect("STATUS", timeout=60)["STATUS"]
         assert "next " in status
+        # The `status` verdict joins the line once the health check has read the real signals.
+        while not re.match(r"(OK|WARNING|CRITICAL|UNKNOWN): .* \| .*receipts-upload: success",
+                           status):
+            status = notify.expect("STATUS", timeout=60)["STATUS"]
         assert s3server.get(bucket, "receipts/r1.pdf") == b"receipt one"
         assert s3server.get(bucket, "receipts/.last_success").endswith(b"Z OK\n")
         notify.expect("WATCHDOG", "1")
