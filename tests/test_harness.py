@@ -267,3 +267,20 @@ def test_debian_pg_image(docker_client):
     assert code == 0, err
     assert "pg_dump (PostgreSQL) 15" in out
     assert "postgres" in out
+
+
+# -- leftover-container check --------------------------------------------------------------
+
+
+def test_leftover_check_only_claims_this_sessions_containers(s3server, tmp_path):
+    from tests.conftest import _is_ours
+
+    class Fake:
+        def __init__(self, env=(), mounts=()):
+            self.attrs = {"Config": {"Env": list(env), "Cmd": []}, "Args": [],
+                          "Mounts": list(mounts)}  # fmt: skip
+
+    assert _is_ours(Fake(env=[f"RCLONE_S3_ENDPOINT={s3server.endpoint_url}"]))
+    assert _is_ours(Fake(mounts=[{"Type": "bind", "Source": str(tmp_path / "receipts")}]))
+    assert not _is_ours(Fake(env=["RCLONE_S3_ENDPOINT=http://127.0.0.1:1"]))
+    assert not _is_ours(Fake(mounts=[{"Type": "volume", "Name": "someone-elses", "Source": "/x"}]))

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -121,6 +123,28 @@ class S3Server:
             f"-s3.localSocket={d / 's3.sock'}",
         ]
 
+    def _volumes_on_disk(self) -> set[int]:
+        """Volume ids stored in the data dir (files ``<id>.dat`` or ``<collection>_<id>.dat``)."""
+        ids = set()
+        for f in (self.dir / "data").glob("*.dat"):
+            m = re.search(r"(?:^|_)(\d+)\.dat$", f.name)
+            if m:
+                ids.add(int(m.group(1)))
+        return ids
+
+    def _volumes_registered(self) -> set[int]:
+        """Volume ids the master knows about. After a restart ListBuckets answers before the volume
+        server has registered its volumes, and GETs fail with InternalError until it has."""
+        url = f"http://{HOST}:{self.port + 1}/vol/status"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            status = json.load(resp)
+        ids: set[int] = set()
+        for dc in (status.get("Volumes", {}).get("DataCenters") or {}).values():
+            for rack in (dc or {}).values():
+                for vols in (rack or {}).values():
+                    ids.update(v["Id"] for v in vols or [])
+        return ids
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -148,8 +172,12 @@ class S3Server:
                 raise RuntimeError(f"weed exited with {self._proc.returncode} during start:\n{out}")
             try:
                 client.list_buckets()
-                return self
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+                missing = self._volumes_on_disk() - self._volumes_registered()
+                if not missing:
+                    return self
+                last = RuntimeError(f"volumes {sorted(missing)} not registered with the master")
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+                    OSError, ValueError) as e:
                 last = e
             time.sleep(0.1)
         self.stop()
