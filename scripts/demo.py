@@ -22,6 +22,7 @@ import docker
 
 from tests.conftest import deep_merge, write_credentials
 from tests.harness import dockerd
+from tests.harness.files import settle
 from tests.harness.images import ensure_rclone_image
 from tests.harness.pgtree import fill_volume, make_backups_tree
 from tests.harness.postgres import PgServer
@@ -37,7 +38,7 @@ def _dumps(pg: PgServer, work: Path) -> list[tuple[datetime, bytes]]:
             "created_at timestamptz DEFAULT now())", db="ardua")
     now = datetime.now(UTC).replace(microsecond=0)
     out = []
-    for days_ago in (2, 1, 0):
+    for days_ago in (2, 1, 0.01):  # the newest finished about 15 minutes ago
         pg.psql("INSERT INTO orders (customer, total) SELECT 'customer ' || g, g * 1.5 "
                 "FROM generate_series(1, 500) g", db="ardua")
         dump = pg.pg_dump("ardua", work / f"{days_ago}.dump")
@@ -61,6 +62,7 @@ def main() -> int:
         for name in ("2025/12/Invoice 0001.pdf", "2025/12/reçu café.jpg"):
             (receipts / name).parent.mkdir(parents=True, exist_ok=True)
             (receipts / name).write_bytes(secrets.token_bytes(4096))
+        settle(receipts)
         creds = write_credentials(work / "aws-credentials", s3server.access_key,
                                   s3server.secret_key)
         example = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()

@@ -19,6 +19,7 @@ from supervisor.config import Source
 LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
 LABEL_STEP = "ardua-backup.step"
+LABEL_TARGET = "ardua-backup.target"  # s3://bucket/prefix/ the container writes to
 KILLED_BY_TIMEOUT = 137
 
 
@@ -155,6 +156,11 @@ def _remove(container: Container) -> None:
 def job_containers(client: docker.DockerClient, job: str) -> list[Container]:
     """Running containers of a job, also those a killed predecessor left behind."""
     return client.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+
+
+def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
+    """Running containers that write to one S3 destination, whoever started them."""
+    return client.containers.list(filters={"label": f"{LABEL_TARGET}={target}"})
 
 
 def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:

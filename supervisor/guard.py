@@ -59,8 +59,11 @@ def plan_sync(source: Iterable[ListedFile], mirror: Mapping[str, S3Object]) -> S
 def deletion_refusal(plan: SyncPlan, limits: GuardConfig) -> str:
     """Why this sync must not run, or "" when it may. A single deletion always passes: a mirror
     of one or two objects would otherwise refuse every rotation."""
-    if plan.mirror_objects and not plan.source_files:
-        return "the source is empty and the sync would delete the whole mirror"
+    if not plan.source_files:
+        # Even over an empty mirror: an empty source is a wrong mount or a wiped disk, not a backup.
+        if plan.mirror_objects:
+            return "the source is empty and the sync would delete the whole mirror"
+        return "the source is empty; there is nothing to back up"
     if plan.deletes > 1 and plan.delete_share > limits.max_delete_share:
         return (
             f"the sync would delete {plan.deletes} of {plan.mirror_objects} objects "

@@ -37,6 +37,10 @@ def new_run_id() -> str:
     return f"{now_utc():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+def destination_of(config: Config, job: JobConfig) -> str:
+    return f"s3://{config.s3.bucket}/{job.prefix}/"
+
+
 class Refused(Exception):
     """A safety guard said no. Nothing was launched that could change S3."""
 
@@ -56,7 +60,11 @@ class _Run:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {docker_runner.LABEL_JOB: self.job.name, docker_runner.LABEL_RUN: self.run_id}
+        return {
+            docker_runner.LABEL_JOB: self.job.name,
+            docker_runner.LABEL_RUN: self.run_id,
+            docker_runner.LABEL_TARGET: destination_of(self.config, self.job),
+        }
 
     def container(self, step: str, command: list[str], timeout_s: float):
         s3cfg = self.config.s3
@@ -159,7 +167,7 @@ def run_job(
     run_id = run_id or new_run_id()
     log = logger.bind(job=job.name, run_id=run_id)
     started = now_utc()
-    destination = f"s3://{config.s3.bucket}/{job.prefix}/"
+    destination = destination_of(config, job)
     log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
     base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
     beat = heartbeat.Heartbeat(job)
@@ -182,11 +190,11 @@ def run_job(
         s3.preflight(config.s3)
         run = _Run(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
-        busy = docker_runner.job_containers(run.client, job.name)
+        busy = docker_runner.target_containers(run.client, destination)
         if busy:
             raise Refused(
-                f"a container of {job.name} is already running "
-                f"({busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
+                f"a sync to {destination} is already running (run "
+                f"{busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
                 f"two syncs of one prefix must never run at once"
             )
         listed = _list_source(run)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.cli_helpers import run_cli
 from tests.harness import dockerd
+from tests.harness.files import settle
 from tests.test_daemon import Notifications
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
     receipts = tmp_path / "receipts"
     receipts.mkdir()
     (receipts / "r1.pdf").write_bytes(b"receipt one")
+    settle(receipts)
     # Every minute: at start-up the fire of the current minute was missed (within the grace
     # window), so catch-up starts the run at once; no waiting for the clock.
     cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts,

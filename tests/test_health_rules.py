@@ -150,7 +150,7 @@ def test_guard_numbers_ignore_markers() -> None:
         (["f8", "f9"], [f"f{i}" for i in range(10)], "the sync would delete 8 of 10"),  # 80 %
         (["x"], ["y"], ""),  # one rotation in a one-object mirror
         ([f"f{i}" for i in range(1, 11)], [f"f{i}" for i in range(10)], ""),  # retention prune
-        ([], [], ""),  # first run, nothing to lose
+        ([], [], "the source is empty; there is nothing to back up"),
     ],
 )
 def test_deletion_refusal(source, held, refused) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from supervisor import docker_runner
 from tests.cli_helpers import run_cli
+from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
@@ -136,7 +137,7 @@ def test_receipts_with_spaces_and_unicode_round_trip(s3server, bucket, write_con
         body = os.urandom(2048) + name.encode()
         path.write_bytes(body)
         expected[f"receipts/{name}"] = body
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=settle(receipts))
 
     assert_ok(run_cli("run-once", "receipts-upload", config=cfg))
 
@@ -161,20 +162,21 @@ def test_empty_source_is_refused_and_s3_untouched(docker_client, s3server, bucke
 
     assert result.returncode == 1
     assert "REFUSED" in result.stdout
-    assert "has no files to upload; a sync would delete all 8 object(s)" in result.stdout
-    assert "--allow-empty" in result.stdout
+    assert "the source is empty and the sync would delete the whole mirror" in result.stdout
+    assert "mirror 8 object(s)" in result.stdout
+    assert "run once with --force-deletes" in result.stdout
     assert mirror(s3server, bucket) == before
 
 
-def test_allow_empty_really_empties_the_mirror(s3server, bucket, write_config, tmp_path) -> None:
+def test_force_deletes_really_empties_the_mirror(s3server, bucket, write_config, tmp_path) -> None:
     receipts = tmp_path / "receipts"
     receipts.mkdir()
     (receipts / "old.pdf").write_bytes(b"old")
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=settle(receipts))
     assert_ok(run_cli("run-once", "receipts-upload", config=cfg))
     (receipts / "old.pdf").unlink()
 
-    assert_ok(run_cli("run-once", "receipts-upload", "--allow-empty", config=cfg))
+    assert_ok(run_cli("run-once", "receipts-upload", "--force-deletes", config=cfg))
 
     assert list(mirror(s3server, bucket, "receipts/")) == ["receipts/.last_success"]
 
