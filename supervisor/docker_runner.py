@@ -223,8 +223,13 @@ def log_tail(container: Container, lines: int = 5) -> str:
 
 
 def _remove(container: Container) -> None:
-    with contextlib.suppress(NotFound):
+    try:
         container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: a removal is already in progress (engine or peer)
+            raise
 
 
 def job_containers(client: docker.DockerClient, job: str) -> list[Container]:

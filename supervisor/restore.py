@@ -49,10 +49,13 @@ def db_prefix(config: Config) -> str:
     return config.job(config.drill.db_job).prefix
 
 
-def _sort_key(obj: s3.S3Object) -> tuple[str, str]:
-    # The dump's own name stamp beats LastModified: a first sync uploads every dump at once.
+def _sort_key(obj: s3.S3Object) -> tuple[bool, str, str]:
+    """Dated last/ dumps first, by their name stamp (LastModified is the upload time, and a
+    first sync uploads every dump at once); last/ always holds the newest dump. Then the
+    daily/weekly/monthly hard links, by LastModified."""
     match = _NAME_STAMP.search(obj.key)
-    return (match.group(1) if match else f"{obj.last_modified:%Y%m%d-%H%M%S}", obj.key)
+    stamp = match.group(1) if match else f"{obj.last_modified:%Y%m%d-%H%M%S}"
+    return (match is not None, stamp, obj.key)
 
 
 def list_dumps(config: Config) -> list[s3.S3Object]:
