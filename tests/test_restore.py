@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import boto3
 import docker
 import pytest
+from loguru import logger
 
 from supervisor import cli, config, drill, pipeline, restore
 from tests.harness.images import ensure_debian_pg_image
@@ -30,6 +32,13 @@ MARKER = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (OK|FAIL) (\S+) (\d+)s\n$
 @pytest.fixture(scope="session")
 def postgres_image(docker_client: docker.DockerClient) -> str:
     return ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
+
+
+@pytest.fixture(autouse=True)
+def _detach_cli_logging() -> Iterator[None]:
+    # cli.main() points loguru at the sys.stderr of the moment: pytest's capture, closed later.
+    yield
+    logger.remove()
 
 
 def _free_port() -> int:
