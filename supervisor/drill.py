@@ -223,9 +223,9 @@ def _run_check(server: _Server, check: DrillCheck) -> CheckResult:
                            f"newest value is {days:.1f} days old (limit {limit:g})")
     low_ok = check.min is None or value >= check.min
     high_ok = check.max is None or value <= check.max
-    bounds = " ".join(f"{n} {v:g}" for n, v in (("min", check.min), ("max", check.max))
+    bounds = " ".join(f"{n} {v:.15g}" for n, v in (("min", check.min), ("max", check.max))
                       if v is not None)
-    return CheckResult(check.name, low_ok and high_ok, f"{value:g} ({bounds})")
+    return CheckResult(check.name, low_ok and high_ok, f"{value:.15g} ({bounds})")
 
 
 def _restore_and_check(
