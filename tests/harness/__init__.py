@@ -1,0 +1,1 @@
+"""Test harness for ardua-backup: private dockerd, images, S3 and PostgreSQL servers."""
