@@ -6,16 +6,24 @@ import argparse
 import json
 import sqlite3
 import sys
+import tempfile
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
 
 from loguru import logger
 
 from supervisor import config as config_mod
-from supervisor import daemon, health, ledger, logs, pipeline, schedule
+from supervisor import daemon, drill, health, ledger, logs, pipeline, restore, schedule
+from supervisor.docker_runner import DockerError
 from supervisor.report import DEFERRED, now_utc
+from supervisor.restore import RestoreError
+from supervisor.s3 import S3Error
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
+R = TypeVar("R", bound=ledger.Report)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,31 +62,73 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="check dumps, uploads and drills; exit 0 OK, 1 WARNING, 2 CRITICAL, "
                        "3 UNKNOWN")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    rest = sub.add_parser("restore", help="get backups back out of S3").add_subparsers(
+        dest="what", required=True
+    )
+    rest.add_parser("list", help="dumps in S3, newest first")
+    db = rest.add_parser("db", help="download, verify and pg_restore one dump")
+    db.add_argument("key", help="S3 key from `restore list` (or relative to the db prefix)")
+    db.add_argument("--target", required=True, help="libpq DSN of the (empty) target database")
+    db.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
+    db.add_argument("--clean", action="store_true",
+                    help="drop the dump's objects in the target first (target may be non-empty)")
+    rec = rest.add_parser("receipts", help="rclone sync the receipts from S3 into DEST")
+    rec.add_argument("dest", type=Path, help="host directory to restore into")
+    rec.add_argument("--force", action="store_true",
+                     help="sync into a non-empty DEST (deletes files not in S3)")
+
+    sub.add_parser("drill", help="restore the newest S3 dump into a throwaway PostgreSQL, check it")
     return parser
+
+
+def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    if args.what == "list":
+        print(restore.format_listing(restore.list_dumps(cfg)))
+    elif args.what == "db":
+        with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
+            done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs,
+                                      clean=args.clean, workdir=Path(tmp), progress=True)
+        f = done.fetched
+        print(f"restored {f.key}: {f.size} B downloaded in {f.seconds:.1f} s "
+              f"(verified {f.verified}), {done.toc_entries} archive entries, "
+              f"pg_restore {done.restore_s:.1f} s")
+    else:
+        print(restore.restore_receipts(cfg, args.dest, force=args.force))
+    return EXIT_OK
+
+
+def _cmd_drill(cfg: config_mod.Config) -> int:
+    report = _recorded(cfg, drill.DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id))
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _cmd_run_once(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     cfg.job(args.job)  # unknown job: a config error, before anything runs
-    run_id = pipeline.new_run_id()
-    book = _ledger(cfg)
-    if book:
-        book.start(args.job, run_id, now_utc())
-    report = pipeline.run_job(cfg, args.job, force_deletes=args.force_deletes, run_id=run_id)
-    if book:
-        book.finish(report)
+    report = _recorded(cfg, args.job, lambda run_id: pipeline.run_job(
+        cfg, args.job, force_deletes=args.force_deletes, run_id=run_id))
     print(report.summary())
     if report.result == DEFERRED:
         return EXIT_DEFERRED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _ledger(cfg: config_mod.Config) -> ledger.Ledger | None:
-    # A manual run by a user who cannot write state_dir still runs; it is just not recorded.
+def _recorded(cfg: config_mod.Config, job: str, run: Callable[[str], R]) -> R:
+    """Runs `run(run_id)` with a ledger row around it, like the daemon does."""
+    run_id = pipeline.new_run_id()
     try:
-        return ledger.Ledger(cfg.state_dir)
+        book: ledger.Ledger | None = ledger.Ledger(cfg.state_dir)
     except (OSError, sqlite3.Error) as exc:
+        # A manual run by a user who cannot write state_dir still runs; it is just not recorded.
         logger.warning(f"run not recorded in the ledger under {cfg.state_dir}: {exc}")
-        return None
+        book = None
+    if book:
+        book.start(job, run_id, now_utc())
+    report = run(run_id)
+    if book:
+        book.finish(report)
+    return report
 
 
 def _cmd_status(cfg: config_mod.Config, args: argparse.Namespace) -> int:
@@ -103,11 +153,18 @@ def main(argv: list[str] | None = None) -> int:
             return ledger.cmd_history(cfg.state_dir, cfg.tz, args.job, args.n, args.json)
         if args.command == "status":
             return _cmd_status(cfg, args)
+        if args.command == "restore":
+            return _cmd_restore(cfg, args)
+        if args.command == "drill":
+            return _cmd_drill(cfg)
         return _cmd_run_once(cfg, args)
     except config_mod.ConfigError as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
         # For `status` a broken config means the health is unknown (monitoring-plugin code 3).
         return health.EXIT_CODES[health.UNKNOWN] if args.command == "status" else EXIT_CONFIG
+    except (RestoreError, S3Error, DockerError) as exc:
+        print(f"ardua-backup: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("ardua-backup: interrupted; containers removed", file=sys.stderr)
         return 130

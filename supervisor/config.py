@@ -21,6 +21,10 @@ from cronsim import CronSim, CronSimError
 DEFAULT_PATH = Path("/etc/ardua-backup/config.toml")
 ENV_VAR = "ARDUA_BACKUP_CONFIG"
 DEFAULT_RCLONE_IMAGE = "rclone/rclone:1.75.2"
+# The official image; its major must be >= the pg_dump that wrote the dumps.
+DEFAULT_DRILL_IMAGE = "postgres:15"
+DEFAULT_DB_JOB = "db-upload"
+DEFAULT_RECEIPTS_JOB = "receipts-upload"
 
 _JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -102,12 +106,41 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DrillCheck:
+    """One SQL check run against the restored database.
+
+    The query returns one value: a number compared with min/max, or (with max_age_s) a
+    timestamp that must be no older than max_age_s.
+    """
+
+    name: str
+    sql: str
+    min: float | None = None
+    max: float | None = None
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class DrillConfig:
+    schedule: str  # "" = only on demand (`ardua-backup drill`)
+    image: str
+    network_mode: str
+    port: int
+    timeout_s: float
+    db_job: str
+    receipts_job: str  # "" = no receipts spot check
+    receipts_sample: int
+    checks: tuple[DrillCheck, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     timezone: str
     state_dir: Path
     s3: S3Config
     rclone: RcloneConfig
+    drill: DrillConfig
     jobs: dict[str, JobConfig] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -333,6 +366,57 @@ def _read_metrics(t: _Table) -> MetricsConfig:
     return MetricsConfig(Path(textfile) if textfile else None, port)
 
 
+def _read_check(t: _Table, index: int) -> DrillCheck:
+    check = DrillCheck(
+        name=t.take("name", str, f"check {index + 1}"),
+        sql=t.take("sql", str),
+        min=t.take("min", float, None),
+        max=t.take("max", float, None),
+        max_age_s=t.take_parsed("max_age", parse_duration, None),
+    )
+    t.done()
+    if not check.sql.strip():
+        raise t.error("sql", "must not be empty")
+    if check.max_age_s is not None and (check.min is not None or check.max is not None):
+        raise t.error("max_age", "a check compares a timestamp (max_age) or a number (min/max)")
+    if check.max_age_s is None and check.min is None and check.max is None:
+        raise t.error("sql", "needs a threshold: min, max or max_age")
+    return check
+
+
+def _read_drill(t: _Table, rclone: RcloneConfig, jobs: dict[str, JobConfig]) -> DrillConfig:
+    explicit = {key for key in ("db_job", "receipts_job") if key in t.data}
+    raw_checks = t.data.pop("checks", [])
+    if not isinstance(raw_checks, list):
+        raise t.error("checks", "must be an array of tables: [[drill.checks]]")
+    drill = DrillConfig(
+        schedule=t.take_parsed("schedule", _parse_schedule, ""),
+        image=t.take("image", str, DEFAULT_DRILL_IMAGE),
+        network_mode=t.take("network_mode", str, rclone.network_mode),
+        port=t.take("port", int, 55432),
+        timeout_s=t.take_parsed("timeout", parse_duration, 3600.0),
+        db_job=t.take("db_job", str, DEFAULT_DB_JOB),
+        receipts_job=t.take("receipts_job", str, DEFAULT_RECEIPTS_JOB),
+        receipts_sample=t.take("receipts_sample", int, 20),
+        checks=tuple(
+            _read_check(_Table(t.path, f"drill.checks[{i}]", raw), i)
+            for i, raw in enumerate(raw_checks)
+        ),
+    )
+    t.done()
+    if not 1024 <= drill.port <= 65535:
+        raise t.error("port", f"{drill.port} is not a port between 1024 and 65535")
+    if drill.receipts_sample < 0:
+        raise t.error("receipts_sample", "must be 0 or more")
+    # Defaults may name jobs a config does not have (checked when a drill runs); a name the
+    # operator wrote must exist.
+    for key in explicit:
+        name = getattr(drill, key)
+        if name and name not in jobs:
+            raise t.error(key, f"no job named '{name}' (configured: {', '.join(sorted(jobs))})")
+    return drill
+
+
 def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
     # A sync mirrors its whole prefix, so nested prefixes would delete each other's objects.
     items = sorted(jobs.values(), key=lambda j: j.prefix)
@@ -364,8 +448,9 @@ def parse(text: str, path: Path) -> Config:
     health = _read_health(root.table("health", required=False), jobs)
     guard = _read_guard(root.table("guard", required=False))
     metrics = _read_metrics(root.table("metrics", required=False))
+    drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     root.done()
-    return Config(path, timezone, Path(state_dir), s3, rclone, jobs, health, guard, metrics)
+    return Config(path, timezone, Path(state_dir), s3, rclone, drill, jobs, health, guard, metrics)
 
 
 def resolve_path(cli_path: str | None) -> Path:

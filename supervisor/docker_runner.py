@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import docker
@@ -59,7 +59,7 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def ensure_image(client: docker.DockerClient, image: str) -> None:
+def ensure_image(client: docker.DockerClient, image: str, setting: str = "rclone.image") -> None:
     """Requires the image to be on the host. Never pulls: a 3 a.m. pull of an unpinned or
     moved tag is a surprise, and the operator pulls once at set-up (see README)."""
     try:
@@ -67,7 +67,7 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
     except ImageNotFound:
         raise DockerError(
             f"image '{image}' is not on this Docker host; run `docker pull {image}` "
-            f"or fix rclone.image"
+            f"or fix {setting}"
         ) from None
 
 
@@ -88,8 +88,9 @@ def source_mount(client: docker.DockerClient, source: Source, target: str) -> Mo
     return Mount(target, source.location, type="bind", read_only=True)
 
 
-def file_mount(path: str, target: str) -> Mount:
-    return Mount(target, path, type="bind", read_only=True)
+def file_mount(path: str, target: str, read_only: bool = True) -> Mount:
+    """A bind mount of a host file or directory."""
+    return Mount(target, path, type="bind", read_only=read_only)
 
 
 def run_oneshot(
@@ -103,6 +104,7 @@ def run_oneshot(
     network_mode: str,
     timeout_s: float,
     cap_add: Sequence[str] = (),
+    user: str | None = None,
 ) -> ContainerRun:
     """Runs a container to completion, killing it at timeout_s. The container is removed
     whatever happens (error, timeout, KeyboardInterrupt); logs are read before removal
@@ -120,6 +122,7 @@ def run_oneshot(
         cap_drop=["ALL"],
         cap_add=list(cap_add) or None,
         security_opt=["no-new-privileges"],
+        user=user,
         detach=True,
     )
     try:
@@ -148,9 +151,82 @@ def _kill(container: Container) -> None:
             raise
 
 
+@contextlib.contextmanager
+def service(
+    client: docker.DockerClient,
+    *,
+    image: str,
+    command: Sequence[str],
+    mounts: Sequence[Mount],
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+    network_mode: str,
+    cap_add: Sequence[str],
+) -> Iterator[Container]:
+    """A long-running container for the length of a with-block, removed whatever happens.
+    Its anonymous volumes go with it: an image VOLUME (PGDATA in postgres images) would
+    otherwise leave one volume behind per run."""
+    container = client.containers.create(
+        image,
+        command=list(command),
+        mounts=list(mounts),
+        environment=dict(env),
+        labels=dict(labels),
+        network_mode=network_mode,
+        cap_drop=["ALL"],
+        cap_add=list(cap_add),
+        security_opt=["no-new-privileges"],
+        detach=True,
+    )
+    try:
+        container.start()
+        yield container
+    finally:
+        _remove(container)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+def exec_in(
+    container: Container, command: Sequence[str], *, env: Mapping[str, str], timeout_s: float
+) -> ExecResult:
+    """Runs a command in a running container. The Docker API has no exec timeout, so the
+    command runs under coreutils `timeout` (exit 124 when it fires)."""
+    started = time.monotonic()
+    result = container.exec_run(
+        ["timeout", "--kill-after=10", str(max(1, int(timeout_s))), *command],
+        environment=dict(env), demux=True,
+    )
+    out, err = result.output
+    return ExecResult(
+        int(result.exit_code),
+        (out or b"").decode("utf-8", "replace"),
+        (err or b"").decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
+
+
+def log_tail(container: Container, lines: int = 5) -> str:
+    with contextlib.suppress(DockerException, requests.RequestException):
+        text = container.logs(tail=lines).decode("utf-8", "replace").strip()
+        return " | ".join(text.splitlines())
+    return ""
+
+
 def _remove(container: Container) -> None:
-    with contextlib.suppress(NotFound):
-        container.remove(force=True)
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: a removal is already in progress (engine or peer)
+            raise
 
 
 def job_containers(client: docker.DockerClient, job: str) -> list[Container]:
@@ -161,6 +237,14 @@ def job_containers(client: docker.DockerClient, job: str) -> list[Container]:
 def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
     """Running containers that write to one S3 destination, whoever started them."""
     return client.containers.list(filters={"label": f"{LABEL_TARGET}={target}"})
+
+
+def remove_job_containers(client: docker.DockerClient, job: str) -> int:
+    """Removes a job's containers, running or not, with their anonymous volumes."""
+    containers = client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job}"})
+    for container in containers:
+        _remove(container)
+    return len(containers)
 
 
 def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:

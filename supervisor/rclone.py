@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from supervisor.config import S3Config
 
 SOURCE_MOUNT = "/source"
+DEST_MOUNT = "/dest"
 CREDENTIALS_MOUNT = "/run/secrets/aws-credentials"
 # Markers ardua-backup writes itself under a prefix. Excluded from every sync: rclone never deletes
 # excluded destination files (without --delete-excluded), and a sync would otherwise remove them.
@@ -56,10 +57,10 @@ def max_duration_s(timeout_s: float) -> int:
     return max(1, int(timeout_s * 0.9))
 
 
-def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
+def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
     excludes = [arg for name in MARKER_NAMES for arg in ("--exclude", f"/{name}")]
     return [
-        "sync", f"{SOURCE_MOUNT}/", remote(bucket, prefix),
+        "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
         "--checksum", "--fast-list",
         *excludes,
@@ -67,6 +68,15 @@ def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
         "--max-duration", f"{max_duration_s(timeout_s)}s",
         *_LOGGING,
     ]  # fmt: skip
+
+
+def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
+    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s)
+
+
+def restore_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
+    """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3)."""
+    return _sync(remote(bucket, prefix), f"{DEST_MOUNT}/", timeout_s)
 
 
 def list_command() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,16 +136,50 @@ def parse_sentinel(body: str) -> datetime:
     return datetime.strptime(parts[0], SENTINEL_FORMAT).replace(tzinfo=UTC)
 
 
-def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
-    body = format_sentinel(when)
+def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
     try:
         client(s3).put_object(
-            Bucket=s3.bucket, Key=sentinel_key(prefix), Body=body.encode(),
-            ContentType="text/plain",
+            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain"
         )
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"writing the sentinel failed: {describe(exc, s3)}") from None
+        raise S3Error(f"writing the {what} failed: {describe(exc, s3)}") from None
+
+
+def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
+    body = format_sentinel(when)
+    put_text(s3, sentinel_key(prefix), body, "sentinel")
     return body
+
+
+def head(s3: S3Config, key: str) -> dict[str, Any]:
+    """HEAD of one object; a missing key is an S3Error that names it."""
+    try:
+        return client(s3).head_object(Bucket=s3.bucket, Key=key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey"):
+            raise S3Error(f"s3://{s3.bucket}/{key} does not exist") from None
+        raise S3Error(describe(exc, s3)) from None
+    except BotoCoreError as exc:
+        raise S3Error(describe(exc, s3)) from None
+
+
+def download(
+    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None
+) -> None:
+    """Downloads one object to a file (ranged, parallel GETs for large objects)."""
+    try:
+        client(s3).download_file(s3.bucket, key, dest, Callback=progress)
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(f"downloading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+
+
+def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
+    """An object's body in chunks, without holding it in memory."""
+    try:
+        body = client(s3).get_object(Bucket=s3.bucket, Key=key)["Body"]
+        yield from body.iter_chunks(1 << 20)
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
 
 
 @dataclass(frozen=True)

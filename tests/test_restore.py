@@ -1,0 +1,299 @@
+"""Restore and drills, end to end: a real source database, pg_dump -Fc, a postgres-backup-local tree
+in a Docker volume, the real upload pipeline to SeaweedFS, then restore/drill from S3."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import boto3
+import docker
+import pytest
+from loguru import logger
+
+from supervisor import cli, config, drill, pipeline, restore
+from tests.harness.images import ensure_debian_pg_image
+from tests.harness.pgimage import ensure_postgres_image
+from tests.harness.pgtree import fill_volume, make_backups_tree
+from tests.harness.postgres import PgServer
+from tests.harness.s3server import S3Server
+
+pytestmark = pytest.mark.docker
+
+OLD_ORDERS, NEW_ORDERS, CUSTOMERS = 10, 1500, 40
+MARKER = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (OK|FAIL) (\S+) (\d+)s\n$")
+
+
+@pytest.fixture(scope="session")
+def postgres_image(docker_client: docker.DockerClient) -> str:
+    return ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
+
+
+@pytest.fixture(autouse=True)
+def _detach_cli_logging() -> Iterator[None]:
+    # cli.main() points loguru at the sys.stderr of the moment: pytest's capture, closed later.
+    yield
+    logger.remove()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _source_db(pg: PgServer, orders: int) -> str:
+    name = f"src_{secrets.token_hex(4)}"
+    pg.createdb(name)
+    pg.psql(
+        f"""
+        CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+        CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
+                             total numeric(10, 2), created_at timestamptz NOT NULL);
+        INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, {CUSTOMERS}) g;
+        INSERT INTO orders (customer_id, total, created_at)
+            SELECT 1 + g % {CUSTOMERS}, g * 1.5, now() - g * interval '1 minute'
+            FROM generate_series(1, {orders}) g;
+        """,
+        db=name,
+    )
+    return name
+
+
+def _counts(pg: PgServer, db: str) -> tuple[int, int]:
+    out = pg.psql("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM customers)", db)
+    orders, customers = out.strip().split("|")
+    return int(orders), int(customers)
+
+
+@dataclass
+class Uploaded:
+    path: Path
+    cfg: config.Config
+    receipts: Path
+    newest_key: str
+
+
+@pytest.fixture
+def uploaded(
+    tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3server: S3Server,
+    write_config, docker_client: docker.DockerClient, postgres_image: str,
+) -> Uploaded:
+    """Two dumps (an old small one, a new big one) in a postgres-backup-local tree, receipts on
+    disk, both uploaded by the real pipeline."""
+    dumps = []
+    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
+                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
+        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
+        dumps.append((when, path.read_bytes()))
+    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
+    receipts = tmp_path / "receipts"
+    for i in range(12):
+        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
+        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
+    path = write_config(
+        tmp_path, s3server, bucket, db_volume=pg_volume, receipts_dir=receipts,
+        drill={
+            "image": postgres_image, "network_mode": "host", "port": _free_port(),
+            "timeout": "5m", "receipts_sample": 5,
+            "checks": [
+                {"name": "orders", "sql": "SELECT count(*) FROM orders", "min": NEW_ORDERS},
+                {"name": "fresh", "sql": "SELECT max(created_at) FROM orders",
+                 "max_age": "3d"},
+            ],
+        },
+    )
+    cfg = config.load(path)
+    for job in ("db-upload", "receipts-upload"):
+        report = pipeline.run_job(cfg, job, client=docker_client)
+        assert report.ok, report.summary()
+    return Uploaded(path, cfg, receipts, "postgres/last/ardua-20260302-010000.dump")
+
+
+def _cli(up: Uploaded, *args: str) -> int:
+    return cli.main(["--config", str(up.path), *args])
+
+
+def test_restore_list_newest_first_without_latest(uploaded: Uploaded, capsys) -> None:
+    assert _cli(uploaded, "restore", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = [line.split()[-1] for line in lines[1:]]
+    assert keys[0] == uploaded.newest_key
+    assert "postgres/last/ardua-20260301-010000.dump" in keys
+    assert not [k for k in keys if "latest" in k]
+
+
+def test_restore_db_reproduces_row_counts(uploaded: Uploaded, pg: PgServer, capsys) -> None:
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    assert _cli(uploaded, "restore", "db", uploaded.newest_key, "--target", pg.dsn(target),
+                "--jobs", "2") == 0
+    out = capsys.readouterr().out
+    assert "MD5 = S3 ETag" in out
+    assert _counts(pg, target) == (NEW_ORDERS, CUSTOMERS)
+
+    # Non-empty target: refused without --clean, replaced with it.
+    assert _cli(uploaded, "restore", "db", "last/ardua-20260301-010000.dump",
+                "--target", pg.dsn(target)) == 1
+    assert "already holds" in capsys.readouterr().err
+    assert _counts(pg, target) == (NEW_ORDERS, CUSTOMERS)
+    assert _cli(uploaded, "restore", "db", "last/ardua-20260301-010000.dump",
+                "--target", pg.dsn(target), "--clean") == 0
+    assert _counts(pg, target) == (OLD_ORDERS, CUSTOMERS)
+
+
+def test_restore_db_clear_errors(uploaded: Uploaded, pg: PgServer, capsys) -> None:
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    assert _cli(uploaded, "restore", "db", "last/nope.dump", "--target", pg.dsn(target)) == 1
+    assert "postgres/last/nope.dump does not exist" in capsys.readouterr().err
+    assert _cli(uploaded, "restore", "db", "last/ardua-latest.dump",
+                "--target", pg.dsn(target)) == 1
+    assert "moving links" in capsys.readouterr().err
+    dead = f"postgresql://postgres@127.0.0.1:{_free_port()}/x?connect_timeout=2"
+    assert _cli(uploaded, "restore", "db", uploaded.newest_key, "--target", dead) == 1
+    err = capsys.readouterr().err
+    assert "cannot use the target database" in err and len(err.strip().splitlines()) == 1
+
+
+def _marker(up: Uploaded) -> str:
+    client = boto3.client(
+        "s3", endpoint_url=up.cfg.s3.endpoint_url, region_name=up.cfg.s3.region,
+        aws_access_key_id=_creds(up)[0], aws_secret_access_key=_creds(up)[1],
+    )
+    body = client.get_object(Bucket=up.cfg.s3.bucket, Key="postgres/.last_restore_drill")["Body"]
+    return body.read().decode()
+
+
+def _creds(up: Uploaded) -> tuple[str, str]:
+    assert up.cfg.s3.credentials_file is not None
+    text = up.cfg.s3.credentials_file.read_text()
+    return (re.search(r"aws_access_key_id = (\S+)", text).group(1),  # type: ignore[union-attr]
+            re.search(r"aws_secret_access_key = (\S+)", text).group(1))  # type: ignore[union-attr]
+
+
+def _drill_leftovers(client: docker.DockerClient) -> list:
+    return client.containers.list(all=True, filters={"label": "ardua-backup.job=restore-drill"})
+
+
+def _anonymous_volumes(client: docker.DockerClient) -> set[str]:
+    return {v.name for v in client.volumes.list() if re.fullmatch(r"[0-9a-f]{64}", v.name)}
+
+
+def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None:
+    volumes_before = _anonymous_volumes(docker_client)
+    report = drill.run_drill(uploaded.cfg, client=docker_client)
+    assert report.ok, report.summary()
+    assert report.dump_key == uploaded.newest_key
+    assert [c.name for c in report.checks] == ["schema has tables", "orders", "fresh"]
+    assert all(c.ok for c in report.checks)
+    assert report.receipts.checked == 5 and report.receipts.ok
+    assert report.restore_s > 0 and report.rto_s >= report.restore_s
+    match = MARKER.match(_marker(uploaded))
+    assert match and match.group(1) == "OK" and match.group(2) == uploaded.newest_key
+    assert _drill_leftovers(docker_client) == []
+    # The image's PGDATA VOLUME went with the container. (Anonymous only: the engine is shared
+    # with other test sessions creating named volumes.)
+    assert _anonymous_volumes(docker_client) <= volumes_before
+    print(report.summary())
+
+
+def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -> None:
+    s3c = boto3.client(
+        "s3", endpoint_url=uploaded.cfg.s3.endpoint_url, region_name=uploaded.cfg.s3.region,
+        aws_access_key_id=_creds(uploaded)[0], aws_secret_access_key=_creds(uploaded)[1],
+    )
+    body = s3c.get_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key)["Body"].read()
+    # Truncated, as a pg_dump killed mid-write leaves it in last/ (and the upload copies it).
+    s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
+                   Body=body[: len(body) * 2 // 3])
+    report = drill.run_drill(uploaded.cfg, client=docker_client)
+    assert not report.ok
+    assert f"pg_restore of {uploaded.newest_key} failed" in report.message
+    match = MARKER.match(_marker(uploaded))
+    assert match and match.group(1) == "FAIL"
+    assert _drill_leftovers(docker_client) == []
+
+
+def test_garbage_dump_is_not_an_archive(uploaded: Uploaded, docker_client) -> None:
+    s3c = boto3.client(
+        "s3", endpoint_url=uploaded.cfg.s3.endpoint_url, region_name=uploaded.cfg.s3.region,
+        aws_access_key_id=_creds(uploaded)[0], aws_secret_access_key=_creds(uploaded)[1],
+    )
+    s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
+                   Body=b"not a dump at all" * 100)
+    report = drill.run_drill(uploaded.cfg, client=docker_client)
+    assert not report.ok
+    assert "is not a readable pg_dump archive" in report.message
+
+
+def test_failing_sql_check_fails_the_drill(uploaded: Uploaded, docker_client, tmp_path) -> None:
+    text = uploaded.path.read_text().replace(f"min = {NEW_ORDERS}", "min = 1000000")
+    assert "min = 1000000" in text
+    uploaded.path.write_text(text)
+    report = drill.run_drill(config.load(uploaded.path), client=docker_client)
+    assert not report.ok
+    assert "check 'orders' failed: 1500 (min 1000000)" in report.message
+    assert MARKER.match(_marker(uploaded)).group(1) == "FAIL"  # type: ignore[union-attr]
+
+
+def test_spot_check_reports_tampered_and_missing_receipts(uploaded: Uploaded) -> None:
+    files = sorted(p for p in uploaded.receipts.rglob("*.pdf"))
+    files[0].write_bytes(b"tampered")
+    files[1].unlink()
+    cfg = config.load(uploaded.path)
+    # Sample everything so the test does not depend on the random draw.
+    cfg = cfg.__class__(**{**cfg.__dict__,
+                           "drill": cfg.drill.__class__(**{**cfg.drill.__dict__,
+                                                           "receipts_sample": 100})})
+    result = drill.spot_check_receipts(cfg)
+    rel = [str(p.relative_to(uploaded.receipts)) for p in files[:2]]
+    assert result.checked == len(files)
+    assert result.mismatched == (rel[0],)
+    assert result.missing == (rel[1],)
+
+
+def test_restore_receipts(uploaded: Uploaded, tmp_path: Path, capsys) -> None:
+    dest = tmp_path / "restored"
+    assert _cli(uploaded, "restore", "receipts", str(dest)) == 0
+    assert "restored 12 file(s)" in capsys.readouterr().out
+    for src in uploaded.receipts.rglob("*.pdf"):
+        assert (dest / src.relative_to(uploaded.receipts)).read_bytes() == src.read_bytes()
+    assert not (dest / ".last_success").exists()
+    assert _cli(uploaded, "restore", "receipts", str(dest)) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert _cli(uploaded, "restore", "receipts", str(dest), "--force") == 0
+
+
+def test_drill_config_errors(tmp_path: Path) -> None:
+    base = """
+[s3]
+bucket = "b-ok"
+[jobs.db-upload]
+schedule = "15 * * * *"
+source = "volume:v1"
+prefix = "postgres"
+"""
+    cfg = config.parse(base, tmp_path / "c.toml")
+    assert cfg.drill.image == "postgres:15" and cfg.drill.schedule == ""
+    for bad, message in (
+        ('[drill]\nimgae = "x"', "drill.imgae: unknown key"),
+        ('[drill]\ndb_job = "nope"', "drill.db_job: no job named 'nope'"),
+        ('[[drill.checks]]\nsql = "SELECT 1"', "needs a threshold"),
+        ('[[drill.checks]]\nsql = "SELECT 1"\nmin = 1\nmax_age = "2d"', "drill.checks[0].max_age"),
+        ('[drill]\nschedule = "weekly"', "drill.schedule"),
+    ):
+        with pytest.raises(config.ConfigError, match=re.escape(message)):
+            config.parse(base + bad, tmp_path / "c.toml")
+
+
+def test_newest_first_prefers_name_stamp() -> None:
+    uploaded_at = datetime(2026, 3, 3)
+    objs = [restore.s3.S3Object(f"postgres/last/DB-2026030{d}-010000.dump", 1, "e",
+                                uploaded_at + timedelta(seconds=-d)) for d in (1, 2)]
+    assert restore._sort_key(objs[1]) > restore._sort_key(objs[0])
