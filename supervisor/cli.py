@@ -99,7 +99,9 @@ def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_drill(cfg: config_mod.Config) -> int:
-    report = _recorded(cfg, drill.DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id))
+    report = _recorded(
+        cfg, config_mod.DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id)
+    )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 

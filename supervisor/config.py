@@ -21,6 +21,7 @@ from cronsim import CronSim, CronSimError
 DEFAULT_PATH = Path("/etc/ardua-backup/config.toml")
 ENV_VAR = "ARDUA_BACKUP_CONFIG"
 DEFAULT_RCLONE_IMAGE = "rclone/rclone:1.75.2"
+DRILL_JOB = "restore-drill"  # the drill's name in the schedule, ledger, logs and metrics
 # The official image; its major must be >= the pg_dump that wrote the dumps.
 DEFAULT_DRILL_IMAGE = "postgres:15"
 DEFAULT_DB_JOB = "db-upload"
@@ -134,6 +135,12 @@ class DrillConfig:
 
 
 @dataclass(frozen=True)
+class Scheduled:
+    schedule: str
+    catch_up: bool
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     timezone: str
@@ -149,6 +156,14 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def scheduled(self) -> dict[str, Scheduled]:
+        """What the daemon fires: every upload job and, when it has a schedule, the drill."""
+        plan = {name: Scheduled(job.schedule, job.catch_up) for name, job in self.jobs.items()}
+        if self.drill.schedule:
+            plan[DRILL_JOB] = Scheduled(self.drill.schedule, True)
+        return plan
 
     def job(self, name: str) -> JobConfig:
         if name not in self.jobs:
@@ -311,6 +326,8 @@ def _read_rclone(t: _Table) -> RcloneConfig:
 
 
 def _read_job(t: _Table, name: str) -> JobConfig:
+    if name == DRILL_JOB:
+        raise ConfigError(f"{t.path}: [jobs.{name}]: '{DRILL_JOB}' is reserved for the drill")
     if not _JOB_NAME.match(name):
         raise ConfigError(f"{t.path}: [jobs.{name}]: job names use a-z, 0-9, '-' and '_'")
     job = JobConfig(

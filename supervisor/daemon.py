@@ -34,7 +34,7 @@ from docker.errors import APIError, DockerException
 from loguru import logger
 
 from supervisor import config as config_module
-from supervisor import docker_runner, health, logs, metrics, pipeline, s3
+from supervisor import docker_runner, drill, health, logs, metrics, pipeline, s3
 from supervisor.config import Config, ConfigError
 from supervisor.ledger import Ledger, Report
 from supervisor.notify import Notifier
@@ -162,7 +162,7 @@ class Daemon:
                 run.job,
                 run.started_at.isoformat(),
             )
-        for name in self.config.jobs:
+        for name in self.config.scheduled:
             # An interrupted run did not finish its sync: count from the run before it.
             last = self.ledger.last_completed(name)
             self._jobs[name] = _JobState(cursor=last.started_at if last else None)
@@ -173,7 +173,7 @@ class Daemon:
             # Runs will fail with their own clear errors; staying up lets them recover.
             self._problem = f"preflight failed: {exc}"
             logger.error("{}; starting anyway, runs will fail until this is fixed", self._problem)
-        logger.info("loaded {} with jobs {}", self.config.path, ", ".join(sorted(self.config.jobs)))
+        logger.info("loaded {} with {}", self.config.path, ", ".join(sorted(self.config.scheduled)))
         if metrics.serve(self.config):  # a port change takes effect at the next restart
             logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
         self.notifier.send(READY=1, STATUS=self.status())
@@ -203,7 +203,7 @@ class Daemon:
         if self._stop.is_set():
             return
         now = self.clock.now()
-        for name, job in self.config.jobs.items():
+        for name, job in self.config.scheduled.items():
             state = self._jobs.setdefault(name, _JobState(cursor=now))
             fire = missed_fire(
                 job.schedule, self.config.tz, since=state.cursor, now=now, catch_up=job.catch_up
@@ -217,7 +217,7 @@ class Daemon:
     def next_wake(self) -> datetime:
         now = self.clock.now()
         retries = [s.retry_at for s in self._jobs.values() if s.retry_at is not None]
-        fires = [next_fire(j.schedule, self.config.tz, now) for j in self.config.jobs.values()]
+        fires = [next_fire(j.schedule, self.config.tz, now) for j in self.config.scheduled.values()]
         return min(fires + retries)
 
     def reload(self) -> None:
@@ -230,12 +230,12 @@ class Daemon:
         else:
             if new.state_dir != self.config.state_dir:
                 logger.warning("state_dir changes take effect at the next restart")
-            for name in self.config.jobs.keys() - new.jobs.keys():
+            for name in self.config.scheduled.keys() - new.scheduled.keys():
                 # Its state stays: a run still going is waited for at shutdown.
                 logger.info("job {} removed from the schedule", name)
             self.config = new
             self._problem = ""
-            logger.info("reloaded {}: jobs {}", new.path, ", ".join(sorted(new.jobs)))
+            logger.info("reloaded {}: {}", new.path, ", ".join(sorted(new.scheduled)))
         self.notifier.send(READY=1, STATUS=self.status())
 
     def shutdown(self) -> int:
@@ -326,7 +326,7 @@ class Daemon:
         tz = self.config.tz
         now = self.clock.now()
         parts = []
-        for name, job in sorted(self.config.jobs.items()):
+        for name, job in sorted(self.config.scheduled.items()):
             state = self._jobs.get(name)
             last = self.ledger.last_run(name)
             if state and state.busy and state.started_at:
@@ -391,5 +391,10 @@ def main(config_path: Path) -> int:
     def health_line(config: Config) -> str:
         return health.evaluate_status(config).status_line()
 
-    daemon = Daemon(config_path, pipeline.run_job, containers, preflight, health_line=health_line)
+    def run(config: Config, name: str, *, run_id: str) -> Report:
+        if name == config_module.DRILL_JOB:
+            return drill.run_drill(config, run_id=run_id)
+        return pipeline.run_job(config, name, run_id=run_id)
+
+    daemon = Daemon(config_path, run, containers, preflight, health_line=health_line)
     return run_service(daemon)

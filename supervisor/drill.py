@@ -25,8 +25,8 @@ from docker.models.containers import Container
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, rclone, restore, s3
-from supervisor.config import Config, DrillCheck
+from supervisor import docker_runner, metrics, rclone, restore, s3
+from supervisor.config import DRILL_JOB, Config, DrillCheck
 from supervisor.docker_runner import DockerError
 from supervisor.pipeline import new_run_id
 from supervisor.report import FAILED, SUCCESS, now_utc
@@ -35,7 +35,6 @@ from supervisor.restore import RestoreError
 if TYPE_CHECKING:
     from loguru import Logger
 
-DRILL_JOB = "restore-drill"
 MARKER_NAME = ".last_restore_drill"
 DUMP_MOUNT = "/restore"
 READY_TIMEOUT_S = 120.0
@@ -368,6 +367,7 @@ def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger
         report.marker = body
     except s3.S3Error as exc:
         report.message += f"; {exc}"
+    metrics.write_run(config, report)
     level = "INFO" if report.ok else "ERROR"
     log.bind(**report.fields()).log(
         level, f"{DRILL_JOB}: run {report.run_id} {'OK' if report.ok else 'FAIL'}: {report.message}"

@@ -23,7 +23,8 @@ from prometheus_client.registry import Collector
 from supervisor.config import Config
 from supervisor.report import DEFERRED, FAILED, REFUSED, SUCCESS, RunReport
 
-if TYPE_CHECKING:  # health imports this module
+if TYPE_CHECKING:  # both import this module
+    from supervisor.drill import DrillReport
     from supervisor.health import Verdict
 
 STATE_FILE = "metrics.json"
@@ -71,14 +72,18 @@ def _update(config: Config, change: Callable[[dict[str, Any]], None]) -> None:
         logger.warning(f"metrics not written: {exc}")
 
 
-def write_run(config: Config, report: RunReport) -> None:
+def write_run(config: Config, report: RunReport | DrillReport) -> None:
     def change(state: dict[str, Any]) -> None:
         job = state.setdefault("jobs", {}).setdefault(report.job, {})
+        assert report.finished_at is not None
         job.update(
             last_run=report.finished_at.timestamp(), result=report.result,
             duration_s=report.duration_s, bytes=report.bytes, files=report.files,
             deletes=report.deletes,
         )
+        rto = getattr(report, "rto_s", None)  # only a drill measures a recovery time
+        if rto is not None:
+            job["rto_s"] = rto
         if report.ok:
             job["last_success"] = report.finished_at.timestamp()
         if report.result in (REFUSED, DEFERRED):
@@ -128,6 +133,8 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         "last_run_bytes": ("bytes", "Bytes uploaded by the job's last run."),
         "last_run_files": ("files", "Files uploaded by the job's last run."),
         "last_run_deletes": ("deletes", "Objects deleted in S3 by the job's last run."),
+        "restore_drill_rto_seconds": ("rto_s", "Download + pg_restore time of the last restore "
+                                      "drill: the measured RTO."),
     }
     for name, (key, doc) in per_job.items():
         family = _gauge(name, doc, ("job",))

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from supervisor.config import Config, ConfigError, load
+from supervisor.config import DRILL_JOB, Config, ConfigError, load
 
 # Long enough to cover a systemd restart or a reboot, short enough that "catch_up = false" still
 # means "skip runs missed during a real outage".
@@ -85,11 +85,14 @@ def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) ->
     """
     tz = config.tz
     start = parse_after(after, tz)
-    names = [config.job(job).name] if job else sorted(config.jobs)
+    plan = config.scheduled
+    if job and job not in plan:
+        config.job(job)  # raises the config error naming the configured jobs
+    names = [job] if job else sorted(plan)
     rows = [
         (fire, name)
         for name in names
-        for fire in next_fires(config.jobs[name].schedule, tz, start, n)
+        for fire in next_fires(plan[name].schedule, tz, start, n)
     ]
     rows.sort(key=lambda row: (row[0].astimezone(UTC), row[1]))
     for fire, name in rows:
@@ -119,4 +122,9 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
             f"{name}: '{job.schedule}' {job.source} -> s3://{config.s3.bucket}/{job.prefix}/ "
             f"timeout {job.timeout_s:g}s catch_up={str(job.catch_up).lower()} next {fire}"
         )
+    drill = config.drill
+    if drill.schedule:
+        fire = next_fire(drill.schedule, config.tz, start).isoformat()
+        print(f"{DRILL_JOB}: '{drill.schedule}' newest dump of {drill.db_job} -> {drill.image} "
+              f"timeout {drill.timeout_s:g}s next {fire}")
     return 0

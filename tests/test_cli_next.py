@@ -67,3 +67,14 @@ def test_invalid_file_is_non_zero_for_next_and_check_config(tmp_path) -> None:
         result = run_cli(command, config=cfg)
         assert result.returncode != 0
         assert "jobs.nightly.schedule" in result.stderr
+
+
+def test_a_scheduled_drill_is_part_of_the_plan(tmp_path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG.format(nightly="30 1 * * *") + '[drill]\nschedule = "0 4 * * 0"\n')
+    result = run_cli("next", "restore-drill", "-n", "2", "--after", "2026-11-01T00:00:00",
+                     config=cfg)
+    assert result.stdout.split() == ["2026-11-01T04:00:00-08:00", "2026-11-08T04:00:00-08:00"]
+    plan = run_cli("check-config", config=cfg)
+    assert plan.returncode == 0
+    assert "restore-drill: '0 4 * * 0' newest dump of db-upload -> postgres:15" in plan.stdout

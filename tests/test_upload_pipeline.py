@@ -264,9 +264,9 @@ def test_broken_config_is_exit_2_naming_file_and_key(tmp_path) -> None:
 
 
 class _Freezer:
-    """Watches Docker events: freezes the S3 server when the run's listing container is
-    created (so the sync that follows must hang) and then freezes rclone inside the sync
-    container, keeping its inspect data for the test."""
+    """Watches Docker events: freezes the S3 server when the sync container is created (it
+    cannot start before its create call returns, so the sync must hang) and then freezes rclone
+    inside it, keeping its inspect data for the test."""
 
     def __init__(self, client: docker.DockerClient, server: S3Server):
         self.client, self.server = client, server
@@ -279,7 +279,7 @@ class _Freezer:
     def _watch(self) -> None:
         for event in self.stream:
             step = event.get("Actor", {}).get("Attributes", {}).get(docker_runner.LABEL_STEP)
-            if event.get("Action") == "create" and step == "list":
+            if event.get("Action") == "create" and step == "sync":
                 self.server.pause()
             if event.get("Action") == "start" and step == "sync":
                 container = self.client.containers.get(event["id"])
