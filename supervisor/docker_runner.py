@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import requests
@@ -93,6 +94,34 @@ def file_mount(path: str, target: str, read_only: bool = True) -> Mount:
     return Mount(target, path, type="bind", read_only=read_only)
 
 
+def _create(
+    client: docker.DockerClient,
+    *,
+    image: str,
+    command: Sequence[str],
+    mounts: Sequence[Mount],
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+    network_mode: str,
+    cap_add: Sequence[str],
+    **hardening: Any,
+) -> Container:
+    """Every container we start: no capabilities but those asked for, no privilege gain."""
+    return client.containers.create(
+        image,
+        command=list(command),
+        mounts=list(mounts),
+        environment=dict(env),
+        labels=dict(labels),
+        network_mode=network_mode,
+        cap_drop=["ALL"],
+        cap_add=list(cap_add) or None,
+        security_opt=["no-new-privileges"],
+        detach=True,
+        **hardening,
+    )
+
+
 def run_oneshot(
     client: docker.DockerClient,
     *,
@@ -110,20 +139,10 @@ def run_oneshot(
     whatever happens (error, timeout, KeyboardInterrupt); logs are read before removal
     because auto_remove would make them unreadable."""
     started = time.monotonic()
-    container = client.containers.create(
-        image,
-        command=list(command),
-        mounts=list(mounts),
-        environment=dict(env),
-        labels=dict(labels),
-        network_mode=network_mode,
-        read_only=True,
-        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
-        cap_drop=["ALL"],
-        cap_add=list(cap_add) or None,
-        security_opt=["no-new-privileges"],
-        user=user,
-        detach=True,
+    container = _create(
+        client, image=image, command=command, mounts=mounts, env=env, labels=labels,
+        network_mode=network_mode, cap_add=cap_add, user=user,
+        read_only=True, tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
     )
     try:
         container.start()
@@ -166,17 +185,9 @@ def service(
     """A long-running container for the length of a with-block, removed whatever happens.
     Its anonymous volumes go with it: an image VOLUME (PGDATA in postgres images) would
     otherwise leave one volume behind per run."""
-    container = client.containers.create(
-        image,
-        command=list(command),
-        mounts=list(mounts),
-        environment=dict(env),
-        labels=dict(labels),
-        network_mode=network_mode,
-        cap_drop=["ALL"],
-        cap_add=list(cap_add),
-        security_opt=["no-new-privileges"],
-        detach=True,
+    container = _create(
+        client, image=image, command=command, mounts=mounts, env=env, labels=labels,
+        network_mode=network_mode, cap_add=cap_add,
     )
     try:
         container.start()

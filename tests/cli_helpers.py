@@ -1,10 +1,14 @@
-"""Run the real `ardua-backup` CLI in a subprocess, the way an operator does."""
+"""The real `ardua-backup` CLI and service in subprocesses, as an operator and systemd run them."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.harness import dockerd
@@ -21,3 +25,49 @@ def run_cli(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+class Notifications:
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.seen: list[dict[str, str]] = []
+
+    def expect(self, key: str, value: str | None = None, timeout: float = 10) -> dict[str, str]:
+        """The next message (after those already consumed) that carries key[=value]."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536).decode("utf-8")
+            except TimeoutError:
+                continue
+            msg = dict(line.split("=", 1) for line in data.split("\n"))
+            self.seen.append(msg)
+            if key in msg and (value is None or msg[key] == value):
+                return msg
+        raise AssertionError(f"no {key}={value} within {timeout}s; got {self.seen[-5:]}")
+
+
+@contextmanager
+def service(
+    config: Path, tmp_path: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen, Notifications]]:
+    """`ardua-backup run` as systemd starts it: NOTIFY_SOCKET owned by the test, stderr to
+    tmp_path/daemon.log; killed afterwards if the test did not stop it."""
+    notify = Notifications(tmp_path / "notify.sock")
+    full_env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST,
+                "NOTIFY_SOCKET": str(notify.sock.getsockname()), **env}
+    full_env.pop("JOURNAL_STREAM", None)
+    with open(tmp_path / "daemon.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--config", str(config), "run"],
+            env=full_env, stderr=log, cwd=Path(__file__).resolve().parent.parent,
+        )
+    try:
+        yield proc, notify
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.sock.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from supervisor.config import Config
 from supervisor.daemon import Daemon, is_transient
 from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
+from tests.cli_helpers import Notifications
 
 sys.path.insert(0, str(Path(__file__).parent))
 from daemon_stub import StubReport
@@ -260,28 +260,6 @@ def test_transient_classification() -> None:
 
 
 # -- the real service in a subprocess ---------------------------------------------------------
-
-
-class Notifications:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.seen: list[dict[str, str]] = []
-
-    def expect(self, key: str, value: str | None = None, timeout: float = 10) -> dict[str, str]:
-        """The next message (after those already consumed) that carries key[=value]."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = self.sock.recv(65536).decode("utf-8")
-            except TimeoutError:
-                continue
-            msg = dict(line.split("=", 1) for line in data.split("\n"))
-            self.seen.append(msg)
-            if key in msg and (value is None or msg[key] == value):
-                return msg
-        raise AssertionError(f"no {key}={value} within {timeout}s; got {self.seen[-5:]}")
 
 
 @pytest.fixture

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.cli_helpers import run_cli
-from tests.harness import dockerd
+from tests.cli_helpers import run_cli, service
 from tests.harness.files import settle
-from tests.test_daemon import Notifications
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,14 +25,7 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
     cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts,
                        jobs={"receipts-upload": {"schedule": "* * * * *"},
                              "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
-    notify = Notifications(tmp_path / "notify.sock")
-    env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST, "WATCHDOG_USEC": "2000000",
-           "NOTIFY_SOCKET": str(notify.sock.getsockname())}
-    env.pop("JOURNAL_STREAM", None)
-    with open(tmp_path / "daemon.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--config", str(cfg), "run"],
-                                env=env, stderr=log, cwd=ROOT)
-    try:
+    with service(cfg, tmp_path, WATCHDOG_USEC="2000000") as (proc, notify):
         notify.expect("READY", "1")
         status = notify.expect("STATUS")["STATUS"]
         while "receipts-upload: success" not in status:
@@ -60,10 +48,6 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
         proc.send_signal(signal.SIGTERM)
         notify.expect("STOPPING", "1")
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = (tmp_path / "daemon.log").read_text()
     # Without a journal the lines carry sd-daemon priority prefixes for journald to parse.
     assert any(line.startswith("<6>") for line in text.splitlines()), text
@@ -74,19 +58,10 @@ def test_daemon_starts_with_s3_down_and_says_why(write_config, s3server, bucket,
                                                  tmp_path) -> None:
     cfg = write_config(tmp_path, s3server, bucket,
                        s3={"endpoint_url": "http://127.0.0.1:9"})
-    notify = Notifications(tmp_path / "notify.sock")
-    env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST,
-           "NOTIFY_SOCKET": str(notify.sock.getsockname())}
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--config", str(cfg), "run"],
-                            env=env, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
+    with service(cfg, tmp_path) as (proc, notify):
         started = time.monotonic()
         msg = notify.expect("READY", "1", timeout=60)
         assert "preflight failed: S3 endpoint http://127.0.0.1:9 is unreachable" in msg["STATUS"]
         assert time.monotonic() - started < 30
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -17,6 +17,7 @@ import pytest
 from loguru import logger
 
 from supervisor import cli, config, drill, pipeline, restore
+from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import fill_volume, make_backups_tree
@@ -97,7 +98,7 @@ def uploaded(
         (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
         (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
     path = write_config(
-        tmp_path, s3server, bucket, db_volume=pg_volume, receipts_dir=receipts,
+        tmp_path, s3server, bucket, db_volume=pg_volume, receipts_dir=settle(receipts),
         drill={
             "image": postgres_image, "network_mode": "host", "port": _free_port(),
             "timeout": "5m", "receipts_sample": 5,

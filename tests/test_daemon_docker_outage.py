@@ -1,0 +1,90 @@
+"""The daemon keeps running while Docker is down and recovers when it is back."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from tests.cli_helpers import service
+from tests.harness import dockerd
+from tests.harness.files import settle
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SocketProxy:
+    """A Docker socket that can be switched on: forwards a unix socket to the test engine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.server: socket.socket | None = None
+
+    def start(self) -> None:
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(self.path))
+        self.server.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self.server is not None
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(dockerd.SOCKET)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+        self.path.unlink(missing_ok=True)
+
+
+def test_runs_fail_clearly_while_docker_is_down_then_recover(s3server, bucket, write_config,
+                                                             tmp_path) -> None:
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r.pdf").write_bytes(b"r")
+    settle(receipts)
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts,
+                       jobs={"receipts-upload": {"schedule": "* * * * *"},
+                             "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+    sock = tmp_path / "docker.sock"
+    proxy = SocketProxy(sock)
+    try:
+        with service(cfg, tmp_path, DOCKER_HOST=f"unix://{sock}") as (proc, notify):
+            notify.expect("READY", "1", timeout=60)
+            status = ""
+            while "receipts-upload: failed" not in status:  # the catch-up run, with Docker down
+                status = notify.expect("STATUS", timeout=60)["STATUS"]
+            assert proc.poll() is None
+            text = (tmp_path / "daemon.log").read_text()
+            assert f"Docker engine at unix://{sock} is not reachable" in text
+            assert s3server.list_keys(bucket) == {}
+
+            proxy.start()  # Docker is back: the next fire (within a minute) must succeed
+            while "receipts-upload: success" not in status:
+                status = notify.expect("STATUS", timeout=90)["STATUS"]
+            assert s3server.get(bucket, "receipts/r.pdf") == b"r"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    finally:
+        proxy.close()
