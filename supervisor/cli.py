@@ -127,7 +127,12 @@ def _recorded(cfg: config_mod.Config, job: str, run: Callable[[str], R]) -> R:
         book = None
     if book:
         book.start(job, run_id, now_utc())
-    report = run(run_id)
+    try:
+        report = run(run_id)
+    except KeyboardInterrupt:
+        if book:
+            book.close(run_id, "interrupted", "interrupted by Ctrl-C", now_utc())
+        raise
     if book:
         book.finish(report)
     return report

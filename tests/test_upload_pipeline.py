@@ -9,6 +9,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from supervisor import docker_runner
 from tests.cli_helpers import run_cli
+from tests.harness import dockerd
 from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer
@@ -346,3 +348,34 @@ def test_credentials_file_readable_by_others_is_refused(s3server, bucket, write_
     assert result.returncode == 1
     assert f"chmod 600 {tmp_path / 'aws-credentials'}" in result.stdout
     assert s3server.list_keys(bucket) == {}
+
+
+def test_ctrl_c_mid_sync_removes_the_container(docker_client, own_s3, pg_volume, dumps,
+                                               write_config, tmp_path) -> None:
+    bucket = own_s3.create_bucket(f"ardua-test-{secrets.token_hex(4)}")
+    fill_tree(docker_client, pg_volume, dumps)
+    cfg = write_config(tmp_path, own_s3, bucket, db_volume=pg_volume)
+    freezer = _Freezer(docker_client, own_s3)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--config", str(cfg), "run-once", "db-upload"],
+            env={**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60
+        while freezer.sync_attrs is None:  # the sync container is up and hung
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        freezer.close()
+    assert proc.returncode == 130
+    assert "interrupted; containers removed" in err
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"{docker_runner.LABEL_RUN}="
+                           f"{freezer.sync_attrs['Config']['Labels'][docker_runner.LABEL_RUN]}"}
+    ) == []
+    assert "postgres/.last_success" not in own_s3.list_sizes(bucket)
+    history = json.loads(run_cli("history", "db-upload", "--json", config=cfg).stdout)
+    assert (history[0]["result"], history[0]["message"]) == ("interrupted", "interrupted by Ctrl-C")
