@@ -15,7 +15,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
 
-from supervisor.config import Source
+from supervisor.config import S3Config, Source
 
 LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
@@ -92,6 +92,11 @@ def source_mount(client: docker.DockerClient, source: Source, target: str) -> Mo
 def file_mount(path: str, target: str, read_only: bool = True) -> Mount:
     """A bind mount of a host file or directory."""
     return Mount(target, path, type="bind", read_only=read_only)
+
+
+def credentials_mounts(s3: S3Config, target: str) -> list[Mount]:
+    """The AWS credentials file, read-only; none when the IAM role is used."""
+    return [file_mount(str(s3.credentials_file), target)] if s3.credentials_file else []
 
 
 def _create(

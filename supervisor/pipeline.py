@@ -29,7 +29,7 @@ from supervisor.report import (
 )
 
 # Read-only container, but it must read every file whatever its owner and mode.
-_READ_ANY_FILE = ["DAC_READ_SEARCH"]
+READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 
 
@@ -68,11 +68,10 @@ class _Run:
 
     def container(self, step: str, command: list[str], timeout_s: float):
         s3cfg = self.config.s3
-        mounts = [docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT)]
-        if s3cfg.credentials_file:
-            mounts.append(
-                docker_runner.file_mount(str(s3cfg.credentials_file), rclone.CREDENTIALS_MOUNT)
-            )
+        mounts = [
+            docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
+            *docker_runner.credentials_mounts(s3cfg, rclone.CREDENTIALS_MOUNT),
+        ]
         return docker_runner.run_oneshot(
             self.client,
             image=self.config.rclone.image,
@@ -82,7 +81,7 @@ class _Run:
             labels={**self.labels, docker_runner.LABEL_STEP: step},
             network_mode=self.config.rclone.network_mode,
             timeout_s=timeout_s,
-            cap_add=_READ_ANY_FILE,
+            cap_add=READ_ANY_FILE,
         )
 
 
