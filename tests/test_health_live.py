@@ -187,7 +187,8 @@ def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
     prom = tmp_path / "ardua.prom"
     cfg = setup([3], metrics={"textfile": str(prom)})
     report = run(cfg, "db-upload")
-    status(cfg, capsys)
+    _, verdict = status(cfg, capsys)
+    checked_at = datetime.strptime(verdict["checked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(prom.read_text())
@@ -200,7 +201,9 @@ def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
     assert samples[("ardua_backup_last_success_timestamp_seconds", job)] == pytest.approx(
         report.finished_at.timestamp())
     assert samples[("ardua_backup_s3_has_latest_dump", ())] == 1
-    assert samples[("ardua_backup_dump_age_seconds", ())] == pytest.approx(3 * 3600, abs=120)
+    # NOW is fixed at import: the age is measured from the status check, not from NOW.
+    dump_age = (checked_at - (NOW - timedelta(hours=3))).total_seconds()
+    assert samples[("ardua_backup_dump_age_seconds", ())] == pytest.approx(dump_age, abs=2)
 
 
 def test_heartbeats_arrive_and_a_dead_url_does_not_fail(setup, http_server) -> None:
