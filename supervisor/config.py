@@ -145,6 +145,7 @@ class Config:
     path: Path
     timezone: str
     state_dir: Path
+    stop_grace_s: float
     s3: S3Config
     rclone: RcloneConfig
     drill: DrillConfig
@@ -455,6 +456,9 @@ def parse(text: str, path: Path) -> Config:
     state_dir = root.take("state_dir", str, "/var/lib/ardua-backup")
     if not os.path.isabs(state_dir):
         raise root.error("state_dir", f"'{state_dir}' must be an absolute path")
+    # SIGTERM waits this long for a running sync before stopping its container; the unit's
+    # TimeoutStopSec must stay above it (+ 10 s container stop + margin).
+    stop_grace_s = root.take_parsed("stop_grace", parse_duration, 60.0)
     s3 = _read_s3(root.table("s3"))
     rclone = _read_rclone(root.table("rclone", required=False))
     jobs_table = root.table("jobs")
@@ -467,7 +471,10 @@ def parse(text: str, path: Path) -> Config:
     metrics = _read_metrics(root.table("metrics", required=False))
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     root.done()
-    return Config(path, timezone, Path(state_dir), s3, rclone, drill, jobs, health, guard, metrics)
+    return Config(
+        path, timezone, Path(state_dir), stop_grace_s, s3, rclone, drill, jobs, health, guard,
+        metrics,
+    )
 
 
 def resolve_path(cli_path: str | None) -> Path:

@@ -42,7 +42,6 @@ from supervisor.schedule import missed_fire, next_fire
 
 EXIT_CONFIG = 78  # EX_CONFIG; the unit has RestartPreventExitStatus=78: restarting cannot help
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
-STOP_GRACE_S = 60.0
 CONTAINER_STOP_S = 10.0
 
 T = TypeVar("T")
@@ -124,7 +123,6 @@ class Daemon:
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=Notifier)
     load: Callable[[Path], Config] = config_module.load
-    stop_grace_s: float = STOP_GRACE_S
     container_stop_s: float = CONTAINER_STOP_S
     # The `status` verdict line for STATUS=; None in tests that only exercise the scheduler.
     health_line: Callable[[Config], str] | None = None
@@ -242,8 +240,10 @@ class Daemon:
         self.notifier.send(STOPPING=1, STATUS="stopping: " + self.status())
         running = {name: s.worker for name, s in self._jobs.items() if s.worker and s.busy}
         if running:
-            logger.info("stopping: waiting up to {}s for {}", self.stop_grace_s, ", ".join(running))
-        deadline = time.monotonic() + self.stop_grace_s
+            logger.info(
+                "stopping: waiting up to {}s for {}", self.config.stop_grace_s, ", ".join(running)
+            )
+        deadline = time.monotonic() + self.config.stop_grace_s
         for name, worker in running.items():
             worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():

@@ -263,6 +263,21 @@ def remove_job_containers(client: docker.DockerClient, job: str) -> int:
     return len(containers)
 
 
+def reap_exited(client: docker.DockerClient, job: str) -> int:
+    """Removes a job's finished containers: only a process killed before its cleanup (SIGKILL,
+    a crash) leaves them, and nothing else would ever remove them."""
+    containers = [
+        c
+        for status in ("exited", "dead")
+        for c in client.containers.list(
+            all=True, filters={"label": f"{LABEL_JOB}={job}", "status": status}
+        )
+    ]
+    for container in containers:
+        _remove(container)
+    return len(containers)
+
+
 def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
     containers = job_containers(client, job)
     for container in containers:

@@ -189,6 +189,8 @@ def run_job(
         s3.preflight(config.s3)
         run = _Run(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
+        if reaped := docker_runner.reap_exited(run.client, job.name):
+            log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
         busy = docker_runner.target_containers(run.client, destination)
         if busy:
             raise Refused(

@@ -62,7 +62,7 @@ def main() -> int:
         return StubReport(job, run_id, result, code, start, end, (end - start).total_seconds())
 
     logs.setup(journal=False)
-    daemon = Daemon(config_path, run_job, containers, lambda config: None, stop_grace_s=0.5)
+    daemon = Daemon(config_path, run_job, containers, lambda config: None)
     return run_service(daemon)
 
 

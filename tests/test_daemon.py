@@ -37,6 +37,7 @@ def config_text(
     return f"""
 timezone = "America/Los_Angeles"
 state_dir = "{state_dir}"
+stop_grace = "0.5s"
 [s3]
 bucket = "ardua-test"
 [jobs.db-upload]

@@ -8,8 +8,14 @@ import signal
 import time
 from pathlib import Path
 
+import docker
+import pytest
+
+from supervisor import docker_runner
 from tests.cli_helpers import run_cli, service
 from tests.harness.files import settle
+from tests.harness.freeze import SyncFreezer
+from tests.harness.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +71,99 @@ def test_daemon_starts_with_s3_down_and_says_why(write_config, s3server, bucket,
         assert time.monotonic() - started < 30
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write_config,
+                                                            tmp_path) -> None:
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r1.pdf").write_bytes(b"receipt one")
+    settle(receipts)
+    with S3Server() as server:
+        bucket = server.create_bucket("ardua-test-sigkill")
+        cfg = write_config(tmp_path, server, bucket, receipts_dir=receipts,
+                           jobs={"receipts-upload": {"schedule": "* * * * *"},
+                                 "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+        target = {"label": f"{docker_runner.LABEL_TARGET}=s3://{bucket}/receipts/"}
+        freezer = SyncFreezer(docker_client, server)
+        try:
+            first = tmp_path / "first"
+            first.mkdir()
+            with service(cfg, first) as (proc, notify):
+                notify.expect("READY", "1")
+                wait_until(lambda: freezer.sync_attrs, "the first daemon's sync to hang")
+                proc.kill()  # SIGKILL: no cleanup runs
+                proc.wait()
+            orphan = freezer.sync_attrs["Id"]
+            server.resume()  # S3 answers again; the orphaned rclone itself stays frozen
+            assert [c.id for c in docker_client.containers.list(filters=target)] == [orphan]
+
+            second = tmp_path / "second"
+            second.mkdir()
+            with service(cfg, second) as (proc, notify):
+                notify.expect("READY", "1")
+                wait_until(lambda: "not starting another" in (second / "daemon.log").read_text(),
+                           "the second daemon to see the running container")
+                # Still exactly one sync of that prefix.
+                assert [c.id for c in docker_client.containers.list(all=True, filters=target)
+                        ] == [orphan]
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=30) == 0
+            history = json.loads(run_cli("history", "receipts-upload", "--json",
+                                         config=cfg).stdout)
+            assert history[0]["result"] == "interrupted"
+        finally:
+            freezer.close()  # the orphan finishes its sync and exits; nobody removes it
+        wait_until(lambda: docker_client.containers.get(orphan).status == "exited",
+                   "the orphan to finish")
+
+        result = run_cli("run-once", "receipts-upload", config=cfg)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "removed 1 finished container(s) left by a killed run" in result.stderr
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(orphan)
+        assert server.get(bucket, "receipts/r1.pdf") == b"receipt one"
+
+
+def wait_until(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_sigterm_mid_sync_stops_the_container_after_the_grace(docker_client, write_config,
+                                                              tmp_path) -> None:
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r1.pdf").write_bytes(b"receipt one")
+    settle(receipts)
+    with S3Server() as server:
+        bucket = server.create_bucket("ardua-test-sigterm")
+        cfg = write_config(tmp_path, server, bucket, receipts_dir=receipts, stop_grace="2s",
+                           jobs={"receipts-upload": {"schedule": "* * * * *"},
+                                 "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+        freezer = SyncFreezer(docker_client, server)
+        try:
+            with service(cfg, tmp_path) as (proc, notify):
+                notify.expect("READY", "1")
+                wait_until(lambda: freezer.sync_attrs, "the sync to hang")
+                server.resume()
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                notify.expect("STOPPING", "1")
+                assert proc.wait(timeout=60) == 0
+                elapsed = time.monotonic() - started
+        finally:
+            freezer.close()
+        # The grace (2 s) passed, then the container was stopped (SIGKILL after 10 s for a
+        # process that cannot take SIGTERM) and removed by its run.
+        assert 2 <= elapsed < 30, elapsed
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(freezer.sync_attrs["Id"])
+        log = (tmp_path / "daemon.log").read_text()
+        assert "still running after the grace period: stop" in log
+        history = json.loads(run_cli("history", "receipts-upload", "--json", config=cfg).stdout)
+        assert history[0]["result"] == "failed"
+        assert "receipts/.last_success" not in server.list_sizes(bucket)

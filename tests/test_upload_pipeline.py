@@ -10,7 +10,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from supervisor import docker_runner
 from tests.cli_helpers import run_cli
 from tests.harness import dockerd
 from tests.harness.files import settle
+from tests.harness.freeze import SyncFreezer
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
@@ -265,35 +265,6 @@ def test_broken_config_is_exit_2_naming_file_and_key(tmp_path) -> None:
     )
 
 
-class _Freezer:
-    """Watches Docker events: freezes the S3 server when the sync container is created (it
-    cannot start before its create call returns, so the sync must hang) and then freezes rclone
-    inside it, keeping its inspect data for the test."""
-
-    def __init__(self, client: docker.DockerClient, server: S3Server):
-        self.client, self.server = client, server
-        self.sync_attrs: dict | None = None
-        self.stream = client.events(decode=True, filters={"type": "container",
-                                                          "label": docker_runner.LABEL_STEP})
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self) -> None:
-        for event in self.stream:
-            step = event.get("Actor", {}).get("Attributes", {}).get(docker_runner.LABEL_STEP)
-            if event.get("Action") == "create" and step == "sync":
-                self.server.pause()
-            if event.get("Action") == "start" and step == "sync":
-                container = self.client.containers.get(event["id"])
-                os.kill(container.attrs["State"]["Pid"], signal.SIGSTOP)
-                self.sync_attrs = container.attrs
-                return
-
-    def close(self) -> None:
-        self.stream.close()
-        self.server.resume()
-
-
 def test_hung_sync_is_killed_at_timeout_and_inspect_holds_no_secret(
     docker_client, own_s3, pg_volume, dumps, write_config, tmp_path
 ) -> None:
@@ -304,7 +275,7 @@ def test_hung_sync_is_killed_at_timeout_and_inspect_holds_no_secret(
     assert_ok(run_cli("run-once", "db-upload", config=cfg))
     sentinel = _sentinel_of(own_s3, bucket)
 
-    freezer = _Freezer(docker_client, own_s3)
+    freezer = SyncFreezer(docker_client, own_s3)
     try:
         started = time.monotonic()
         result = run_cli("run-once", "db-upload", config=cfg, timeout=120)
@@ -355,7 +326,7 @@ def test_ctrl_c_mid_sync_removes_the_container(docker_client, own_s3, pg_volume,
     bucket = own_s3.create_bucket(f"ardua-test-{secrets.token_hex(4)}")
     fill_tree(docker_client, pg_volume, dumps)
     cfg = write_config(tmp_path, own_s3, bucket, db_volume=pg_volume)
-    freezer = _Freezer(docker_client, own_s3)
+    freezer = SyncFreezer(docker_client, own_s3)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "--config", str(cfg), "run-once", "db-upload"],
