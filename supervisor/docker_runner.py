@@ -99,55 +99,45 @@ def credentials_mounts(s3: S3Config, target: str) -> list[Mount]:
     return [file_mount(str(s3.credentials_file), target)] if s3.credentials_file else []
 
 
-def _create(
-    client: docker.DockerClient,
-    *,
-    image: str,
-    command: Sequence[str],
-    mounts: Sequence[Mount],
-    env: Mapping[str, str],
-    labels: Mapping[str, str],
-    network_mode: str,
-    cap_add: Sequence[str],
-    **hardening: Any,
-) -> Container:
-    """Every container we start: no capabilities but those asked for, no privilege gain."""
+@dataclass(frozen=True)
+class Spec:
+    """What to run. Every container also gets cap_drop=ALL (plus cap_add only) and
+    no-new-privileges."""
+
+    image: str
+    command: Sequence[str]
+    mounts: Sequence[Mount]
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    network_mode: str
+    cap_add: Sequence[str] = ()
+    user: str | None = None
+
+
+def _create(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
     return client.containers.create(
-        image,
-        command=list(command),
-        mounts=list(mounts),
-        environment=dict(env),
-        labels=dict(labels),
-        network_mode=network_mode,
+        spec.image,
+        command=list(spec.command),
+        mounts=list(spec.mounts),
+        environment=dict(spec.env),
+        labels=dict(spec.labels),
+        network_mode=spec.network_mode,
         cap_drop=["ALL"],
-        cap_add=list(cap_add) or None,
+        cap_add=list(spec.cap_add) or None,
         security_opt=["no-new-privileges"],
+        user=spec.user,
         detach=True,
-        **hardening,
+        **extra,
     )
 
 
-def run_oneshot(
-    client: docker.DockerClient,
-    *,
-    image: str,
-    command: Sequence[str],
-    mounts: Sequence[Mount],
-    env: Mapping[str, str],
-    labels: Mapping[str, str],
-    network_mode: str,
-    timeout_s: float,
-    cap_add: Sequence[str] = (),
-    user: str | None = None,
-) -> ContainerRun:
-    """Runs a container to completion, killing it at timeout_s. The container is removed
-    whatever happens (error, timeout, KeyboardInterrupt); logs are read before removal
-    because auto_remove would make them unreadable."""
+def run_oneshot(client: docker.DockerClient, spec: Spec, timeout_s: float) -> ContainerRun:
+    """Runs a container with a read-only root fs to completion, killing it at timeout_s. The
+    container is removed whatever happens (error, timeout, KeyboardInterrupt); logs are read
+    before removal because auto_remove would make them unreadable."""
     started = time.monotonic()
     container = _create(
-        client, image=image, command=command, mounts=mounts, env=env, labels=labels,
-        network_mode=network_mode, cap_add=cap_add, user=user,
-        read_only=True, tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        client, spec, read_only=True, tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"}
     )
     try:
         container.start()
@@ -176,24 +166,11 @@ def _kill(container: Container) -> None:
 
 
 @contextlib.contextmanager
-def service(
-    client: docker.DockerClient,
-    *,
-    image: str,
-    command: Sequence[str],
-    mounts: Sequence[Mount],
-    env: Mapping[str, str],
-    labels: Mapping[str, str],
-    network_mode: str,
-    cap_add: Sequence[str],
-) -> Iterator[Container]:
+def service(client: docker.DockerClient, spec: Spec) -> Iterator[Container]:
     """A long-running container for the length of a with-block, removed whatever happens.
     Its anonymous volumes go with it: an image VOLUME (PGDATA in postgres images) would
     otherwise leave one volume behind per run."""
-    container = _create(
-        client, image=image, command=command, mounts=mounts, env=env, labels=labels,
-        network_mode=network_mode, cap_add=cap_add,
-    )
+    container = _create(client, spec)
     try:
         container.start()
         yield container

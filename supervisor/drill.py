@@ -239,8 +239,7 @@ def _restore_and_check(
     docker_runner.remove_job_containers(client, DRILL_JOB)
     # A random password rather than trust: with host networking any local user could connect.
     password = secrets.token_urlsafe(24)
-    with docker_runner.service(
-        client,
+    spec = docker_runner.Spec(
         image=drill.image,
         command=["postgres", "-p", str(drill.port), "-c", "listen_addresses=127.0.0.1"],
         mounts=[docker_runner.file_mount(str(fetched.path.parent), DUMP_MOUNT)],
@@ -248,7 +247,8 @@ def _restore_and_check(
         labels=labels,
         network_mode=drill.network_mode,
         cap_add=_ENTRYPOINT_CAPS,
-    ) as container:
+    )
+    with docker_runner.service(client, spec) as container:
         server = _Server(container, drill.port, password, drill.timeout_s)
         _wait_ready(server, time.monotonic() + READY_TIMEOUT_S)
         archive = f"{DUMP_MOUNT}/{fetched.path.name}"

@@ -72,17 +72,16 @@ class _Run:
             docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
             *docker_runner.credentials_mounts(s3cfg, rclone.CREDENTIALS_MOUNT),
         ]
-        return docker_runner.run_oneshot(
-            self.client,
+        spec = docker_runner.Spec(
             image=self.config.rclone.image,
             command=command,
             mounts=mounts,
             env=rclone.environment(s3cfg),
             labels={**self.labels, docker_runner.LABEL_STEP: step},
             network_mode=self.config.rclone.network_mode,
-            timeout_s=timeout_s,
             cap_add=READ_ANY_FILE,
         )
+        return docker_runner.run_oneshot(self.client, spec, timeout_s)
 
 
 def _list_source(run: _Run) -> list[rclone.ListedFile]:

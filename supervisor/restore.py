@@ -302,21 +302,20 @@ def restore_receipts(
     owner = dest.stat()
     timeout_s = config.job(config.drill.receipts_job).timeout_s
     on_line(f"restoring s3://{config.s3.bucket}/{prefix}/ -> {dest}")
-    result = docker_runner.run_oneshot(
-        client,
+    spec = docker_runner.Spec(
         image=config.rclone.image,
         command=rclone.restore_command(config.s3.bucket, prefix, timeout_s),
         mounts=mounts,
         env=rclone.environment(config.s3),
         labels={docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
         network_mode=config.rclone.network_mode,
-        timeout_s=timeout_s,
         # As DEST's owner: the files land owned like the directory, and no capability is
         # needed to write there. As root (DEST owned by root) it may still read the 0600
         # credentials file of the service user; any other owner must be able to read it.
         user=f"{owner.st_uid}:{owner.st_gid}",
         cap_add=READ_ANY_FILE,
     )
+    result = docker_runner.run_oneshot(client, spec, timeout_s)
     summary = rclone.parse_log(result.stderr)
     verdict = judge_sync(result.exit_code, result.timed_out, summary)
     if not verdict.ok:

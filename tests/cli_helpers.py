@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.harness import dockerd
+from tests.harness.files import settle
 
 
 def run_cli(
@@ -71,3 +72,16 @@ def service(
             proc.kill()
             proc.wait()
         notify.sock.close()
+
+
+def minutely_receipts_config(write_config, tmp_path: Path, server, bucket: str, **more) -> Path:
+    """A config for daemon tests: one settled receipt `r1.pdf` ("receipt one"), receipts-upload
+    every minute (so at start-up catch-up runs it at once, no waiting for the clock) and
+    db-upload never."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r1.pdf").write_bytes(b"receipt one")
+    settle(receipts)
+    return write_config(tmp_path, server, bucket, receipts_dir=receipts, **more,
+                        jobs={"receipts-upload": {"schedule": "* * * * *"},
+                              "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})

@@ -8,9 +8,8 @@ import socket
 import threading
 from pathlib import Path
 
-from tests.cli_helpers import service
+from tests.cli_helpers import minutely_receipts_config, service
 from tests.harness import dockerd
-from tests.harness.files import settle
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,13 +59,7 @@ class SocketProxy:
 
 def test_runs_fail_clearly_while_docker_is_down_then_recover(s3server, bucket, write_config,
                                                              tmp_path) -> None:
-    receipts = tmp_path / "receipts"
-    receipts.mkdir()
-    (receipts / "r.pdf").write_bytes(b"r")
-    settle(receipts)
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts,
-                       jobs={"receipts-upload": {"schedule": "* * * * *"},
-                             "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+    cfg = minutely_receipts_config(write_config, tmp_path, s3server, bucket)
     sock = tmp_path / "docker.sock"
     proxy = SocketProxy(sock)
     try:
@@ -83,7 +76,7 @@ def test_runs_fail_clearly_while_docker_is_down_then_recover(s3server, bucket, w
             proxy.start()  # Docker is back: the next fire (within a minute) must succeed
             while "receipts-upload: success" not in status:
                 status = notify.expect("STATUS", timeout=90)["STATUS"]
-            assert s3server.get(bucket, "receipts/r.pdf") == b"r"
+            assert s3server.get(bucket, "receipts/r1.pdf") == b"receipt one"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
     finally:

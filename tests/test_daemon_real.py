@@ -12,8 +12,7 @@ import docker
 import pytest
 
 from supervisor import docker_runner
-from tests.cli_helpers import run_cli, service
-from tests.harness.files import settle
+from tests.cli_helpers import minutely_receipts_config, run_cli, service
 from tests.harness.freeze import SyncFreezer
 from tests.harness.s3server import S3Server
 
@@ -22,15 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_config,
                                                       tmp_path) -> None:
-    receipts = tmp_path / "receipts"
-    receipts.mkdir()
-    (receipts / "r1.pdf").write_bytes(b"receipt one")
-    settle(receipts)
-    # Every minute: at start-up the fire of the current minute was missed (within the grace
-    # window), so catch-up starts the run at once; no waiting for the clock.
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts,
-                       jobs={"receipts-upload": {"schedule": "* * * * *"},
-                             "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+    cfg = minutely_receipts_config(write_config, tmp_path, s3server, bucket)
     with service(cfg, tmp_path, WATCHDOG_USEC="2000000") as (proc, notify):
         notify.expect("READY", "1")
         status = notify.expect("STATUS")["STATUS"]
@@ -75,15 +66,9 @@ def test_daemon_starts_with_s3_down_and_says_why(write_config, s3server, bucket,
 
 def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write_config,
                                                             tmp_path) -> None:
-    receipts = tmp_path / "receipts"
-    receipts.mkdir()
-    (receipts / "r1.pdf").write_bytes(b"receipt one")
-    settle(receipts)
     with S3Server() as server:
         bucket = server.create_bucket("ardua-test-sigkill")
-        cfg = write_config(tmp_path, server, bucket, receipts_dir=receipts,
-                           jobs={"receipts-upload": {"schedule": "* * * * *"},
-                                 "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+        cfg = minutely_receipts_config(write_config, tmp_path, server, bucket)
         target = {"label": f"{docker_runner.LABEL_TARGET}=s3://{bucket}/receipts/"}
         freezer = SyncFreezer(docker_client, server)
         try:
@@ -135,15 +120,9 @@ def wait_until(check, what: str, timeout: float = 60) -> None:
 
 def test_sigterm_mid_sync_stops_the_container_after_the_grace(docker_client, write_config,
                                                               tmp_path) -> None:
-    receipts = tmp_path / "receipts"
-    receipts.mkdir()
-    (receipts / "r1.pdf").write_bytes(b"receipt one")
-    settle(receipts)
     with S3Server() as server:
         bucket = server.create_bucket("ardua-test-sigterm")
-        cfg = write_config(tmp_path, server, bucket, receipts_dir=receipts, stop_grace="2s",
-                           jobs={"receipts-upload": {"schedule": "* * * * *"},
-                                 "db-upload": {"schedule": "0 0 1 1 *", "catch_up": False}})
+        cfg = minutely_receipts_config(write_config, tmp_path, server, bucket, stop_grace="2s")
         freezer = SyncFreezer(docker_client, server)
         try:
             with service(cfg, tmp_path) as (proc, notify):
