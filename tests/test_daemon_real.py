@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import docker
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import docker_runner
 from tests.cli_helpers import minutely_receipts_config, run_cli, service
@@ -21,7 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_config,
                                                       tmp_path) -> None:
-    cfg = minutely_receipts_config(write_config, tmp_path, s3server, bucket)
+    with socket.socket() as probe:  # a free loopback port for /metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = minutely_receipts_config(write_config, tmp_path, s3server, bucket,
+                                   metrics={"port": port})
     with service(cfg, tmp_path, WATCHDOG_USEC="2000000") as (proc, notify):
         notify.expect("READY", "1")
         status = notify.expect("STATUS")["STATUS"]
@@ -35,6 +42,16 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
         assert s3server.get(bucket, "receipts/r1.pdf") == b"receipt one"
         assert s3server.get(bucket, "receipts/.last_success").endswith(b"Z OK\n")
         notify.expect("WATCHDOG", "1")
+
+        # The daemon serves the run's values on /metrics (loopback only).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for family in text_string_to_metric_families(resp.read().decode())
+                       for s in family.samples}
+        job = (("job", "receipts-upload"),)
+        assert samples[("ardua_backup_last_run_files", job)] == 1
+        assert samples[("ardua_backup_last_run_bytes", job)] == len(b"receipt one")
+        assert samples[("ardua_backup_last_run_result", (*job, ("result", "success")))] == 1
 
         history = run_cli("history", "receipts-upload", "--json", config=cfg)
         runs = json.loads(history.stdout)
