@@ -175,7 +175,7 @@ class Daemon:
         if metrics.serve(self.config):  # a port change takes effect at the next restart
             logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
         self.notifier.send(READY=1, STATUS=self.status())
-        threading.Thread(target=self._refresh_health, name="health", daemon=True).start()
+        self._refresh_health()
 
     def serve(self) -> int:
         """The loop, until SIGTERM/SIGINT; then a graceful shutdown. Returns the exit code."""
@@ -310,11 +310,16 @@ class Daemon:
         self._refresh_health()
 
     def _refresh_health(self) -> None:
-        """Re-reads the real signals (a listing container, S3) off the loop thread."""
-        if self.health_line is None:
-            return
+        """Re-reads the real signals (a listing container, S3) on a thread of its own: neither
+        the loop nor a finishing run (still "busy" until it returns) waits for it."""
+        if self.health_line is not None:
+            threading.Thread(
+                target=self._read_health, args=(self.health_line,), name="health", daemon=True
+            ).start()
+
+    def _read_health(self, read: Callable[[Config], str]) -> None:
         try:
-            self._health = self.health_line(self.config)
+            self._health = read(self.config)
         except Exception as exc:
             self._health = f"UNKNOWN: health check failed: {exc}"
         self.notifier.send(STATUS=self.status())

@@ -146,7 +146,7 @@ def _check_deletions(run: _Run, listed: list[rclone.ListedFile], force: bool) ->
         return
     raise Refused(
         f"deletion guard: {reason} ({plan.numbers()}) under "
-        f"s3://{run.config.s3.bucket}/{run.job.prefix}/. Nothing was changed. If this is "
+        f"{destination_of(run.config, run.job)}. Nothing was changed. If this is "
         f"intended, run once with --force-deletes"
     )
 

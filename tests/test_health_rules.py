@@ -13,6 +13,7 @@ from supervisor.dbbackup import ContainerState, CronState
 from supervisor.health import Drill, Dump, Sentinel, Signals
 from supervisor.rclone import ListedFile
 from supervisor.s3 import S3Object
+from tests.test_config import MINIMAL
 
 NOW = datetime(2025, 12, 18, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")
@@ -175,15 +176,7 @@ def test_recently_modified() -> None:
 
 # -- config --------------------------------------------------------------------------------
 
-BASE = """
-[s3]
-bucket = "ardua-backups"
-[jobs.db-upload]
-schedule = "15 * * * *"
-source = "volume:pg_backups"
-prefix = "postgres"
-heartbeat_url = "https://hc-ping.com/abc/"
-"""
+BASE = MINIMAL + 'heartbeat_url = "https://hc-ping.com/abc/"\n'
 
 
 def test_config_defaults_and_keys() -> None:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.harness.s3server import _port_free
+from tests.harness.server import Server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST = "127.0.0.1"
@@ -27,7 +28,7 @@ def _free_port() -> int:
     raise RuntimeError("no free port")
 
 
-class PgServer:
+class PgServer(Server):
     """``initdb`` + ``postgres`` in a temp dir; trust auth; unix socket in that dir.
 
     Attributes: ``host``, ``port``, ``dir``, ``datadir``.
@@ -90,16 +91,6 @@ class PgServer:
             self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PgServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- helpers -----------------------------------------------------------------------------
 

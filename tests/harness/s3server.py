@@ -27,6 +27,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from tests.harness.server import Server
+
 HOST = "127.0.0.1"
 PORTS_PER_INSTANCE = 10  # 5 are used today (s3, master, volume, filer, admin); keep headroom
 GRPC_OFFSET = 10000
@@ -66,7 +68,7 @@ def find_port_block(count: int = PORTS_PER_INSTANCE, attempts: int = 200) -> int
     raise RuntimeError("no free block of ports for SeaweedFS on 127.0.0.1")
 
 
-class S3Server:
+class S3Server(Server):
     """A SeaweedFS S3 endpoint on 127.0.0.1 with random credentials.
 
     Attributes: ``endpoint_url``, ``access_key``, ``secret_key``, ``region``, ``port``, ``dir``.
@@ -234,16 +236,6 @@ class S3Server:
         except OSError:
             return ""
         return "\n".join(lines[-n:])
-
-    def __enter__(self) -> S3Server:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- client helpers ----------------------------------------------------------------------
 
