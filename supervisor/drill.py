@@ -35,7 +35,6 @@ from supervisor.restore import RestoreError
 if TYPE_CHECKING:
     from loguru import Logger
 
-MARKER_NAME = ".last_restore_drill"
 DUMP_MOUNT = "/restore"
 READY_TIMEOUT_S = 120.0
 # The postgres image entrypoint starts as root, prepares PGDATA and drops to the postgres user.
@@ -353,7 +352,7 @@ def run_drill(
 
 
 def marker_key(config: Config) -> str:
-    return f"{restore.db_prefix(config)}/{MARKER_NAME}"
+    return f"{restore.db_prefix(config)}/{rclone.DRILL_MARKER_NAME}"
 
 
 def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger) -> DrillReport:

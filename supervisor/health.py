@@ -14,7 +14,7 @@ import docker
 from docker.errors import DockerException
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, metrics, pipeline, rclone, s3
+from supervisor import dbbackup, docker_runner, drill, metrics, pipeline, rclone, s3
 from supervisor.config import Config, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
 from supervisor.report import now_utc
@@ -23,7 +23,6 @@ OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 # Worst last. UNKNOWN ranks below CRITICAL: a signal we could not read must not hide one we could.
 _SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
-DRILL_NAME = ".last_restore_drill"
 JSON_SCHEMA_VERSION = 1
 
 
@@ -395,7 +394,7 @@ def _gather_s3(config: Config, found: dict[str, object]) -> None:
             held = s3.list_objects(cfg, f"{job.prefix}/{config.health.dump_dir}")
             obj = held.get(dump.key[len(config.health.dump_dir) + 1:])
             found["dump_in_s3"] = obj is not None and obj.size == dump.size
-        if config.health.dump_job:
+        if config.drill.db_job in config.jobs:
             _read_drill(config, found)
     except s3.S3Error as exc:
         found["s3_error"] = str(exc)
@@ -415,8 +414,8 @@ def _read_sentinel(config: Config, job_name: str) -> Sentinel:
 
 
 def _read_drill(config: Config, found: dict[str, object]) -> None:
-    prefix = config.job(str(config.health.dump_job)).prefix
-    body = s3.read_text(config.s3, f"{prefix}/{DRILL_NAME}")
+    # Where the drill writes it (drill.db_job), which need not be health.dump_job.
+    body = s3.read_text(config.s3, drill.marker_key(config))
     if body is None:
         return
     try:

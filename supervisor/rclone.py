@@ -13,7 +13,9 @@ DEST_MOUNT = "/dest"
 CREDENTIALS_MOUNT = "/run/secrets/aws-credentials"
 # Markers ardua-backup writes itself under a prefix. Excluded from every sync: rclone never deletes
 # excluded destination files (without --delete-excluded), and a sync would otherwise remove them.
-MARKER_NAMES = (".last_success", ".last_restore_drill")
+SENTINEL_NAME = ".last_success"
+DRILL_MARKER_NAME = ".last_restore_drill"
+MARKER_NAMES = (SENTINEL_NAME, DRILL_MARKER_NAME)
 SYMLINK_NOTICE = "Can't follow symlink"
 ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 MAX_KEPT_ERRORS = 20

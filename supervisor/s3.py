@@ -23,8 +23,8 @@ from botocore.exceptions import (
 )
 
 from supervisor.config import S3Config
+from supervisor.rclone import SENTINEL_NAME
 
-SENTINEL_NAME = ".last_success"
 SENTINEL_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
