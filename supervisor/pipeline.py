@@ -216,12 +216,11 @@ def run_job(
     summary = rclone.parse_log(result.stderr)
     for line in summary.error_lines:
         log.warning(f"{job.name}: rclone: {line}")
-    stats = summary.stats or {}
     counts = {
-        "files": int(stats.get("transfers", 0)),
-        "bytes": int(stats.get("bytes", 0)),
-        "deletes": int(stats.get("deletes", 0)),
-        "errors": max(int(stats.get("errors", 0)), summary.error_count),
+        "files": summary.stat("transfers"),
+        "bytes": summary.stat("bytes"),
+        "deletes": summary.stat("deletes"),
+        "errors": max(summary.stat("errors"), summary.error_count),
         "skipped_symlinks": summary.skipped_symlinks,
         "last_error": summary.last_error,
     }

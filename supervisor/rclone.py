@@ -96,6 +96,10 @@ class LogSummary:
     skipped_symlinks: int = 0
     notices: int = 0
 
+    def stat(self, key: str) -> int:
+        """A count from the final stats line (0 when there was none)."""
+        return int((self.stats or {}).get(key) or 0)
+
     @property
     def last_error(self) -> str:
         if self.stats and self.stats.get("lastError"):

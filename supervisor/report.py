@@ -103,8 +103,8 @@ def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
         return SyncVerdict(False, f"rclone exited with code {exit_code}")
     if log.stats is None:
         return SyncVerdict(False, "rclone printed no final stats; the run cannot be verified")
-    if log.stats.get("fatalError") or int(log.stats.get("errors", 0)):
-        return SyncVerdict(False, f"rclone reported {log.stats.get('errors', 0)} error(s)")
+    if log.stats.get("fatalError") or log.stat("errors"):
+        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s)")
     if log.error_count:
         return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0")
     return SyncVerdict(True, "")

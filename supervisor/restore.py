@@ -320,8 +320,7 @@ def restore_receipts(
     verdict = judge_sync(result.exit_code, result.timed_out, summary)
     if not verdict.ok:
         raise RestoreError(f"receipts restore failed: {verdict.reason}: {summary.last_error}")
-    stats = summary.stats or {}
-    return (f"restored {int(stats.get('transfers', 0))} file(s), {int(stats.get('bytes', 0))} B "
+    return (f"restored {summary.stat('transfers')} file(s), {summary.stat('bytes')} B "
             f"into {dest}")
 
 
