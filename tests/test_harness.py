@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -65,6 +67,31 @@ def test_dockerd_cli_status(docker_client):
     info = docker_client.info()
     assert info["DockerRootDir"] == str(dockerd.DATA_ROOT)
     assert {n.name for n in docker_client.networks.list()} <= {"host", "none"}
+
+
+def test_engine_starts_over_a_reboots_leftovers(tmp_path):
+    """/run is on disk here, so a reboot leaves dockerd's pidfiles behind and their pids get
+    reused: dockerd refuses a pidfile naming a live process, and trusts containerd.pid. The
+    harness must start anyway (CI once failed on exactly this)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="ae-", dir="/run"))  # short: unix socket paths
+    engine = dockerd.Engine(run_dir, tmp_path / "data", tmp_path / "dockerd.log")
+    (engine.exec_root / "containerd").mkdir(parents=True)
+    for pidfile in (engine.pidfile, engine.exec_root / "containerd" / "containerd.pid"):
+        pidfile.write_text(f"{os.getpid()}\n")  # alive, and not a dockerd or containerd
+    (engine.exec_root / "netns").mkdir()
+    (engine.exec_root / "netns" / "0123456789ab").touch()  # a dead engine's netns file
+    try:
+        host = engine.ensure(timeout=30)
+        assert engine.ping()
+        client = docker.DockerClient(base_url=host, timeout=30)
+        assert client.info()["DockerRootDir"] == str(engine.data_root)
+        assert engine.pidfile.read_text().strip() == str(engine.pid())
+        assert not (engine.exec_root / "netns" / "0123456789ab").exists()
+        client.close()
+    finally:
+        engine.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert engine.pid() is None and not engine.ping()
 
 
 def test_rclone_image_runs_with_host_network(docker_client, rclone_image):

@@ -19,16 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-RUN_DIR = Path("/run/ardua-test")
-SOCKET = "/run/ardua-test/docker.sock"
-DOCKER_HOST = "unix:///run/ardua-test/docker.sock"
-DATA_ROOT = Path("/var/lib/ardua-test/docker")
-EXEC_ROOT = RUN_DIR / "exec"
-PIDFILE = RUN_DIR / "docker.pid"
-LOCKFILE = RUN_DIR / "dockerd.lock"
-LOGFILE = Path("/var/log/ardua-test-dockerd.log")
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -50,28 +42,6 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def ping(timeout: float = 2.0) -> bool:
-    """True when the engine answers ``GET /_ping`` with ``OK``."""
-    if not os.path.exists(SOCKET):
-        return False
-    conn = _UnixHTTPConnection(SOCKET, timeout)
-    try:
-        conn.request("GET", "/_ping")
-        resp = conn.getresponse()
-        return resp.status == 200 and resp.read().strip() == b"OK"
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
-def _read_pid() -> int | None:
-    try:
-        return int(PIDFILE.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _alive(pid: int) -> bool:
     """True if pid exists and is not a zombie (it is not our child, so init reaps it)."""
     try:
@@ -82,89 +52,168 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _is_our_dockerd(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return (
-        bool(cmdline) and cmdline[0].endswith(b"dockerd") and SOCKET.encode() in b" ".join(cmdline)
-    )
-
-
-def _log_tail(n: int = 30) -> str:
-    try:
-        lines = LOGFILE.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
-@contextlib.contextmanager
-def _lock():
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCKFILE, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def _pids_with_arg(arg: str) -> list[int]:
+    """Live processes whose NUL-separated command line contains ``arg``."""
+    needle = arg.encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
         try:
-            yield
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline and _alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One dockerd: its socket and runtime state under ``run_dir``, images under ``data_root``."""
+
+    run_dir: Path
+    data_root: Path
+    logfile: Path
+
+    @property
+    def socket(self) -> str:
+        return str(self.run_dir / "docker.sock")
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def exec_root(self) -> Path:
+        return self.run_dir / "exec"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "docker.pid"
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """True when the engine answers ``GET /_ping`` with ``OK``."""
+        if not os.path.exists(self.socket):
+            return False
+        conn = _UnixHTTPConnection(self.socket, timeout)
+        try:
+            conn.request("GET", "/_ping")
+            resp = conn.getresponse()
+            return resp.status == 200 and resp.read().strip() == b"OK"
+        except (OSError, http.client.HTTPException):
+            return False
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            conn.close()
 
+    def pid(self) -> int | None:
+        """The engine's pid, found by its ``--host`` (a pidfile can be stale after a reboot and
+        name an unrelated process). Between fork and exec this is ``setsid`` with the same pid."""
+        pids = _pids_with_arg(f"\0--host\0{self.host}\0")  # not a client's ``-H``
+        return pids[0] if pids else None
 
-def _command() -> list[str]:
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        raise RuntimeError("dockerd not found (apt-get install docker.io)")
-    return [
-        dockerd,
-        "--host", DOCKER_HOST,
-        "--data-root", str(DATA_ROOT),
-        "--exec-root", str(EXEC_ROOT),
-        "--pidfile", str(PIDFILE),
-        "--bridge=none",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--ip-masq=false",
-        "--userland-proxy=false",
-        "--log-level=warn",
-    ]  # fmt: skip
+    def ensure(self, timeout: float = START_TIMEOUT) -> str:
+        """Start the engine unless it already answers; return its DOCKER_HOST."""
+        if self.ping():
+            return self.host
+        deadline = time.monotonic() + timeout
+        with self._lock():
+            if self.ping():  # another session started it while we waited for the lock
+                return self.host
+            pid = self.pid()
+            if pid is None:
+                pid = self._launch()
+            # else: still starting (or stuck): give it the deadline.
+            self._wait_ready(pid, deadline)
+        return self.host
 
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """SIGTERM the engine and wait for it to exit. Returns False if it was not running."""
+        with self._lock():
+            pid = self.pid()
+            if pid is None:
+                return False
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"test dockerd (pid {pid}) did not stop in {timeout} s")
+                time.sleep(0.1)
+            return True
 
-def _wait_ready(pid: int | None, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if ping():
-            return
-        if pid is not None and not _alive(pid):
-            raise RuntimeError(f"test dockerd (pid {pid}) exited during start:\n{_log_tail()}")
-        time.sleep(0.1)
-    raise TimeoutError(f"test dockerd did not answer /_ping on {SOCKET}:\n{_log_tail()}")
+    def status(self) -> str:
+        state = "running" if self.ping() else "not responding"
+        return f"{state} pid={self.pid() or '-'} DOCKER_HOST={self.host}"
 
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
 
-def ensure_dockerd(timeout: float = START_TIMEOUT) -> str:
-    """Start the test engine unless it already answers; return DOCKER_HOST."""
-    if ping():
-        return DOCKER_HOST
-    deadline = time.monotonic() + timeout
-    with _lock():
-        if ping():  # another session started it while we waited for the lock
-            return DOCKER_HOST
-        pid = _read_pid()
-        if pid is not None and _alive(pid) and _is_our_dockerd(pid):
-            # Still starting (or stuck): give it the deadline.
-            _wait_ready(pid, deadline)
-            return DOCKER_HOST
-        DATA_ROOT.mkdir(parents=True, exist_ok=True)
-        EXEC_ROOT.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(SOCKET)  # stale socket from a killed engine
-        LOGFILE.parent.mkdir(parents=True, exist_ok=True)
-        with open(LOGFILE, "ab") as log:
+    @contextlib.contextmanager
+    def _lock(self):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "dockerd.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _command(self) -> list[str]:
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise RuntimeError("dockerd not found (apt-get install docker.io)")
+        return [
+            dockerd,
+            "--host", self.host,
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "--pidfile", str(self.pidfile),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--userland-proxy=false",
+            "--log-level=warn",
+        ]  # fmt: skip
+
+    def _clear_runtime_state(self) -> None:
+        """Remove what a dead engine left under run_dir, as a reboot would with a tmpfs /run.
+
+        dockerd refuses to start over a pidfile naming a live process, and trusts containerd.pid
+        in the exec root; here /run is on disk, so both survive a reboot and their pids get
+        reused. The exec root is only wiped when no containerd or shim of ours still runs.
+        """
+        for stale in (self.pidfile, Path(self.socket)):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        containerd_pid = self.exec_root / "containerd" / "containerd.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(containerd_pid.read_text().strip())
+            if not _alive(pid) or b"containerd" not in Path(f"/proc/{pid}/comm").read_bytes():
+                containerd_pid.unlink()  # dockerd would wait for a socket nobody serves
+        if self.exec_root.exists() and not _pids_with_arg(str(self.exec_root)):
+            for line in Path("/proc/self/mounts").read_text().splitlines():
+                target = line.split()[1]
+                if target.startswith(f"{self.exec_root}/"):  # netns mounts of a killed engine
+                    subprocess.run(["umount", "-l", target], check=False)
+            shutil.rmtree(self.exec_root)
+
+    def _launch(self) -> int:
+        self._clear_runtime_state()
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        self.exec_root.mkdir(parents=True, exist_ok=True)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as log:
             log.write(f"--- ardua-test dockerd start {time.ctime()} ---\n".encode())
             log.flush()
             # setsid --fork: the daemon gets its own session and is reparented to init, so it
             # outlives the calling test session and is never a zombie child of it.
             subprocess.run(
-                ["setsid", "--fork", *_command()],
+                ["setsid", "--fork", *self._command()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -172,37 +221,35 @@ def ensure_dockerd(timeout: float = START_TIMEOUT) -> str:
                 check=True,
                 cwd="/",
             )
-        # The pidfile appears once dockerd initialised; until then we only have the socket.
+        pid = self.pid()  # the fork happened before setsid returned
+        if pid is None:
+            raise RuntimeError(f"test dockerd exited at once:\n{self.log_tail()}")
+        return pid
+
+    def _wait_ready(self, pid: int, deadline: float) -> None:
         while time.monotonic() < deadline:
-            if ping():
-                return DOCKER_HOST
-            pid = _read_pid()
-            if pid is not None:
-                break
-            time.sleep(0.05)
-        _wait_ready(_read_pid(), deadline)
-    return DOCKER_HOST
-
-
-def stop_dockerd(timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM the test engine and wait for it to exit. Returns False if it was not running."""
-    with _lock():
-        pid = _read_pid()
-        if pid is None or not _alive(pid) or not _is_our_dockerd(pid):
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"test dockerd (pid {pid}) did not stop in {timeout} s")
+            if self.ping():
+                return
+            if not _alive(pid):
+                raise RuntimeError(
+                    f"test dockerd (pid {pid}) exited during start:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
-        return True
+        raise TimeoutError(
+            f"test dockerd did not answer /_ping on {self.socket}:\n{self.log_tail()}"
+        )
 
 
-def status() -> str:
-    pid = _read_pid()
-    state = "running" if ping() else "not responding"
-    return f"{state} pid={pid if pid and _alive(pid) else '-'} DOCKER_HOST={DOCKER_HOST}"
+ENGINE = Engine(
+    run_dir=Path("/run/ardua-test"),
+    data_root=Path("/var/lib/ardua-test/docker"),
+    logfile=Path("/var/log/ardua-test-dockerd.log"),
+)
+SOCKET = ENGINE.socket
+DOCKER_HOST = ENGINE.host
+DATA_ROOT = ENGINE.data_root
+ping = ENGINE.ping
+ensure_dockerd = ENGINE.ensure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,20 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     cmd = args[0] if args else "status"
     if cmd == "start":
         t0 = time.monotonic()
-        already = ping()
-        host = ensure_dockerd()
+        already = ENGINE.ping()
+        host = ENGINE.ensure()
         how = "reused" if already else f"started in {time.monotonic() - t0:.1f} s"
-        print(f"test dockerd {how}: {host} (log {LOGFILE})", file=sys.stderr)
+        print(f"test dockerd {how}: {host} (log {ENGINE.logfile})", file=sys.stderr)
         print(host)
         return 0
     if cmd == "stop":
-        stopped = stop_dockerd()
+        stopped = ENGINE.stop()
         msg = "test dockerd stopped" if stopped else "test dockerd was not running"
         print(msg, file=sys.stderr)
         return 0
     if cmd == "status":
-        print(status())
-        return 0 if ping() else 1
+        print(ENGINE.status())
+        return 0 if ENGINE.ping() else 1
     print("usage: python -m tests.harness.dockerd start|stop|status", file=sys.stderr)
     return 2
 
