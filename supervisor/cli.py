@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
     db.add_argument("--clean", action="store_true",
                     help="drop the dump's objects in the target first (target may be non-empty)")
+    db.add_argument("--no-privileges", dest="privileges", action="store_false",
+                    help="skip the dump's GRANT/REVOKE (the target lacks the source's roles)")
     rec = rest.add_parser("receipts", help="rclone sync the receipts from S3 into DEST")
     rec.add_argument("dest", type=Path, help="host directory to restore into")
     rec.add_argument("--force", action="store_true",
@@ -88,7 +90,8 @@ def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     elif args.what == "db":
         with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
             done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs,
-                                      clean=args.clean, workdir=Path(tmp), progress=True)
+                                      clean=args.clean, privileges=args.privileges,
+                                      workdir=Path(tmp), progress=True)
         f = done.fetched
         print(f"restored {f.key}: {f.size} B downloaded in {f.seconds:.1f} s "
               f"(verified {f.verified}), {done.toc_entries} archive entries, "

@@ -242,7 +242,7 @@ class RestoreResult:
 
 def restore_db(
     config: Config, key: str, target: str, *, jobs: int = 1, clean: bool = False,
-    workdir: Path, progress: bool = False,
+    privileges: bool = True, workdir: Path, progress: bool = False,
 ) -> RestoreResult:
     """Fetch, verify and restore one dump into the target DSN. The target is checked first:
     an unreachable or non-empty target fails before minutes of download."""
@@ -257,11 +257,14 @@ def restore_db(
     started = time.monotonic()
     res = _run(
         restore_args(str(fetched.path), connect=["--dbname", target], jobs=jobs, clean=clean,
-                     privileges=True),
+                     privileges=privileges),
         config.drill.timeout_s,
     )
     if res.returncode != 0:
-        raise RestoreError(f"pg_restore of {fetched.key} failed: {first_error(res.stderr)}")
+        why = first_error(res.stderr)
+        if privileges and re.search(r'role ".*" does not exist', why):
+            why += " (create the role, or pass --no-privileges to restore without GRANTs)"
+        raise RestoreError(f"pg_restore of {fetched.key} failed: {why}")
     return RestoreResult(fetched, toc, time.monotonic() - started)
 
 

@@ -162,12 +162,38 @@ def test_restore_db_clear_errors(uploaded: Uploaded, pg: PgServer, capsys) -> No
     assert "cannot use the target database" in err and len(err.strip().splitlines()) == 1
 
 
-def _marker(up: Uploaded) -> str:
-    client = boto3.client(
+def test_restore_db_grants_to_missing_roles(uploaded: Uploaded, pg: PgServer, capsys) -> None:
+    """A dump GRANTs to a role the target server lacks (a fresh server on a bad day): the restore
+    stops with the role named and the way out; --no-privileges restores without the GRANTs."""
+    role = f"app_ro_{secrets.token_hex(3)}"
+    source = _source_db(pg, 7)
+    pg.psql(f"CREATE ROLE {role}; GRANT SELECT ON orders TO {role};", db=source)
+    dump = pg.pg_dump(source, uploaded.path.parent / "grants.dump")
+    key = "postgres/last/ardua-20260303-010000.dump"
+    _s3(uploaded).put_object(Bucket=uploaded.cfg.s3.bucket, Key=key, Body=dump.read_bytes())
+    pg.psql(f"DROP DATABASE {source}; DROP ROLE {role};")
+
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    assert _cli(uploaded, "restore", "db", key, "--target", pg.dsn(target)) == 1
+    err = capsys.readouterr().err.strip()
+    assert f'role "{role}" does not exist' in err and "--no-privileges" in err
+    assert len(err.splitlines()) == 1
+    assert _cli(uploaded, "restore", "db", key, "--target", pg.dsn(target), "--clean",
+                "--no-privileges") == 0
+    assert _counts(pg, target) == (7, CUSTOMERS)
+
+
+def _s3(up: Uploaded):
+    """A boto3 client with the test's credentials (read back from the credentials file)."""
+    return boto3.client(
         "s3", endpoint_url=up.cfg.s3.endpoint_url, region_name=up.cfg.s3.region,
         aws_access_key_id=_creds(up)[0], aws_secret_access_key=_creds(up)[1],
     )
-    body = client.get_object(Bucket=up.cfg.s3.bucket, Key="postgres/.last_restore_drill")["Body"]
+
+
+def _marker(up: Uploaded) -> str:
+    body = _s3(up).get_object(Bucket=up.cfg.s3.bucket, Key="postgres/.last_restore_drill")["Body"]
     return body.read().decode()
 
 
@@ -208,10 +234,7 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
 
 
 def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -> None:
-    s3c = boto3.client(
-        "s3", endpoint_url=uploaded.cfg.s3.endpoint_url, region_name=uploaded.cfg.s3.region,
-        aws_access_key_id=_creds(uploaded)[0], aws_secret_access_key=_creds(uploaded)[1],
-    )
+    s3c = _s3(uploaded)
     body = s3c.get_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key)["Body"].read()
     # Truncated, as a pg_dump killed mid-write leaves it in last/ (and the upload copies it).
     s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
@@ -225,10 +248,7 @@ def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -
 
 
 def test_garbage_dump_is_not_an_archive(uploaded: Uploaded, docker_client) -> None:
-    s3c = boto3.client(
-        "s3", endpoint_url=uploaded.cfg.s3.endpoint_url, region_name=uploaded.cfg.s3.region,
-        aws_access_key_id=_creds(uploaded)[0], aws_secret_access_key=_creds(uploaded)[1],
-    )
+    s3c = _s3(uploaded)
     s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
                    Body=b"not a dump at all" * 100)
     report = drill.run_drill(uploaded.cfg, client=docker_client)
