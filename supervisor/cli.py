@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -30,14 +30,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ardua-backup", description="Mirror Ardua Books' backups to S3 and prove it."
     )
-    parser.add_argument(
-        "--config", help=f"config file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
-    )
+    config_help = f"config file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
+    parser.add_argument("--config", help=config_help)
+    # Also accepted after the command (`ardua-backup run --config X`, as operators type it);
+    # SUPPRESS keeps a subcommand from resetting a --config given before it.
+    config_too = argparse.ArgumentParser(add_help=False)
+    config_too.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="the long-running scheduler (what systemd starts)")
+    def command(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+        """A subcommand (``group`` is an argparse subparsers action) that takes --config too."""
+        return group.add_parser(name, help=help_text, parents=[config_too])
 
-    once = sub.add_parser("run-once", help="run one upload job now and wait for it")
+    command(sub, "run", "the long-running scheduler (what systemd starts)")
+
+    once = command(sub, "run-once", "run one upload job now and wait for it")
     once.add_argument("job", help="job name from the config, e.g. db-upload")
     once.add_argument(
         "--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
@@ -45,29 +52,28 @@ def _parser() -> argparse.ArgumentParser:
              "guard.max_delete_share of the mirror, or all of it (empty source)",
     )
 
-    nxt = sub.add_parser("next", help="print the next fire times of the jobs")
+    nxt = command(sub, "next", "print the next fire times of the jobs")
     nxt.add_argument("job", nargs="?", help="one job (default: all)")
     nxt.add_argument("-n", type=int, default=5, help="how many fire times per job (default 5)")
     nxt.add_argument("--after", type=datetime.fromisoformat,
                      help="ISO 8601 start time (default now; naive = the config's timezone)")
 
-    sub.add_parser("check-config", help="validate the config file and show the plan")
+    command(sub, "check-config", "validate the config file and show the plan")
 
-    hist = sub.add_parser("history", help="show recorded runs, newest first")
+    hist = command(sub, "history", "show recorded runs, newest first")
     hist.add_argument("job", nargs="?", help="one job (default: all)")
     hist.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     hist.add_argument("--json", action="store_true", help="a JSON array instead of lines")
 
-    status = sub.add_parser(
-        "status", help="check dumps, uploads and drills; exit 0 OK, 1 WARNING, 2 CRITICAL, "
-                       "3 UNKNOWN")
+    status = command(sub, "status", "check dumps, uploads and drills; exit 0 OK, 1 WARNING, "
+                                    "2 CRITICAL, 3 UNKNOWN")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    rest = sub.add_parser("restore", help="get backups back out of S3").add_subparsers(
+    rest = command(sub, "restore", "get backups back out of S3").add_subparsers(
         dest="what", required=True
     )
-    rest.add_parser("list", help="dumps in S3, newest first")
-    db = rest.add_parser("db", help="download, verify and pg_restore one dump")
+    command(rest, "list", "dumps in S3, newest first")
+    db = command(rest, "db", "download, verify and pg_restore one dump")
     db.add_argument("key", help="S3 key from `restore list` (or relative to the db prefix)")
     db.add_argument("--target", required=True, help="libpq DSN of the (empty) target database")
     db.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
@@ -75,12 +81,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="drop the dump's objects in the target first (target may be non-empty)")
     db.add_argument("--no-privileges", dest="privileges", action="store_false",
                     help="skip the dump's GRANT/REVOKE (the target lacks the source's roles)")
-    rec = rest.add_parser("receipts", help="rclone sync the receipts from S3 into DEST")
+    rec = command(rest, "receipts", "rclone sync the receipts from S3 into DEST")
     rec.add_argument("dest", type=Path, help="host directory to restore into")
     rec.add_argument("--force", action="store_true",
                      help="sync into a non-empty DEST (deletes files not in S3)")
 
-    sub.add_parser("drill", help="restore the newest S3 dump into a throwaway PostgreSQL, check it")
+    command(sub, "drill", "restore the newest S3 dump into a throwaway PostgreSQL, check it")
     return parser
 
 

@@ -78,3 +78,20 @@ def test_a_scheduled_drill_is_part_of_the_plan(tmp_path) -> None:
     plan = run_cli("check-config", config=cfg)
     assert plan.returncode == 0
     assert "restore-drill: '0 4 * * 0' newest dump of db-upload -> postgres:15" in plan.stdout
+
+
+def test_config_option_before_or_after_the_command(tmp_path) -> None:
+    """`ardua-backup run --config X` is how the unit (and operators) write it."""
+    good, bad = tmp_path / "c.toml", tmp_path / "bad.toml"
+    good.write_text(CONFIG.format(nightly="30 1 * * *"))
+    bad.write_text(CONFIG.format(nightly="30 25 * * *"))
+    args = ("next", "hourly", "-n", "1", "--after", "2026-11-01T00:00:00")
+    before = run_cli(*args, config=good)
+    after = run_cli(*args, "--config", str(good))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout == "2026-11-01T00:15:00-07:00\n"
+    # After the command wins over before it; without either, $ARDUA_BACKUP_CONFIG is used.
+    assert run_cli(*args, "--config", str(good), config=bad).returncode == 0
+    assert run_cli(*args, config=None, env={"ARDUA_BACKUP_CONFIG": str(good)}).returncode == 0
+    restore = run_cli("restore", "list", "--config", str(bad))
+    assert restore.returncode != 0 and "jobs.nightly.schedule" in restore.stderr

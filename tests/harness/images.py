@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import re
@@ -22,6 +23,12 @@ import docker.errors
 RCLONE_VERSION = "1.75.2"
 RCLONE_IMAGE = f"ardua-test/rclone:{RCLONE_VERSION}"
 DEBIAN_PG_IMAGE = "ardua-test/debian-pg15:bookworm"
+# procps: /bin/kill, which the unit's ExecReload uses (every real Debian host has it).
+SYSTEMD_PACKAGES = ("systemd", "systemd-sysv", "dbus", "procps", "python3")
+# The tag names the package list, so changing it builds a new image instead of reusing the old.
+SYSTEMD_IMAGE = "ardua-test/debian-systemd:bookworm-" + hashlib.sha256(
+    " ".join(SYSTEMD_PACKAGES).encode()
+).hexdigest()[:8]
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LOCK_DIR = Path("/var/lib/ardua-test")
@@ -204,6 +211,40 @@ def ensure_debian_pg_image(client: docker.DockerClient, timeout: float = 900) ->
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return DEBIAN_PG_IMAGE
+
+
+def ensure_systemd_image(client: docker.DockerClient, timeout: float = 600) -> str:
+    """Build SYSTEMD_IMAGE (DEBIAN_PG_IMAGE + systemd as /sbin/init + Debian's python3) unless
+    the tag exists: apt-get in a host-network container, then commit."""
+    if _has_image(client, SYSTEMD_IMAGE):
+        return SYSTEMD_IMAGE
+    base = ensure_debian_pg_image(client)
+    with _build_lock("systemd-image"):
+        if _has_image(client, SYSTEMD_IMAGE):
+            return SYSTEMD_IMAGE
+        script = (
+            # No service starts during the build; the image boots them as PID 1 later.
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d"
+            " && chmod 755 /usr/sbin/policy-rc.d"
+            " && apt-get update -q"
+            f" && apt-get install -y -q --no-install-recommends {' '.join(SYSTEMD_PACKAGES)}"
+            " && rm -f /usr/sbin/policy-rc.d && apt-get clean && rm -rf /var/lib/apt/lists/*"
+        )
+        container = client.containers.create(
+            base, ["bash", "-c", script], network_mode="host",
+            environment={"DEBIAN_FRONTEND": "noninteractive"}, labels={"ardua-test": "1"},
+        )  # fmt: skip
+        try:
+            container.start()
+            code = container.wait(timeout=timeout)["StatusCode"]
+            if code != 0:
+                tail = container.logs(tail=30).decode(errors="replace")
+                raise RuntimeError(f"building {SYSTEMD_IMAGE} failed (exit {code}):\n{tail}")
+            repo, tag = SYSTEMD_IMAGE.rsplit(":", 1)
+            container.commit(repo, tag, changes=['CMD ["/sbin/init"]'])
+        finally:
+            container.remove(force=True)
+    return SYSTEMD_IMAGE
 
 
 class _ChunkReader:
