@@ -3,6 +3,8 @@ in a Docker volume, the real upload pipeline to SeaweedFS, then restore/drill fr
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import secrets
 import socket
@@ -12,11 +14,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import boto3
+import boto3.s3.transfer
 import docker
 import pytest
 from loguru import logger
 
-from supervisor import cli, config, drill, health, pipeline, restore
+from supervisor import cli, config, drill, health, pipeline, rclone, restore
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
@@ -182,6 +185,48 @@ def test_restore_db_grants_to_missing_roles(uploaded: Uploaded, pg: PgServer, ca
     assert _cli(uploaded, "restore", "db", key, "--target", pg.dsn(target), "--clean",
                 "--no-privileges") == 0
     assert _counts(pg, target) == (7, CUSTOMERS)
+
+
+def test_multipart_dump_is_verified_by_rclones_md5(
+    uploaded: Uploaded, pg: PgServer, docker_client, monkeypatch, capsys
+) -> None:
+    """A dump over rclone's upload cutoff (200 MiB by default) goes up in parts: its ETag is no
+    MD5, so restore checks the md5chksum metadata rclone stores. A 5 MiB cutoff forces it here;
+    the rest is the real pipeline. Wrong metadata on a multipart object fails the restore."""
+    source = _source_db(pg, 9)
+    pg.psql("CREATE TABLE blobs AS SELECT md5(random()::text) || md5(random()::text) AS h "
+            "FROM generate_series(1, 300000)", db=source)
+    dump = pg.pg_dump(source, uploaded.path.parent / "big.dump")
+    assert dump.stat().st_size > 6 << 20  # two parts at least
+    fill_volume(docker_client, uploaded.cfg.job("db-upload").source.location,
+                lambda root: make_backups_tree(root, [(datetime(2026, 3, 4, 1, 0),
+                                                       dump.read_bytes())]))
+    plain = rclone.environment
+    monkeypatch.setattr(rclone, "environment", lambda s3cfg: {
+        **plain(s3cfg), "RCLONE_S3_UPLOAD_CUTOFF": "5M", "RCLONE_S3_CHUNK_SIZE": "5M"})
+    report = pipeline.run_job(uploaded.cfg, "db-upload", client=docker_client)
+    assert report.ok, report.summary()
+    key = "postgres/last/ardua-20260304-010000.dump"
+    head = _s3(uploaded).head_object(Bucket=uploaded.cfg.s3.bucket, Key=key)
+    assert "-" in head["ETag"] and "md5chksum" in head["Metadata"]  # really multipart
+
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    assert _cli(uploaded, "restore", "db", key, "--target", pg.dsn(target)) == 0
+    assert "MD5 = rclone md5chksum metadata (multipart upload)" in capsys.readouterr().out
+    assert pg.psql("SELECT count(*) FROM blobs", db=target).strip() == "300000"
+
+    # The same bytes in parts, with the metadata of another file: refused before pg_restore.
+    wrong = base64.b64encode(hashlib.md5(b"another file").digest()).decode()
+    _s3(uploaded).upload_file(str(dump), uploaded.cfg.s3.bucket, key,
+                              ExtraArgs={"Metadata": {"md5chksum": wrong}},
+                              Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 << 20,
+                                                                      multipart_chunksize=5 << 20))
+    other = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(other)
+    assert _cli(uploaded, "restore", "db", key, "--target", pg.dsn(other)) == 1
+    assert "does not match rclone's md5chksum metadata" in capsys.readouterr().err
+    assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'blobs'", db=other).strip() == "0"
 
 
 def _s3(up: Uploaded):
