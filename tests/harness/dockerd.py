@@ -221,9 +221,13 @@ class Engine:
                 check=True,
                 cwd="/",
             )
-        pid = self.pid()  # the fork happened before setsid returned
-        if pid is None:
-            raise RuntimeError(f"test dockerd exited at once:\n{self.log_tail()}")
+        # The fork happened before setsid returned, but while the child execs dockerd its
+        # /proc cmdline can read empty: look again for a moment.
+        deadline = time.monotonic() + 5
+        while (pid := self.pid()) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"test dockerd exited at once:\n{self.log_tail()}")
+            time.sleep(0.02)
         return pid
 
     def _wait_ready(self, pid: int, deadline: float) -> None:
