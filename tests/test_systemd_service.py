@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "ardua-backup.service"
 SERVICE_UID = 990
-WATCHDOG_S = 2
+WATCHDOG_S = 4  # pings every 2 s; long enough not to flake on a loaded 2-core machine
 WRAPPER = """#!/bin/sh
 PYTHONPATH=/opt/ardua-src:/opt/ardua-site exec /usr/bin/python3 -m supervisor "$@"
 """
