@@ -1,5 +1,8 @@
 """The postgres-backup-local container seen from outside: its Docker state and the JSON of its
-go-cron health endpoint (`GET /` -> {"Running": bool, "Last": {"Exit_status": int, ...}})."""
+go-cron (prodrigestivill/go-cron) health endpoint. `GET /` marshals go-cron's CurrentState:
+{"Running": {PID: run, ...}, "Last": run, "Schedule": str}, a run being {"Exit_status": int,
+"Stdout": str, "Stderr": str, "ExitTime": RFC 3339 or "", "Pid": int, "StartingTime": ...}.
+Before the first run, Last is all zero values (ExitTime "")."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from docker.errors import DockerException, NotFound
 from supervisor import rclone
 
 ENDPOINT_TIMEOUT_S = 3.0
+# The JSON carries the whole stdout/stderr of the last and the running backup.
+MAX_REPLY_BYTES = 4 << 20
 
 
 class ProbeError(Exception):
@@ -30,7 +35,7 @@ class ContainerState:
 
 @dataclass(frozen=True)
 class CronState:
-    running: bool  # a dump is being written right now (go-cron: a flag or a map of runs)
+    running: bool  # a dump is being written right now (go-cron's Running map is not empty)
     last_exit_status: int | None  # None: no run since the container started
     last_exit_time: datetime | None
 
@@ -50,15 +55,14 @@ def container_state(client: docker.DockerClient, name: str) -> ContainerState:
 def cron_state(url: str, timeout_s: float = ENDPOINT_TIMEOUT_S) -> CronState:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            data = json.loads(resp.read(65536))
+            data = json.loads(resp.read(MAX_REPLY_BYTES))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ProbeError(f"go-cron endpoint {url} did not answer: {exc}") from None
     if not isinstance(data, dict):
         raise ProbeError(f"go-cron endpoint {url} did not return a JSON object")
     last = data.get("Last") or {}
     exit_status = last.get("Exit_status")
-    # go-cron reports Last before the first run with a zero time; treat that as "no run".
-    exit_time = _go_time(last.get("ExitTime"))
+    exit_time = _go_time(last.get("ExitTime"))  # None before the first run ends
     return CronState(
         running=bool(data.get("Running")),
         last_exit_status=int(exit_status) if exit_time and exit_status is not None else None,

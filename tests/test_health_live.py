@@ -15,7 +15,7 @@ import pytest
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import cli, config, pipeline, s3
+from supervisor import cli, config, dbbackup, pipeline, s3
 from supervisor.report import DEFERRED, REFUSED, SUCCESS
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
@@ -175,8 +175,32 @@ def test_file_in_quiet_period_is_not_uploaded(setup, s3server, bucket, capsys) -
     assert run(cfg, "receipts-upload").result == SUCCESS
 
 
+# go-cron's replies, shaped as prodrigestivill/go-cron marshals its CurrentState.
+_NO_RUN = {"Exit_status": 0, "Stdout": "", "Stderr": "", "ExitTime": "", "Pid": 0,
+           "StartingTime": ""}
+_DUMPING = {**_NO_RUN, "Pid": 4242, "StartingTime": "2026-11-24T01:15:00-08:00",
+            "Stdout": "Creating dump of ardua database from postgres...\n"}
+GO_CRON_STARTED = {"Running": {}, "Last": _NO_RUN, "Schedule": "@daily"}
+GO_CRON_DUMPING = {"Running": {"4242": _DUMPING}, "Last": _NO_RUN, "Schedule": "@daily"}
+GO_CRON_FAILED = {"Running": {}, "Schedule": "@daily", "Last": {
+    **_DUMPING, "Exit_status": 1, "ExitTime": "2026-11-24T01:15:09-08:00",
+    "Stdout": "x" * 300_000, "Stderr": "pg_dump: error: connection failed\n"}}
+
+
+@pytest.mark.parametrize(("reply", "running", "exit_status", "exit_time"), [
+    (GO_CRON_STARTED, False, None, None),
+    (GO_CRON_DUMPING, True, None, None),
+    (GO_CRON_FAILED, False, 1, datetime(2026, 11, 24, 9, 15, 9, tzinfo=UTC)),
+])
+def test_go_cron_endpoint_shapes(http_server, reply, running, exit_status, exit_time) -> None:
+    http_server.reply = reply
+    state = dbbackup.cron_state(f"http://127.0.0.1:{http_server.server_port}/")
+    assert (state.running, state.last_exit_status, state.last_exit_time) == (
+        running, exit_status, exit_time)
+
+
 def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:
-    http_server.reply = {"Running": True, "Last": {"Exit_status": 0}}
+    http_server.reply = GO_CRON_DUMPING
     url = f"http://127.0.0.1:{http_server.server_port}/"
     cfg = setup([3], health={"db_container": "", "db_health_url": url})
     assert run(cfg, "db-upload").result == DEFERRED
