@@ -71,7 +71,7 @@ def cron_state(url: str, timeout_s: float = ENDPOINT_TIMEOUT_S) -> CronState:
 
 
 def _go_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or value.startswith("0001-01-01"):
+    if not isinstance(value, str):
         return None
     try:
         return rclone.parse_time(value)
