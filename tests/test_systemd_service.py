@@ -202,3 +202,11 @@ def test_unit_runs_under_systemd(systemd_host, s3server, bucket, write_config) -
     assert host.prop("ActiveState") == "inactive"
     assert host.prop("Result") == "success" and host.prop("ExecMainStatus") == "0"
     assert [e for e in host.journal() if e.get("MESSAGE") == "stopped"]
+
+    # A broken config at start: exit 78, and RestartPreventExitStatus=78 keeps systemd from
+    # restarting what a restart cannot fix (the unit goes to failed, not auto-restart).
+    cfg.write_text(good + "timezone = 5\n")
+    host.sh(f"install -m 644 {cfg} /etc/ardua-backup/config.toml")
+    assert "failed" in host.sh("systemctl start ardua-backup", check=False)
+    assert host.prop("ExecMainStatus") == "78" and host.prop("SubState") == "failed"
+    assert host.prop("NRestarts") == "0"
