@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 import secrets
 import socket
+import sqlite3
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +28,7 @@ from docker.models.containers import Container
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, metrics, rclone, restore, s3
+from supervisor import docker_runner, ledger, metrics, rclone, restore, s3
 from supervisor.config import DRILL_JOB, Config, DrillCheck
 from supervisor.docker_runner import DockerError
 from supervisor.pipeline import new_run_id
@@ -54,14 +57,20 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class SpotCheck:
-    checked: int = 0
-    mismatched: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
+    checked: int = 0  # objects sampled in S3
+    mismatched: tuple[str, ...] = ()  # sha256 in S3 differs from the local file
+    missing: tuple[str, ...] = ()  # in S3, gone from this host
+    checked_local: int = 0  # local files sampled that the last upload must have taken
+    not_in_s3: tuple[str, ...] = ()  # of those: absent from S3, or another size there
     note: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and not self.missing
+        return not (self.mismatched or self.missing or self.not_in_s3)
+
+    @property
+    def problems(self) -> int:
+        return len(self.mismatched) + len(self.missing) + len(self.not_in_s3)
 
 
 @dataclass
@@ -98,12 +107,11 @@ class DrillReport:
 
     @property
     def files(self) -> int:
-        return self.receipts.checked
+        return self.receipts.checked + self.receipts.checked_local
 
     @property
     def errors(self) -> int:
-        return (sum(not c.ok for c in self.checks) + len(self.receipts.mismatched)
-                + len(self.receipts.missing))
+        return sum(not c.ok for c in self.checks) + self.receipts.problems
 
     def fields(self) -> dict[str, object]:
         return {
@@ -135,10 +143,12 @@ class DrillReport:
         lines += [f"  check {'ok  ' if c.ok else 'FAIL'}        {c.name}: {c.detail}"
                   for c in self.checks]
         r = self.receipts
-        lines.append(f"  receipts          {r.checked} sampled, {len(r.mismatched)} mismatched, "
-                     f"{len(r.missing)} missing{'  (' + r.note + ')' if r.note else ''}")
+        lines.append(f"  receipts          {r.checked} from S3 + {r.checked_local} local sampled: "
+                     f"{len(r.mismatched)} mismatched, {len(r.missing)} missing locally, "
+                     f"{len(r.not_in_s3)} not in S3{'  (' + r.note + ')' if r.note else ''}")
         lines += [f"    mismatch        {k}" for k in r.mismatched]
         lines += [f"    missing locally {k}" for k in r.missing]
+        lines += [f"    not in S3       {k}" for k in r.not_in_s3]
         lines.append(f"  marker            {self.marker.strip() or 'not written'}")
         if self.message:
             lines.append(f"  => {self.message}")
@@ -281,8 +291,11 @@ def _sha256_local(path: Path) -> str | None:
 
 
 def spot_check_receipts(config: Config, rng: random.Random | None = None) -> SpotCheck:
-    """Samples K objects under the receipts prefix and compares their sha256 with the local
-    files. 'missing' = in S3 but no longer on this host."""
+    """Two samples of K receipts. From S3: each object's sha256 against the local file
+    ('mismatched', or 'missing' here). From this host: files that already existed when the last
+    successful upload started must be in S3 with their size ('not_in_s3'). "Already existed" is
+    judged by ctime, which no copy or touch can set back, against that run's start in the ledger
+    (recorded before rclone listed the source)."""
     name, k = config.drill.receipts_job, config.drill.receipts_sample
     if not name or k == 0:
         return SpotCheck(note="disabled")
@@ -291,12 +304,14 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
     job = config.jobs[name]
     if job.source.kind != "path":
         return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
+    root = Path(job.source.location)
     objects = {rel: obj for rel, obj in s3.list_objects(config.s3, job.prefix).items()
                if rel not in rclone.MARKER_NAMES}
-    sample = (rng or random.SystemRandom()).sample(sorted(objects), min(k, len(objects)))
+    rng = rng or random.SystemRandom()
+    sample = rng.sample(sorted(objects), min(k, len(objects)))
     mismatched, missing = [], []
     for rel in sample:
-        local = _sha256_local(Path(job.source.location) / rel)
+        local = _sha256_local(root / rel)
         if local is None:
             missing.append(rel)
             continue
@@ -305,8 +320,42 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
             digest.update(chunk)
         if digest.hexdigest() != local:
             mismatched.append(rel)
-    return SpotCheck(len(sample), tuple(mismatched), tuple(missing),
-                     "" if objects else "no objects under the receipts prefix")
+    notes = [] if objects else ["no objects under the receipts prefix"]
+    since = _last_upload_start(config, name)
+    older = _files_changed_before(root, since) if since else {}
+    if since is None:
+        notes.append(f"no successful {name} in the ledger: local files not checked")
+    local_sample = rng.sample(sorted(older), min(k, len(older)))
+    not_in_s3 = [rel for rel in local_sample
+                 if rel not in objects or objects[rel].size != older[rel]]
+    return SpotCheck(len(sample), tuple(mismatched), tuple(missing), len(local_sample),
+                     tuple(not_in_s3), "; ".join(notes))
+
+
+def _last_upload_start(config: Config, job: str) -> datetime | None:
+    try:
+        run = ledger.Ledger(config.state_dir).last_success(job)
+    except (OSError, sqlite3.Error):
+        return None
+    return run.started_at if run else None
+
+
+def _files_changed_before(root: Path, cutoff: datetime) -> dict[str, int]:
+    """Regular files under root (what rclone uploads: no symlinks, not our marker names at the
+    top) whose inode last changed before cutoff -> their size."""
+    found: dict[str, int] = {}
+    limit = cutoff.timestamp()
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(folder, name)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:  # removed while we walk
+                continue
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISREG(st.st_mode) and st.st_ctime < limit and rel not in rclone.MARKER_NAMES:
+                found[rel] = st.st_size
+    return found
 
 
 # -- the drill -----------------------------------------------------------------------------------
@@ -347,7 +396,8 @@ def run_drill(
     r = report.receipts
     if not r.ok:
         reasons.append(f"receipts spot check: {len(r.mismatched)} mismatched, "
-                       f"{len(r.missing)} missing of {r.checked}")
+                       f"{len(r.missing)} missing locally of {r.checked} from S3; "
+                       f"{len(r.not_in_s3)} not in S3 of {r.checked_local} local")
     return _finish(config, report, reasons, log)
 
 

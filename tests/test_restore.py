@@ -113,9 +113,8 @@ def uploaded(
         },
     )
     cfg = config.load(path)
-    for job in ("db-upload", "receipts-upload"):
-        report = pipeline.run_job(cfg, job, client=docker_client)
-        assert report.ok, report.summary()
+    for job in ("db-upload", "receipts-upload"):  # through the CLI: the ledger records them
+        assert cli.main(["--config", str(path), "run-once", job]) == 0
     return Uploaded(path, cfg, receipts, "postgres/last/ardua-20260302-010000.dump")
 
 
@@ -264,7 +263,7 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
     assert report.dump_key == uploaded.newest_key
     assert [c.name for c in report.checks] == ["schema has tables", "orders", "fresh"]
     assert all(c.ok for c in report.checks)
-    assert report.receipts.checked == 5 and report.receipts.ok
+    assert report.receipts.checked == report.receipts.checked_local == 5 and report.receipts.ok
     assert report.restore_s > 0 and report.rto_s >= report.restore_s
     match = MARKER.match(_marker(uploaded))
     assert match and match.group(1) == "OK" and match.group(2) == uploaded.newest_key
@@ -315,16 +314,22 @@ def test_spot_check_reports_tampered_and_missing_receipts(uploaded: Uploaded) ->
     files = sorted(p for p in uploaded.receipts.rglob("*.pdf"))
     files[0].write_bytes(b"tampered")
     files[1].unlink()
+    # Lost from S3 although the last upload took it; a receipt added since is not expected yet.
+    rel = [str(p.relative_to(uploaded.receipts)) for p in files[:3]]
+    _s3(uploaded).delete_object(Bucket=uploaded.cfg.s3.bucket, Key=f"receipts/{rel[2]}")
+    (uploaded.receipts / "2026/03/00/new.pdf").write_bytes(b"after the upload")
     cfg = config.load(uploaded.path)
     # Sample everything so the test does not depend on the random draw.
     cfg = cfg.__class__(**{**cfg.__dict__,
                            "drill": cfg.drill.__class__(**{**cfg.drill.__dict__,
                                                            "receipts_sample": 100})})
     result = drill.spot_check_receipts(cfg)
-    rel = [str(p.relative_to(uploaded.receipts)) for p in files[:2]]
-    assert result.checked == len(files)
+    assert result.checked == len(files) - 1
     assert result.mismatched == (rel[0],)
     assert result.missing == (rel[1],)
+    assert result.checked_local == len(files) - 2  # tampered (ctime now) and deleted ones out
+    assert result.not_in_s3 == (rel[2],)
+    assert not result.ok and result.problems == 3
 
 
 def test_restore_receipts(uploaded: Uploaded, tmp_path: Path, capsys) -> None:
