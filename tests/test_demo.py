@@ -1,0 +1,29 @@
+"""The README's first command, `scripts/demo`, end to end: set-up, both uploads, what landed in S3,
+and the tear-down."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_the_main_job_locally(docker_client) -> None:
+    res = subprocess.run(
+        ["bash", "scripts/demo"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    listing = res.stdout.split("now holds:")[1]
+    assert re.search(r"^ +\d+  postgres/last/ardua-\d{8}-\d{6}\.dump$", listing, re.M)
+    assert re.search(r"^ +4096  receipts/2025/12/reçu café\.jpg$", listing, re.M)
+    assert "latest" not in listing
+    assert re.search(r"^sentinel: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ OK$", res.stdout, re.M)
+    assert not docker_client.volumes.list(filters={"name": "ardua-demo-"})  # torn down
