@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from supervisor.daemon import Daemon, is_transient
 from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
 from tests.cli_helpers import Notifications
+from tests.harness.poll import poll
 
 sys.path.insert(0, str(Path(__file__).parent))
 from daemon_stub import StubReport
@@ -52,12 +52,8 @@ prefix = "receipts"
 """
 
 
-def wait_for(check: Callable[[], object], what: str, timeout: float = 10) -> object:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return result
+def wait_for(check: Callable[[], object], what: str) -> object:
+    return poll(check, what, timeout=10, interval=0.01)  # the clock is fake: runs are quick
 
 
 class FakeClock:

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from supervisor import docker_runner
 from tests.cli_helpers import minutely_receipts_config, run_cli, service
 from tests.harness.freeze import SyncFreezer
+from tests.harness.poll import poll
 from tests.harness.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write
             first.mkdir()
             with service(cfg, first) as (proc, notify):
                 notify.expect("READY", "1")
-                wait_until(lambda: freezer.sync_attrs, "the first daemon's sync to hang")
+                poll(lambda: freezer.sync_attrs, "the first daemon's sync to hang", timeout=60)
                 proc.kill()  # SIGKILL: no cleanup runs
                 proc.wait()
             orphan = freezer.sync_attrs["Id"]
@@ -104,8 +105,8 @@ def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write
             second.mkdir()
             with service(cfg, second) as (proc, notify):
                 notify.expect("READY", "1")
-                wait_until(lambda: "not starting another" in (second / "daemon.log").read_text(),
-                           "the second daemon to see the running container")
+                poll(lambda: "not starting another" in (second / "daemon.log").read_text(),
+                     "the second daemon to see the running container", timeout=60)
                 # Still exactly one sync of that prefix.
                 assert [c.id for c in docker_client.containers.list(all=True, filters=target)
                         ] == [orphan]
@@ -116,8 +117,8 @@ def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write
             assert history[0]["result"] == "interrupted"
         finally:
             freezer.close()  # the orphan finishes its sync and exits; nobody removes it
-        wait_until(lambda: docker_client.containers.get(orphan).status == "exited",
-                   "the orphan to finish")
+        poll(lambda: docker_client.containers.get(orphan).status == "exited",
+             "the orphan to finish", timeout=60)
 
         result = run_cli("run-once", "receipts-upload", config=cfg)
 
@@ -128,11 +129,6 @@ def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write
         assert server.get(bucket, "receipts/r1.pdf") == b"receipt one"
 
 
-def wait_until(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_sigterm_mid_sync_stops_the_container_after_the_grace(docker_client, write_config,
@@ -144,7 +140,7 @@ def test_sigterm_mid_sync_stops_the_container_after_the_grace(docker_client, wri
         try:
             with service(cfg, tmp_path) as (proc, notify):
                 notify.expect("READY", "1")
-                wait_until(lambda: freezer.sync_attrs, "the sync to hang")
+                poll(lambda: freezer.sync_attrs, "the sync to hang", timeout=60)
                 server.resume()
                 started = time.monotonic()
                 proc.send_signal(signal.SIGTERM)

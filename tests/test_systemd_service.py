@@ -28,6 +28,7 @@ import pytest
 from tests.cli_helpers import minutely_receipts_config
 from tests.harness import dockerd
 from tests.harness.images import ensure_systemd_image
+from tests.harness.poll import poll
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -57,14 +58,12 @@ class Host:
         return self.sh(f"systemctl show -p {name} --value ardua-backup").strip()
 
     def wait_prop(self, name: str, accept, timeout: float = 90) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
+        def accepted() -> str | None:  # every value the tests accept is non-empty
             value = self.prop(name)
-            if accept(value):
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name}={value!r} after {timeout} s\n{self.journal_text()}")
-            time.sleep(0.2)  # poll interval, bounded by the deadline above
+            return value if accept(value) else None
+
+        return poll(accepted, lambda: f"{name} (now {self.prop(name)!r})\n{self.journal_text()}",
+                    timeout, 0.2)
 
     def journal(self, *matches: str) -> list[dict[str, str]]:
         out = self.sh(f"journalctl -u ardua-backup -o json --no-pager {' '.join(matches)}")
@@ -100,12 +99,9 @@ def systemd_host(docker_client: docker.DockerClient) -> Iterator[tuple[Host, Pat
     )  # fmt: skip
     host = Host(container)
     try:
-        deadline = time.monotonic() + 60
-        while host.sh("systemctl is-system-running", check=False).strip() not in (
-            "running", "degraded",
-        ):  # fmt: skip
-            assert time.monotonic() < deadline, host.sh("systemctl --failed", check=False)
-            time.sleep(0.2)  # poll interval, bounded by the deadline above
+        poll(lambda: host.sh("systemctl is-system-running", check=False).strip()
+             in ("running", "degraded"),
+             lambda: f"systemd to boot\n{host.sh('systemctl --failed', check=False)}", 60, 0.2)
         gid = os.stat(dockerd.SOCKET).st_gid
         host.sh(
             # The socket's group must be "docker" (the unit's SupplementaryGroups=docker).
