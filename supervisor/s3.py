@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -71,7 +73,24 @@ def check_credentials_file(s3: S3Config) -> None:
 
 
 def client(s3: S3Config, fast: bool = False) -> Any:
-    """An S3 client reading the configured credentials file (or the default chain: IAM role)."""
+    """An S3 client reading the configured credentials file (or the default chain: IAM role).
+
+    Cached: making one costs about 130 ms (botocore loads its service models), and a status
+    check or a drill makes dozens of calls. The key holds the credentials file's identity, so a
+    rewritten file (rotated keys) gets a new client. boto3 clients are thread-safe."""
+    return _client(s3, fast, _file_version(s3.credentials_file))
+
+
+def _file_version(path: Path | None) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat() if path else None
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
+
+
+@functools.lru_cache(maxsize=16)
+def _client(s3: S3Config, fast: bool, _version: tuple[int, int, int] | None) -> Any:
     core = botocore.session.Session()
     if s3.credentials_file:
         core.set_config_variable("credentials_file", str(s3.credentials_file))
