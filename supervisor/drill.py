@@ -155,9 +155,29 @@ class DrillReport:
         return "\n".join(lines)
 
 
+# -- the `.last_restore_drill` marker: '<UTC ts> OK|FAIL <dump key> <seconds>s' --------------------
+
+
+@dataclass(frozen=True)
+class Marker:
+    at: datetime
+    ok: bool
+    dump_key: str
+    seconds: float
+
+
 def format_marker(when: datetime, ok: bool, dump_key: str, seconds: float) -> str:
     return (f"{when.astimezone(UTC).strftime(s3.SENTINEL_FORMAT)} {'OK' if ok else 'FAIL'} "
             f"{dump_key or '-'} {seconds:.0f}s\n")
+
+
+def parse_marker(body: str) -> Marker:
+    """What format_marker wrote (read back by `status`); ValueError for anything else."""
+    parts = body.strip().split(" ")
+    if len(parts) != 4 or parts[1] not in ("OK", "FAIL") or not parts[3].endswith("s"):
+        raise ValueError(f"not a restore drill record: {body[:80]!r}")
+    at = datetime.strptime(parts[0], s3.SENTINEL_FORMAT).replace(tzinfo=UTC)
+    return Marker(at, parts[1] == "OK", parts[2], float(parts[3][:-1]))
 
 
 # -- the throwaway server ------------------------------------------------------------------------

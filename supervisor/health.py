@@ -17,6 +17,7 @@ from requests import RequestException
 from supervisor import dbbackup, docker_runner, drill, metrics, pipeline, rclone, s3
 from supervisor.config import Config, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
+from supervisor.drill import Marker
 from supervisor.report import now_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
@@ -42,14 +43,6 @@ class Sentinel:
 
 
 @dataclass(frozen=True)
-class Drill:
-    at: datetime
-    ok: bool
-    dump_key: str
-    seconds: float
-
-
-@dataclass(frozen=True)
 class Signals:
     """What was observed. An `*_error` string means that signal could not be read."""
 
@@ -64,7 +57,7 @@ class Signals:
     container_error: str = ""
     cron: CronState | None = None
     cron_error: str = ""
-    drill: Drill | None = None
+    drill: Marker | None = None
     drill_error: str = ""
 
 
@@ -324,15 +317,6 @@ def _versioning(signals: Signals, f: _Findings) -> None:
                 "Bucket versioning is off: a wrong sync cannot be undone")
 
 
-def parse_drill(body: str) -> Drill:
-    """'<UTC ts> OK|FAIL <dump key> <seconds>s' (written by the restore drill)."""
-    parts = body.strip().split(" ")
-    if len(parts) != 4 or parts[1] not in ("OK", "FAIL") or not parts[3].endswith("s"):
-        raise ValueError(f"not a restore drill record: {body[:80]!r}")
-    at = datetime.strptime(parts[0], s3.SENTINEL_FORMAT).replace(tzinfo=UTC)
-    return Drill(at, parts[1] == "OK", parts[2], float(parts[3][:-1]))
-
-
 # -- gathering: the I/O side ---------------------------------------------------------------------
 
 
@@ -419,7 +403,7 @@ def _read_drill(config: Config, found: dict[str, object]) -> None:
     if body is None:
         return
     try:
-        found["drill"] = parse_drill(body)
+        found["drill"] = drill.parse_marker(body)
     except ValueError as exc:
         found["drill_error"] = str(exc)
 

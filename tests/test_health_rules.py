@@ -10,7 +10,8 @@ import pytest
 from supervisor import config, guard, health
 from supervisor.config import ConfigError, GuardConfig, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
-from supervisor.health import Drill, Dump, Sentinel, Signals
+from supervisor.drill import Marker, format_marker, parse_marker
+from supervisor.health import Dump, Sentinel, Signals
 from supervisor.rclone import ListedFile
 from supervisor.s3 import S3Object
 from tests.test_config import MINIMAL
@@ -78,7 +79,7 @@ def test_s3_unreachable_is_unknown_unless_local_signals_are_critical() -> None:
 def test_warnings_versioning_drill_container() -> None:
     sig = signals(
         FRESH_DUMP, True, FRESH_OK, versioning="",
-        drill=Drill(NOW - timedelta(days=9), True, "last/ardua-x.dump", 42.0),
+        drill=Marker(NOW - timedelta(days=9), True, "last/ardua-x.dump", 42.0),
         container=ContainerState("running", "unhealthy"),
     )
     verdict = health.evaluate(sig, HealthConfig(dump_job="db-upload"), NOW)
@@ -120,10 +121,14 @@ def test_json_is_stable() -> None:
 
 
 def test_parse_drill() -> None:
-    drill = health.parse_drill("2025-12-18T03:00:00Z FAIL last/ardua-x.dump 73s\n")
-    assert drill == Drill(datetime(2025, 12, 18, 3, tzinfo=UTC), False, "last/ardua-x.dump", 73)
+    drill = parse_marker("2025-12-18T03:00:00Z FAIL last/ardua-x.dump 73s\n")
+    assert drill == Marker(datetime(2025, 12, 18, 3, tzinfo=UTC), False, "last/ardua-x.dump", 73)
     with pytest.raises(ValueError):
-        health.parse_drill("2025-12-18T03:00:00Z MAYBE x 1s")
+        parse_marker("2025-12-18T03:00:00Z MAYBE x 1s")
+    # What the drill writes, `status` reads back.
+    written = format_marker(datetime(2025, 12, 18, 3, tzinfo=UTC), True, "last/a.dump", 6.1)
+    assert parse_marker(written) == Marker(datetime(2025, 12, 18, 3, tzinfo=UTC), True,
+                                           "last/a.dump", 6)
 
 
 # -- guard ---------------------------------------------------------------------------------
