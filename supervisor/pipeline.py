@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import docker
 from docker.errors import DockerException
+from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
@@ -67,21 +68,31 @@ class _Run:
         }
 
     def container(self, step: str, command: list[str], timeout_s: float):
-        s3cfg = self.config.s3
-        mounts = [
+        spec = rclone_spec(
+            self.config, command,
             docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
-            *docker_runner.credentials_mounts(s3cfg, rclone.CREDENTIALS_MOUNT),
-        ]
-        spec = docker_runner.Spec(
-            image=self.config.rclone.image,
-            command=command,
-            mounts=mounts,
-            env=rclone.environment(s3cfg),
-            labels={**self.labels, docker_runner.LABEL_STEP: step},
-            network_mode=self.config.rclone.network_mode,
-            cap_add=READ_ANY_FILE,
-        )
+            {**self.labels, docker_runner.LABEL_STEP: step},
+        )  # fmt: skip
         return docker_runner.run_oneshot(self.client, spec, timeout_s)
+
+
+def rclone_spec(
+    config: Config, command: list[str], mount: Mount, labels: dict[str, str],
+    user: str | None = None,
+) -> docker_runner.Spec:
+    """An rclone one-shot container: the configured image and network, the S3 settings as
+    environment, the credentials file read-only, and `mount` (a job's source, a restore's
+    target)."""
+    return docker_runner.Spec(
+        image=config.rclone.image,
+        command=command,
+        mounts=[mount, *docker_runner.credentials_mounts(config.s3, rclone.CREDENTIALS_MOUNT)],
+        env=rclone.environment(config.s3),
+        labels=labels,
+        network_mode=config.rclone.network_mode,
+        cap_add=READ_ANY_FILE,
+        user=user,
+    )
 
 
 def _list_source(run: _Run) -> list[rclone.ListedFile]:

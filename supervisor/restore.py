@@ -22,7 +22,7 @@ import docker
 
 from supervisor import docker_runner, rclone, s3
 from supervisor.config import Config
-from supervisor.pipeline import READ_ANY_FILE, new_run_id
+from supervisor.pipeline import new_run_id, rclone_spec
 from supervisor.report import judge_sync
 
 DUMP_SUFFIX = ".dump"
@@ -298,25 +298,18 @@ def restore_receipts(
     s3.preflight(config.s3)
     client = client or docker_runner.connect()
     docker_runner.ensure_image(client, config.rclone.image)
-    mounts = [
-        docker_runner.file_mount(str(dest), rclone.DEST_MOUNT, read_only=False),
-        *docker_runner.credentials_mounts(config.s3, rclone.CREDENTIALS_MOUNT),
-    ]
     owner = dest.stat()
     timeout_s = config.job(config.drill.receipts_job).timeout_s
     on_line(f"restoring s3://{config.s3.bucket}/{prefix}/ -> {dest}")
-    spec = docker_runner.Spec(
-        image=config.rclone.image,
-        command=rclone.restore_command(config.s3.bucket, prefix, timeout_s),
-        mounts=mounts,
-        env=rclone.environment(config.s3),
-        labels={docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
-        network_mode=config.rclone.network_mode,
+    spec = rclone_spec(
+        config,
+        rclone.restore_command(config.s3.bucket, prefix, timeout_s),
+        docker_runner.file_mount(str(dest), rclone.DEST_MOUNT, read_only=False),
+        {docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
         # As DEST's owner: the files land owned like the directory, and no capability is
         # needed to write there. As root (DEST owned by root) it may still read the 0600
         # credentials file of the service user; any other owner must be able to read it.
         user=f"{owner.st_uid}:{owner.st_gid}",
-        cap_add=READ_ANY_FILE,
     )
     result = docker_runner.run_oneshot(client, spec, timeout_s)
     summary = rclone.parse_log(result.stderr)
