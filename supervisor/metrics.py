@@ -65,9 +65,7 @@ def _update(config: Config, change: Callable[[dict[str, Any]], None]) -> None:
         with _state(config) as state:
             change(state)
         if config.metrics.textfile:
-            registry = CollectorRegistry()
-            registry.register(StateCollector(config.state_dir / STATE_FILE))
-            write_to_textfile(str(config.metrics.textfile), registry)  # tmp file + rename
+            write_to_textfile(str(config.metrics.textfile), _registry(config))  # tmp + rename
     except OSError as exc:
         logger.warning(f"metrics not written: {exc}")
 
@@ -184,7 +182,11 @@ def serve(config: Config) -> bool:
     Returns False when no port is configured."""
     if not config.metrics.port:
         return False
+    start_http_server(config.metrics.port, addr="127.0.0.1", registry=_registry(config))
+    return True
+
+
+def _registry(config: Config) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(StateCollector(config.state_dir / STATE_FILE))
-    start_http_server(config.metrics.port, addr="127.0.0.1", registry=registry)
-    return True
+    return registry
