@@ -9,29 +9,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from supervisor import logs
 from supervisor.config import Config
 from supervisor.daemon import Daemon, run_service
-
-
-@dataclass
-class StubReport:
-    job: str
-    run_id: str
-    result: str
-    exit_code: int | None
-    started_at: datetime
-    finished_at: datetime
-    duration_s: float
-    bytes: int = 0
-    files: int = 0
-    deletes: int = 0
-    errors: int = 0
-    message: str = ""
+from supervisor.report import RunReport
 
 
 class StubContainers:
@@ -51,7 +35,7 @@ def main() -> int:
     config_path, ctl = Path(sys.argv[1]), Path(sys.argv[2])
     containers = StubContainers(ctl)
 
-    def run_job(config: Config, job: str, *, run_id: str) -> StubReport:
+    def run_job(config: Config, job: str, *, run_id: str) -> RunReport:
         start = datetime.now(UTC)
         (ctl / f"started-{job}").write_text(run_id)
         stopped = containers.stopped.setdefault(job, threading.Event())
@@ -59,7 +43,7 @@ def main() -> int:
             pass
         end = datetime.now(UTC)
         result, code = ("failed", 2) if stopped.is_set() else ("success", 0)
-        return StubReport(job, run_id, result, code, start, end, (end - start).total_seconds())
+        return RunReport(job, run_id, result, code, start, end, (end - start).total_seconds())
 
     logs.setup(journal=False)
     daemon = Daemon(config_path, run_job, containers, lambda config: None)

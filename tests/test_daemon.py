@@ -21,11 +21,9 @@ from supervisor.config import Config
 from supervisor.daemon import Daemon, is_transient
 from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
+from supervisor.report import RunReport
 from tests.cli_helpers import Notifications
 from tests.harness.poll import poll
-
-sys.path.insert(0, str(Path(__file__).parent))
-from daemon_stub import StubReport
 
 LA = ZoneInfo("America/Los_Angeles")
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +77,12 @@ class Runner:
     def __post_init__(self) -> None:
         self.gate.set()
 
-    def __call__(self, config: Config, job: str, *, run_id: str) -> StubReport:
+    def __call__(self, config: Config, job: str, *, run_id: str) -> RunReport:
         now = self.clock.now()
         self.calls.append((job, now))
         self.gate.wait(10)
         result = self.results.pop(0) if self.results else "success"
-        return StubReport(job, run_id, result, 0, now, now + timedelta(seconds=1), 1.0)
+        return RunReport(job, run_id, result, 0, now, now + timedelta(seconds=1), 1.0)
 
 
 @dataclass
@@ -151,7 +149,7 @@ def test_catch_up_runs_once_after_downtime(tmp_path: Path, log_lines: list[str])
     now = datetime(2026, 5, 4, 12, 5, tzinfo=UTC)
     daemon, runner, clock = make_daemon(tmp_path, now, config_text(tmp_path, "15 * * * *"))
     Ledger(tmp_path).finish(
-        StubReport(
+        RunReport(
             "db-upload", "old", "success", 0, now - timedelta(days=3), now - timedelta(days=3), 1.0
         )
     )
@@ -168,7 +166,7 @@ def test_no_catch_up_when_disabled(tmp_path: Path) -> None:
     text = config_text(tmp_path, "15 * * * *", catch_up=False)
     daemon, runner, clock = make_daemon(tmp_path, now, text)
     Ledger(tmp_path).finish(
-        StubReport(
+        RunReport(
             "db-upload", "old", "success", 0, now - timedelta(days=3), now - timedelta(days=3), 1.0
         )
     )
@@ -294,7 +292,7 @@ def test_service_notify_reload_and_sigterm_mid_run(tmp_path: Path, service) -> N
     config = tmp_path / "config.toml"
     config.write_text(config_text(tmp_path, "0 0 1 1 *", receipts="0 0 1 1 *"))
     long_ago = datetime.now(UTC) - timedelta(days=800)  # a yearly run was missed: catch-up
-    Ledger(tmp_path).finish(StubReport("db-upload", "old", "success", 0, long_ago, long_ago, 1.0))
+    Ledger(tmp_path).finish(RunReport("db-upload", "old", "success", 0, long_ago, long_ago, 1.0))
     proc, notify = service(config, ctl)
 
     ready = notify.expect("READY", "1")
@@ -332,7 +330,7 @@ def test_service_sigkill_restart_with_container_still_running(tmp_path: Path, se
     config = tmp_path / "config.toml"
     config.write_text(config_text(tmp_path, "0 0 1 1 *"))
     long_ago = datetime.now(UTC) - timedelta(days=800)
-    Ledger(tmp_path).finish(StubReport("db-upload", "old", "success", 0, long_ago, long_ago, 1.0))
+    Ledger(tmp_path).finish(RunReport("db-upload", "old", "success", 0, long_ago, long_ago, 1.0))
     proc, notify = service(config, ctl)
     notify.expect("READY", "1")
     run_id = wait_for(

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,33 +15,25 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from supervisor.ledger import FILENAME, Ledger, cmd_history
+from supervisor.report import RunReport
 
 T0 = datetime(2026, 5, 4, 10, 15, tzinfo=UTC)
 
 
-@dataclass
-class FakeReport:
-    """Stand-in for supervisor.report.RunReport (the attributes the ledger reads)."""
-
-    job: str
-    run_id: str
-    result: str = "success"
-    exit_code: int | None = 0
-    started_at: datetime = T0
-    finished_at: datetime = T0 + timedelta(seconds=12.5)
-    duration_s: float = 12.5
-    bytes: int = 2048
-    files: int = 3
-    deletes: int = 1
-    errors: int = 0
-    message: str = "synced 3 files"
+def finished(
+    job: str, run_id: str, result: str = "success", exit_code: int | None = 0, *,
+    started_at: datetime = T0, message: str = "synced 3 files",
+) -> RunReport:
+    """A finished run, as the pipeline reports it to the ledger."""
+    return RunReport(job, run_id, result, exit_code, started_at, T0 + timedelta(seconds=12.5),
+                     12.5, bytes=2048, files=3, deletes=1, errors=0, message=message)
 
 
 def test_round_trip_survives_reopen(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     ledger.start("db-upload", "r1", T0)
     assert ledger.last_run("db-upload").result == "running"  # type: ignore[union-attr]
-    ledger.finish(FakeReport("db-upload", "r1"))
+    ledger.finish(finished("db-upload", "r1"))
     run = Ledger(tmp_path).get("r1")
     assert run is not None
     assert (run.result, run.exit_code, run.bytes, run.files, run.deletes, run.errors) == (
@@ -60,8 +51,8 @@ def test_round_trip_survives_reopen(tmp_path: Path) -> None:
 def test_last_run_last_success_history(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     for i, result in enumerate(["success", "failed", "success", "failed"]):
-        ledger.finish(FakeReport("db-upload", f"d{i}", result, started_at=T0 + timedelta(hours=i)))
-    ledger.finish(FakeReport("receipts-upload", "r0", started_at=T0 + timedelta(hours=9)))
+        ledger.finish(finished("db-upload", f"d{i}", result, started_at=T0 + timedelta(hours=i)))
+    ledger.finish(finished("receipts-upload", "r0", started_at=T0 + timedelta(hours=9)))
     assert ledger.last_run("db-upload").run_id == "d3"  # type: ignore[union-attr]
     assert ledger.last_success("db-upload").run_id == "d2"  # type: ignore[union-attr]
     assert ledger.last_run("nope") is None
@@ -94,7 +85,7 @@ def test_concurrent_writers(tmp_path: Path) -> None:
         try:
             for i in range(50):
                 ledger.start(prefix, f"{prefix}{i}", T0 + timedelta(seconds=i))
-                ledger.finish(FakeReport(prefix, f"{prefix}{i}", started_at=T0))
+                ledger.finish(finished(prefix, f"{prefix}{i}", started_at=T0))
         except BaseException as exc:
             errors.append(exc)
 
@@ -115,9 +106,9 @@ def test_cmd_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads(capsys.readouterr().out) == []
     assert not (tmp_path / "missing").exists()
     ledger = Ledger(tmp_path)
-    ledger.finish(FakeReport("db-upload", "r1"))
+    ledger.finish(finished("db-upload", "r1"))
     ledger.finish(
-        FakeReport(
+        finished(
             "db-upload",
             "r2",
             "failed",
