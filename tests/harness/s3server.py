@@ -265,11 +265,8 @@ class S3Server(Server):
     def list_keys(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
         """All objects under prefix: key -> body."""
         c = self.client()
-        out: dict[str, bytes] = {}
-        for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                out[obj["Key"]] = c.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-        return out
+        return {key: c.get_object(Bucket=bucket, Key=key)["Body"].read()
+                for key in self.list_sizes(bucket, prefix)}
 
     def list_sizes(self, bucket: str, prefix: str = "") -> dict[str, int]:
         """key -> size, without downloading bodies."""
