@@ -9,16 +9,13 @@ against the session's SeaweedFS.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import secrets
 import shutil
 import sysconfig
-import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import pytest
 
 from tests.cli_helpers import minutely_receipts_config
 from tests.harness import dockerd
-from tests.harness.images import ensure_systemd_image
+from tests.harness.images import ensure_systemd_image, text_tar
 from tests.harness.poll import poll
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -112,28 +109,17 @@ def systemd_host(docker_client: docker.DockerClient) -> Iterator[tuple[Host, Pat
             "--shell /usr/sbin/nologin ardua-backup; "
             "install -d -m 755 /etc/ardua-backup /etc/systemd/system/ardua-backup.service.d"
         )
-        container.put_archive("/", _tar({
-            "usr/local/bin/ardua-backup": (WRAPPER, 0o755),
-            "etc/systemd/system/ardua-backup.service": (UNIT.read_text(), 0o644),
-            "etc/systemd/system/ardua-backup.service.d/watchdog.conf":
-                (f"[Service]\nWatchdogSec={WATCHDOG_S}s\n", 0o644),
-        }))  # fmt: skip
+        container.put_archive("/", text_tar([
+            ("usr/local/bin/ardua-backup", WRAPPER, 0o755),
+            ("etc/systemd/system/ardua-backup.service", UNIT.read_text(), 0o644),
+            ("etc/systemd/system/ardua-backup.service.d/watchdog.conf",
+             f"[Service]\nWatchdogSec={WATCHDOG_S}s\n", 0o644),
+        ]))  # fmt: skip
         host.sh("systemctl daemon-reload")
         yield host, shared
     finally:
         container.remove(force=True)
         shutil.rmtree(shared, ignore_errors=True)
-
-
-def _tar(files: dict[str, tuple[str, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, (text, mode) in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _install_config(host: Host, config: Path) -> None:

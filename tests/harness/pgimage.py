@@ -9,10 +9,10 @@ POSTGRES_HOST_AUTH_METHOD, ``postgres`` args passed through, PGDATA a VOLUME. Ca
 from __future__ import annotations
 
 import io
-import tarfile
 
 import docker
-import docker.errors
+
+from tests.harness.images import cached_image, text_tar
 
 POSTGRES_IMAGE = "ardua-test/postgres:15"
 
@@ -56,30 +56,14 @@ CMD ["postgres"]
 """
 
 
-def _context(base: str) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, mode in (
-            ("Dockerfile", DOCKERFILE.format(base=base), 0o644),
-            ("docker-entrypoint.sh", ENTRYPOINT, 0o755),
-        ):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
-
-
 def ensure_postgres_image(client: docker.DockerClient, base: str) -> str:
-    """Build POSTGRES_IMAGE on top of base (the debian-pg15 image) unless the tag exists."""
-    try:
-        client.images.get(POSTGRES_IMAGE)
-        return POSTGRES_IMAGE
-    except docker.errors.ImageNotFound:
-        pass
-    client.images.build(
-        fileobj=_context(base), custom_context=True, tag=POSTGRES_IMAGE, pull=False, rm=True,
-        forcerm=True,
-    )
-    return POSTGRES_IMAGE
+    """POSTGRES_IMAGE on top of base (the debian-pg15 image), built unless the tag exists."""
+    def build() -> None:
+        context = text_tar([("Dockerfile", DOCKERFILE.format(base=base), 0o644),
+                            ("docker-entrypoint.sh", ENTRYPOINT, 0o755)])
+        client.images.build(
+            fileobj=io.BytesIO(context), custom_context=True, tag=POSTGRES_IMAGE, pull=False,
+            rm=True, forcerm=True,
+        )
+
+    return cached_image(client, POSTGRES_IMAGE, build)
