@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     if args.what == "list":
-        print(restore.format_listing(restore.list_dumps(cfg)))
+        dumps, empty = restore.split_empty(restore.list_dumps(cfg))
+        print(restore.format_listing(dumps))
+        if empty:
+            print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
     elif args.what == "db":
         with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
             done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs,

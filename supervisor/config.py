@@ -84,6 +84,8 @@ class HealthConfig:
 
     dump_job: str | None = None  # the job whose source is the postgres-backup-local volume
     dump_dir: str = "last"  # where in that source the timestamped dumps are written
+    databases: tuple[str, ...] = ()  # must each have a fresh dump; () = every one seen in dump_dir
+    min_size_share: float = 0.5  # a newest dump below this share of the previous one is shrunken
     dump_max_age_s: float = 26 * 3600.0
     sentinel_max_age_s: float = 2 * 3600.0
     drill_max_age_s: float = 8 * 86400.0
@@ -292,6 +294,16 @@ def _parse_share(value: Any) -> float:
     return float(value)
 
 
+def _parse_databases(value: Any) -> tuple[str, ...]:
+    # postgres-backup-local's POSTGRES_DB names, as its dump file names start with them.
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and re.fullmatch(r"[^/\s]+", v) for v in value):
+        raise ValueError(f"must be a list of database names like ['ardua', 'shop'], got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"names a database twice: {value!r}")
+    return tuple(value)
+
+
 def _parse_url(value: Any) -> str:
     if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s]+$", value)):
         raise ValueError(f"must be an http:// or https:// URL or empty, got {value!r}")
@@ -353,6 +365,8 @@ def _read_health(t: _Table, jobs: dict[str, JobConfig]) -> HealthConfig:
     health = HealthConfig(
         dump_job=dump_job or None,
         dump_dir=dump_dir,
+        databases=t.take_parsed("databases", _parse_databases, ()),
+        min_size_share=t.take_parsed("min_size_share", _parse_share, 0.5),
         dump_max_age_s=t.take_parsed("dump_max_age", parse_duration, 26 * 3600.0),
         sentinel_max_age_s=t.take_parsed("sentinel_max_age", parse_duration, 2 * 3600.0),
         drill_max_age_s=t.take_parsed("drill_max_age", parse_duration, 8 * 86400.0),

@@ -93,6 +93,7 @@ class DrillReport:
     receipts: SpotCheck = field(default_factory=SpotCheck)
     marker: str = ""
     message: str = ""
+    skipped: str = ""  # newer dumps passed over, and why
     exit_code: int | None = None
     deletes: int = 0
 
@@ -149,6 +150,8 @@ class DrillReport:
         lines += [f"    mismatch        {k}" for k in r.mismatched]
         lines += [f"    missing locally {k}" for k in r.missing]
         lines += [f"    not in S3       {k}" for k in r.not_in_s3]
+        if self.skipped:
+            lines.append(f"  skipped           {self.skipped}")
         lines.append(f"  marker            {self.marker.strip() or 'not written'}")
         if self.message:
             lines.append(f"  => {self.message}")
@@ -396,7 +399,10 @@ def run_drill(
     reasons: list[str] = []
     try:
         s3.preflight(config.s3)
-        dumps = restore.list_dumps(config)
+        dumps, empty = restore.split_empty(restore.list_dumps(config))
+        if empty:
+            report.skipped = restore.skipped_note(empty)
+            log.warning(f"{DRILL_JOB}: {report.skipped}")
         if not dumps:
             raise DrillFailed(f"no dumps under s3://{config.s3.bucket}/{restore.db_prefix(config)}/")
         report.dump_key = dumps[0].key

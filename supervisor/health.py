@@ -7,31 +7,25 @@ No single indicator is trusted alone: the newest local dump, whether S3 holds th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import docker
 from docker.errors import DockerException
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, drill, metrics, pipeline, rclone, s3
+from supervisor import dbbackup, docker_runner, drill, dumps, metrics, pipeline, s3
 from supervisor.config import Config, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
 from supervisor.drill import Marker
+from supervisor.dumps import DatabaseDumps
 from supervisor.report import now_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 # Worst last. UNKNOWN ranks below CRITICAL: a signal we could not read must not hide one we could.
 _SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
-JSON_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Dump:
-    key: str  # relative to the job's source and S3 prefix, e.g. "last/ardua-20251218-010000.dump"
-    size: int
-    modified: datetime
+JSON_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,10 +41,9 @@ class Signals:
     """What was observed. An `*_error` string means that signal could not be read."""
 
     dump_job: str | None = None
-    dump: Dump | None = None
+    databases: tuple[DatabaseDumps, ...] = ()  # one per database, by name
     dump_error: str = ""
     s3_error: str = ""  # set: every S3-side signal below is unknown
-    dump_in_s3: bool | None = None
     sentinels: tuple[Sentinel, ...] = ()
     versioning: str | None = None  # "Enabled", "Suspended", "" = never enabled
     container: ContainerState | None = None
@@ -69,16 +62,32 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Problem:
+    state: str  # WARNING, UNKNOWN or CRITICAL: this problem's own severity
+    text: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     state: str
     checked_at: datetime
-    diagnoses: tuple[str, ...]  # worst first, one line each
+    problems: tuple[Problem, ...]  # worst first, one line each
     checks: tuple[Check, ...]
     signals: Signals = field(repr=False)
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.state]
+
+    @property
+    def diagnoses(self) -> tuple[str, ...]:
+        return tuple(p.text for p in self.problems)
+
+    @property
+    def stalest(self) -> DatabaseDumps | None:
+        """The database whose newest dump is oldest: what the one-dump fields report."""
+        held = [d for d in self.signals.databases if d.newest]
+        return min(held, key=lambda d: d.newest.modified) if held else None  # type: ignore[union-attr]
 
     def status_line(self) -> str:
         """One line for the systemd STATUS= field and monitoring plugins."""
@@ -92,11 +101,11 @@ class Verdict:
         lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
         lines += [f"{c.name:<{width}}  {c.state:<8}  {c.detail}" for c in self.checks]
         lines.append("")
-        lines += [f"{self.state}: {d}" for d in self.diagnoses] or [self.status_line()]
+        lines += [f"{p.state}: {p.text}" for p in self.problems] or [self.status_line()]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        sig = self.signals
+        sig, stalest = self.signals, self.stalest
         return {
             "schema": JSON_SCHEMA_VERSION,
             "checked_at": _iso(self.checked_at),
@@ -104,13 +113,13 @@ class Verdict:
             "exit_code": self.exit_code,
             "status_line": self.status_line(),
             "diagnoses": list(self.diagnoses),
+            "problems": [{"state": p.state, "text": p.text} for p in self.problems],
             "checks": [{"name": c.name, "state": c.state, "detail": c.detail}
                        for c in self.checks],
-            "dump": None if sig.dump is None else {
-                "job": sig.dump_job, "key": sig.dump.key, "size": sig.dump.size,
-                "modified": _iso(sig.dump.modified), "age_s": self.age(sig.dump.modified),
-                "in_s3": sig.dump_in_s3,
-            },
+            "dump": None if stalest is None else {
+                "job": sig.dump_job, **self._dump_json(stalest)},
+            "databases": [{"database": d.database, **self._dump_json(d)}
+                          for d in sig.databases],
             "sentinels": {
                 s.job: {"prefix": s.prefix, "at": _iso(s.at) if s.at else None,
                         "age_s": self.age(s.at) if s.at else None}
@@ -122,10 +131,20 @@ class Verdict:
             "db_cron": None if sig.cron is None else {
                 "running": sig.cron.running, "last_exit_status": sig.cron.last_exit_status,
                 "last_exit_time": _iso(sig.cron.last_exit_time) if sig.cron.last_exit_time
-                else None},
+                else None, "last_stderr": sig.cron.last_stderr},
             "restore_drill": None if sig.drill is None else {
                 "at": _iso(sig.drill.at), "age_s": self.age(sig.drill.at), "ok": sig.drill.ok,
                 "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
+        }
+
+    def _dump_json(self, d: DatabaseDumps) -> dict[str, object]:
+        newest, previous = d.newest, d.previous
+        return {
+            "key": newest.key if newest else None, "size": newest.size if newest else None,
+            "modified": _iso(newest.modified) if newest else None,
+            "age_s": self.age(newest.modified) if newest else None, "in_s3": d.in_s3,
+            "previous_key": previous.key if previous else None,
+            "previous_size": previous.size if previous else None,
         }
 
     def age(self, when: datetime) -> float:
@@ -159,16 +178,20 @@ class _Findings:
             self.diagnose(state, diagnosis)
 
     def diagnose(self, state: str, text: str) -> None:
-        self.diagnoses.append((state, text))
+        if (state, text) not in self.diagnoses:  # e.g. one stale upload seen from each database
+            self.diagnoses.append((state, text))
 
 
-def evaluate(signals: Signals, limits: HealthConfig, now: datetime) -> Verdict:
-    """The design's health table plus the supporting checks. Pure: no I/O, `now` given."""
+def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
+             settle_s: float = 0.0) -> Verdict:
+    """The design's health table plus the supporting checks. Pure: no I/O, `now` given.
+    A dump modified within `settle_s` (guard.quiet_period) may still be written: its size is
+    not judged yet."""
     f = _Findings()
     if signals.s3_error:
         f.diagnose(UNKNOWN, f"S3 unreachable: {signals.s3_error}")
     if signals.dump_job:
-        _dump_chain(signals, limits, now, f)
+        _dumps(signals, limits, now, settle_s, f)
     for sentinel in signals.sentinels:
         _sentinel(sentinel, signals, limits, now, f)
     _container(signals, f)
@@ -176,32 +199,54 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime) -> Verdict:
     _versioning(signals, f)
     ranked = sorted(f.diagnoses, key=lambda d: -_SEVERITY.index(d[0]))
     state = ranked[0][0] if ranked else OK
-    return Verdict(state, now, tuple(text for level, text in ranked if level != OK),
-                   tuple(f.checks), signals)
+    return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
+                                     if level != OK), tuple(f.checks), signals)
 
 
 def _dump_sentinel(signals: Signals) -> Sentinel | None:
     return next((s for s in signals.sentinels if s.job == signals.dump_job), None)
 
 
-def _dump_chain(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) -> None:
-    """Rows of the design's table: local dump age x S3 has that dump x sentinel age."""
-    dump, name = signals.dump, f"newest dump ({limits.dump_dir}/)"
+def _dumps(signals: Signals, limits: HealthConfig, now: datetime, settle_s: float,
+           f: _Findings) -> None:
+    """Each database on its own, so a fresh one cannot hide a stale one."""
+    where = f"{limits.dump_dir}/"
     if signals.dump_error:
-        f.check(name, UNKNOWN, signals.dump_error, f"Cannot read the dumps: {signals.dump_error}")
+        f.check(f"newest dump ({where})", UNKNOWN, signals.dump_error,
+                f"Cannot read the dumps: {signals.dump_error}")
         return
+    if not signals.databases:
+        f.check(f"newest dump ({where})", CRITICAL, f"no dump in {where}",
+                f"No dump at all in {where} of {signals.dump_job}'s source")
+        return
+    for db in signals.databases:
+        _database(db, signals, limits, now, settle_s, f)
+
+
+def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
+              settle_s: float, f: _Findings) -> None:
+    """Rows of the design's table for one database: its newest dump's age (and size against
+    the dump before it) x S3 has that dump x the upload job's sentinel age."""
+    name, dump = f"dump {db.database} ({limits.dump_dir}/)", db.newest
     if dump is None:
-        f.check(name, CRITICAL, f"no file in {limits.dump_dir}/",
-                f"No dump at all in {limits.dump_dir}/ of {signals.dump_job}'s source")
+        f.check(name, CRITICAL, f"no dump of {db.database}",
+                f"No dump at all of database {db.database} in {limits.dump_dir}/ "
+                f"(health.databases names it)")
         return
     age = (now - dump.modified).total_seconds()
     dump_fresh = age <= limits.dump_max_age_s
-    f.check(name, OK if dump_fresh else CRITICAL,
-            f"{dump.key}, {dump.size} B, {_ago(age)} old (limit {_ago(limits.dump_max_age_s)})")
-    if signals.dump_in_s3 is None:
-        f.check("S3 has that dump", UNKNOWN, "S3 not readable")
+    shrunk = _shrunk(db, signals, now, settle_s, limits.min_size_share)
+    f.check(name, OK if dump_fresh and not shrunk else CRITICAL,
+            f"{dump.key}, {dump.size} B{_previous(db)}, {_ago(age)} old "
+            f"(limit {_ago(limits.dump_max_age_s)})")
+    if shrunk:
+        f.diagnose(CRITICAL, f"DB backup producing empty/shrunken dumps: {shrunk}")
+    in_s3 = f"S3 has {db.database}'s dump"
+    if db.in_s3 is None:
+        f.check(in_s3, UNKNOWN, "S3 not readable")
         if not dump_fresh:
-            f.diagnose(CRITICAL, f"DB backup not producing new data: newest dump {_ago(age)} old")
+            f.diagnose(CRITICAL, f"DB backup not producing new data: {db.database}'s newest dump "
+                                 f"{_ago(age)} old")
         return
     sentinel = _dump_sentinel(signals)
     last_ok = sentinel.at if sentinel else None
@@ -209,26 +254,50 @@ def _dump_chain(signals: Signals, limits: HealthConfig, now: datetime, f: _Findi
         (now - last_ok).total_seconds() <= limits.sentinel_max_age_s)
     # A dump newer than the last verified upload, younger than one upload interval, has simply
     # not had its upload yet: that is not a miss.
-    waiting = (not signals.dump_in_s3 and last_ok is not None and dump.modified > last_ok
+    waiting = (not db.in_s3 and last_ok is not None and dump.modified > last_ok
                and age <= limits.sentinel_max_age_s)
-    if signals.dump_in_s3:
-        f.check("S3 has that dump", OK, "same key, same size")
+    if db.in_s3:
+        f.check(in_s3, OK, "same key, same size")
     else:
-        f.check("S3 has that dump", OK if waiting else CRITICAL,
+        f.check(in_s3, OK if waiting else CRITICAL,
                 "not yet: newer than the last upload" if waiting else "missing or different size")
-    job, dump_age = signals.dump_job, _ago(age)
-    if dump_fresh and upload_fresh and not signals.dump_in_s3 and not waiting:
-        f.diagnose(CRITICAL, f"Upload ran but missed the newest dump {dump.key}")
+    job, dump_age = signals.dump_job, f"{db.database}'s newest dump {_ago(age)} old"
+    if dump_fresh and upload_fresh and not db.in_s3 and not waiting:
+        f.diagnose(CRITICAL, f"Upload ran but missed the newest dump of {db.database}: {dump.key}")
     elif dump_fresh and not upload_fresh:
         f.diagnose(CRITICAL, f"Upload failing: {job} has no verified upload within "
                              f"{_ago(limits.sentinel_max_age_s)}")
     elif not dump_fresh and upload_fresh:
-        healthy = "pipeline healthy" if signals.dump_in_s3 else "and it is not in S3 either"
-        f.diagnose(CRITICAL, f"DB backup not producing new data: newest dump {dump_age} old "
-                             f"({healthy})")
+        healthy = "pipeline healthy" if db.in_s3 else "and it is not in S3 either"
+        f.diagnose(CRITICAL, f"DB backup not producing new data: {dump_age} ({healthy})")
     elif not dump_fresh:
-        f.diagnose(CRITICAL, f"Both dump and upload broken: newest dump {dump_age} old, no "
-                             f"verified upload within {_ago(limits.sentinel_max_age_s)}")
+        f.diagnose(CRITICAL, f"Both dump and upload broken: {dump_age}, no verified upload "
+                             f"within {_ago(limits.sentinel_max_age_s)}")
+
+
+def _previous(db: DatabaseDumps) -> str:
+    return f" (previous {db.previous.size} B)" if db.previous else ""
+
+
+def _shrunk(db: DatabaseDumps, signals: Signals, now: datetime, settle_s: float,
+            min_share: float) -> str:
+    """Why the newest dump cannot be a whole backup (0 B, or far smaller than the one before
+    it), or "". A dump still being written (go-cron running, or modified within settle_s) is
+    not judged yet: pg_dump writes it in place under its final name."""
+    dump, prev = db.newest, db.previous
+    assert dump is not None
+    writing = (signals.cron is not None and signals.cron.running) or (
+        (now - dump.modified).total_seconds() < settle_s)
+    if writing:
+        return ""
+    before = f"the previous {prev.key} is {prev.size} B" if prev else "no previous dump"
+    if dump.size == 0:
+        return f"{db.database}'s newest dump {dump.key} is 0 B ({before})"
+    if prev and dump.size < min_share * prev.size:
+        return (f"{db.database}'s newest dump {dump.key} is {dump.size} B, "
+                f"{dump.size / prev.size:.0%} of the previous {prev.key} ({prev.size} B; "
+                f"health.min_size_share {min_share:.0%})")
+    return ""
 
 
 def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime,
@@ -238,7 +307,7 @@ def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime
         f.check(name, UNKNOWN, "S3 not readable")
         return
     # The dump chain already diagnoses the dump job's stale sentinel, in the design's words.
-    diagnose = not (s.job == signals.dump_job and signals.dump is not None)
+    diagnose = not (s.job == signals.dump_job and any(d.newest for d in signals.databases))
     age = (now - s.at).total_seconds() if s.at else 0.0
     if s.error:
         state, detail, problem = CRITICAL, s.error, f"{s.job}: {s.error}"
@@ -272,14 +341,19 @@ def _container(signals: Signals, f: _Findings) -> None:
     elif signals.cron is not None:
         cron = signals.cron
         when = f" at {_iso(cron.last_exit_time)}" if cron.last_exit_time else ""
-        if cron.running:
+        now_running = "; a new run is in progress" if cron.running else ""
+        if cron.last_exit_status:
+            # The run stopped at the first failing database: later ones were not dumped, and
+            # the newest file in last/ may be partial.
+            error = f": {cron.last_stderr}" if cron.last_stderr else ""
+            f.check("db-backup last run", CRITICAL,
+                    f"exit {cron.last_exit_status}{when}{error}{now_running}",
+                    f"DB backup failing: last dump run exited {cron.last_exit_status}{when}"
+                    f"{error}")
+        elif cron.running:
             f.check("db-backup last run", OK, "a dump is being written now")
         elif cron.last_exit_status is None:
             f.check("db-backup last run", OK, "no run since the container started")
-        elif cron.last_exit_status:
-            f.check("db-backup last run", CRITICAL, f"exit {cron.last_exit_status}{when}",
-                    f"Last DB backup run failed (exit {cron.last_exit_status}{when}); the "
-                    f"newest file in last/ may be partial")
         else:
             f.check("db-backup last run", OK, f"exit 0{when}")
 
@@ -320,16 +394,6 @@ def _versioning(signals: Signals, f: _Findings) -> None:
 # -- gathering: the I/O side ---------------------------------------------------------------------
 
 
-def newest_dump(listed: list[rclone.ListedFile], dump_dir: str) -> Dump | None:
-    """Newest file directly in dump_dir/ (rclone already skipped the *-latest symlinks)."""
-    inside = [f for f in listed if f.path.startswith(f"{dump_dir}/")
-              and "/" not in f.path[len(dump_dir) + 1:]]
-    if not inside:
-        return None
-    newest = max(inside, key=lambda f: (f.modified, f.path))
-    return Dump(newest.path, newest.size, newest.modified)
-
-
 def gather(config: Config, client: docker.DockerClient | None = None) -> Signals:
     """Reads every signal; a failure to read one is recorded in it, never raised."""
     found: dict[str, object] = {"dump_job": config.health.dump_job}
@@ -361,7 +425,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
             docker_runner.ensure_image(client, config.rclone.image)
             listed = pipeline.list_source(config, config.job(health.dump_job), client,
                                           f"status-{pipeline.new_run_id()}")
-            found["dump"] = newest_dump(listed, health.dump_dir)
+            found["databases"] = dumps.by_database(listed, health.dump_dir, health.databases)
         except (docker_runner.DockerError, DockerException, RequestException) as exc:
             found["dump_error"] = str(exc)
 
@@ -372,18 +436,25 @@ def _gather_s3(config: Config, found: dict[str, object]) -> None:
         s3.preflight(cfg)
         found["versioning"] = s3.versioning_status(cfg)
         found["sentinels"] = tuple(_read_sentinel(config, name) for name in config.jobs)
-        dump = found.get("dump")
-        if isinstance(dump, Dump):
+        databases: tuple[DatabaseDumps, ...] = found.get("databases", ())  # type: ignore[assignment]
+        if any(d.newest for d in databases):
             job = config.job(str(config.health.dump_job))
             held = s3.list_objects(cfg, f"{job.prefix}/{config.health.dump_dir}")
-            obj = held.get(dump.key[len(config.health.dump_dir) + 1:])
-            found["dump_in_s3"] = obj is not None and obj.size == dump.size
+            found["databases"] = tuple(_with_s3(d, held, config.health.dump_dir)
+                                       for d in databases)
         if config.drill.db_job in config.jobs:
             _read_drill(config, found)
     except s3.S3Error as exc:
         found["s3_error"] = str(exc)
         found["sentinels"] = tuple(
             Sentinel(j.name, j.prefix, None, "S3 not readable") for j in config.jobs.values())
+
+
+def _with_s3(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> DatabaseDumps:
+    if db.newest is None:
+        return db
+    obj = held.get(db.newest.key[len(dump_dir) + 1:])
+    return replace(db, in_s3=obj is not None and obj.size == db.newest.size)
 
 
 def _read_sentinel(config: Config, job_name: str) -> Sentinel:
@@ -410,6 +481,7 @@ def _read_drill(config: Config, found: dict[str, object]) -> None:
 
 def evaluate_status(config: Config, client: docker.DockerClient | None = None) -> Verdict:
     """gather + evaluate + metrics: what `status` and the daemon call."""
-    verdict = evaluate(gather(config, client), config.health, now_utc())
+    verdict = evaluate(gather(config, client), config.health, now_utc(),
+                       config.guard.quiet_period_s)
     metrics.write_status(config, verdict)
     return verdict

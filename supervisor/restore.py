@@ -69,6 +69,18 @@ def list_dumps(config: Config) -> list[s3.S3Object]:
     return sorted(dumps, key=_sort_key, reverse=True)
 
 
+def split_empty(dumps: list[s3.S3Object]) -> tuple[list[s3.S3Object], list[s3.S3Object]]:
+    """(dumps that may be archives, 0-byte ones). A pg_dump that fails leaves its output file
+    under the final name in last/, often empty (postgres-backup-local writes straight there);
+    no restore tool can read 0 bytes, so such a key is never offered or drilled."""
+    return [d for d in dumps if d.size], [d for d in dumps if not d.size]
+
+
+def skipped_note(empty: list[s3.S3Object]) -> str:
+    return (f"skipped {len(empty)} empty dump(s) (0 B, left by a failed pg_dump; not an "
+            f"archive): {', '.join(d.key for d in empty)}") if empty else ""
+
+
 def format_listing(dumps: Iterable[s3.S3Object]) -> str:
     rows = [f"{'LAST MODIFIED (UTC)':<21} {'SIZE':>12}  KEY"]
     rows += [

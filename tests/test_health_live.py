@@ -7,6 +7,8 @@ import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +26,19 @@ NOW = datetime.now(UTC)
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    """Records every request; answers GET / with the JSON in `server.reply` (go-cron stand-in)."""
+    """Records every request; answers with the JSON in `server.reply`. As a go-cron stand-in it
+    answers as prodrigestivill/go-cron's httpserver.go handler does: Content-Type
+    application/json, the state marshalled with MarshalIndent(state, "", "  "), and status 503
+    whenever Last.Exit_status != 0 (200 otherwise)."""
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append((self.command, self.path, body.decode()))  # type: ignore[attr-defined]
-        reply = json.dumps(self.server.reply).encode()  # type: ignore[attr-defined]
-        self.send_response(200)
+        state = self.server.reply  # type: ignore[attr-defined]
+        failed = isinstance(state.get("Last"), dict) and state["Last"].get("Exit_status") != 0
+        reply = json.dumps(state, indent=2).encode()
+        self.send_response(self.server.status or (503 if failed else 200))  # type: ignore[attr-defined]
+        self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(reply)
 
@@ -43,7 +51,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server() -> Iterator[http.server.HTTPServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.seen, server.reply = [], {}  # type: ignore[attr-defined]
+    server.seen, server.reply, server.status = [], {}, None  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -182,9 +190,13 @@ _DUMPING = {**_NO_RUN, "Pid": 4242, "StartingTime": "2026-11-24T01:15:00-08:00",
             "Stdout": "Creating dump of ardua database from postgres...\n"}
 GO_CRON_STARTED = {"Running": {}, "Last": _NO_RUN, "Schedule": "@daily"}
 GO_CRON_DUMPING = {"Running": {"4242": _DUMPING}, "Last": _NO_RUN, "Schedule": "@daily"}
+# backup.sh under `set -Eeo pipefail` stops at the first database whose pg_dump fails; go-cron
+# keeps the whole stderr of that run.
+PG_DUMP_ERROR = ('pg_dump: error: connection to server at "postgres" (127.0.0.1), port 5432 '
+                 'failed: FATAL:  database "shop" does not exist')
 GO_CRON_FAILED = {"Running": {}, "Schedule": "@daily", "Last": {
     **_DUMPING, "Exit_status": 1, "ExitTime": "2026-11-24T01:15:09-08:00",
-    "Stdout": "x" * 300_000, "Stderr": "pg_dump: error: connection failed\n"}}
+    "Stdout": "x" * 300_000, "Stderr": f"{PG_DUMP_ERROR}\n"}}
 
 
 @pytest.mark.parametrize(("reply", "running", "exit_status", "exit_time"), [
@@ -197,6 +209,43 @@ def test_go_cron_endpoint_shapes(http_server, reply, running, exit_status, exit_
     state = dbbackup.cron_state(f"http://127.0.0.1:{http_server.server_port}/")
     assert (state.running, state.last_exit_status, state.last_exit_time) == (
         running, exit_status, exit_time)
+
+
+def test_failing_dump_runs_are_critical_with_pg_dumps_error(setup, http_server, capsys) -> None:
+    """go-cron answers 503 with its JSON when the last run failed: that is the dump failing,
+    not an unreachable endpoint."""
+    http_server.reply = GO_CRON_FAILED
+    url = f"http://127.0.0.1:{http_server.server_port}/"
+    with pytest.raises(urllib.error.HTTPError) as answer:  # the stand-in answers as go-cron does
+        urllib.request.urlopen(url, timeout=5)
+    assert answer.value.code == 503
+    cfg = setup([3], health={"db_container": "", "db_health_url": url})
+    for job in cfg.jobs:
+        assert run(cfg, job).result == SUCCESS
+    code, data = status(cfg, capsys)
+    assert code == 2
+    assert data["diagnoses"] == [
+        f"DB backup failing: last dump run exited 1 at 2026-11-24T09:15:09Z: {PG_DUMP_ERROR}"]
+    assert data["db_cron"] == {"running": False, "last_exit_status": 1,
+                               "last_exit_time": "2026-11-24T09:15:09Z",
+                               "last_stderr": PG_DUMP_ERROR}
+
+
+@pytest.mark.parametrize("broken", ["closed port", "HTTP 502 page"])
+def test_an_unreachable_go_cron_endpoint_stays_a_warning(setup, http_server, capsys,
+                                                         broken) -> None:
+    if broken == "closed port":
+        url = "http://127.0.0.1:9/"
+    else:  # a proxy in front of it answering an error page: not go-cron's JSON
+        http_server.reply = {"error": "bad gateway"}
+        http_server.status = 502
+        url = f"http://127.0.0.1:{http_server.server_port}/"
+    cfg = setup([3], health={"db_container": "", "db_health_url": url})
+    for job in cfg.jobs:
+        assert run(cfg, job).result == SUCCESS
+    code, data = status(cfg, capsys)
+    assert (code, data["state"]) == (1, "WARNING"), data["diagnoses"]
+    assert data["problems"][0]["text"].startswith("Dump container's health endpoint unreachable")
 
 
 def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:
@@ -245,3 +294,84 @@ def test_heartbeats_arrive_and_a_dead_url_does_not_fail(setup, http_server) -> N
     method, path, body = http_server.seen[-1]
     assert (method, path) == ("POST", "/ping/abc/fail")
     assert "REFUSED" in body and "deletion guard" in body
+
+
+def _pbl_tree(cfg: config.Config, docker_client, trees: dict[str, list[tuple[float, bytes]]]):
+    """postgres-backup-local's tree for several databases of POSTGRES_DB: {db: [(hours ago,
+    body)]}, each laid out by make_backups_tree as backup.sh names them."""
+    volume = cfg.job("db-upload").source.location
+    for db, dumps in trees.items():
+        fill_volume(docker_client, volume, lambda root, db=db, dumps=dumps: make_backups_tree(
+            root, [(NOW - timedelta(hours=h), body) for h, body in dumps], db=db))
+
+
+def test_each_database_is_judged_on_its_own(setup, docker_client, capsys) -> None:
+    """Measured before: shop's newest dump 4 days old, ardua's 15 minutes: status said OK."""
+    cfg = setup([])
+    _pbl_tree(cfg, docker_client, {"ardua": [(24.25, os.urandom(3000)), (0.25, os.urandom(3000))],
+                                   "shop": [(96, os.urandom(2000))]})
+    for job in cfg.jobs:
+        assert run(cfg, job).result == SUCCESS
+    code, data = status(cfg, capsys)
+    assert code == 2
+    assert data["diagnoses"] == [
+        "DB backup not producing new data: shop's newest dump 4d 0h old (pipeline healthy)"]
+    rows = {d["database"]: d for d in data["databases"]}
+    assert sorted(rows) == ["ardua", "shop"]
+    assert rows["ardua"]["size"] == 3000 and rows["ardua"]["in_s3"] is True
+    assert rows["ardua"]["previous_size"] == 3000 and rows["shop"]["age_s"] > 95 * 3600
+    assert data["dump"]["key"].startswith("last/shop-")  # schema 1's key: the stalest database
+
+    # shop is no longer dumped on purpose: health.databases pins the ones that must be fresh.
+    text = cfg.path.read_text()
+    assert '[health]\ndb_container = ""\n' in text
+    cfg.path.write_text(text.replace('[health]\n', '[health]\ndatabases = ["ardua"]\n'))
+    code, data = status(config.load(cfg.path), capsys)
+    assert (code, [d["database"] for d in data["databases"]]) == (0, ["ardua"]), data["diagnoses"]
+
+
+def test_an_empty_newest_dump_is_critical_and_never_offered(setup, docker_client, capsys) -> None:
+    """The real backup.sh with a failing pg_dump -Fc left last/DB-YYYYmmdd-HHMMSS.dump at 0 B
+    (its pg_dump writes straight to the final name); status called it a fresh dump."""
+    cfg = setup([])
+    _pbl_tree(cfg, docker_client, {"ardua": [(24.5, os.urandom(5000))]})
+    failed_at = NOW - timedelta(hours=0.5)
+
+    def failed_run(root: Path) -> None:  # set -Eeo pipefail: no daily/weekly/monthly links
+        empty = root / "last" / f"ardua-{failed_at:%Y%m%d-%H%M%S}.dump"
+        empty.write_bytes(b"")
+        os.utime(empty, (failed_at.timestamp(), failed_at.timestamp()))
+
+    fill_volume(docker_client, cfg.job("db-upload").source.location, failed_run)
+    for job in cfg.jobs:
+        assert run(cfg, job).result == SUCCESS
+    code, data = status(cfg, capsys)
+    assert code == 2
+    empty = [d for d in data["diagnoses"] if "empty/shrunken" in d]
+    assert len(empty) == 1 and empty[0].startswith(
+        "DB backup producing empty/shrunken dumps: ardua's newest dump last/ardua-")
+    assert "is 0 B (the previous last/ardua-" in empty[0] and "is 5000 B)" in empty[0]
+    assert data["databases"][0]["in_s3"] is True  # uploaded like any file: S3 mirrors last/
+    assert cli.main(["--config", str(cfg.path), "restore", "list"]) == 0
+    out, err = capsys.readouterr()
+    logger.remove()
+    listed = [line.split()[-1] for line in out.splitlines()[1:]]
+    assert listed and all(s3.list_objects(cfg.s3, "postgres")[k.removeprefix("postgres/")].size
+                          for k in listed)
+    key = data["databases"][0]["key"]
+    assert data["databases"][0]["size"] == 0 and f"postgres/{key}" not in out
+    assert f"postgres/{key}" in err
+    assert "skipped 1 empty dump(s) (0 B" in err
+
+
+def test_a_shrunken_dump_is_critical(setup, docker_client, capsys) -> None:
+    cfg = setup([])
+    _pbl_tree(cfg, docker_client, {"ardua": [(24.5, os.urandom(10_000)), (0.5, os.urandom(3000))]})
+    for job in cfg.jobs:
+        assert run(cfg, job).result == SUCCESS
+    code, data = status(cfg, capsys)
+    assert code == 2
+    assert data["diagnoses"] == [
+        f"DB backup producing empty/shrunken dumps: ardua's newest dump "
+        f"{data['databases'][0]['key']} is 3000 B, 30% of the previous "
+        f"{data['databases'][0]['previous_key']} (10000 B; health.min_size_share 50%)"]

@@ -11,7 +11,8 @@ from supervisor import config, guard, health
 from supervisor.config import ConfigError, GuardConfig, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
 from supervisor.drill import Marker, format_marker, parse_marker
-from supervisor.health import Dump, Sentinel, Signals
+from supervisor.dumps import DatabaseDumps, Dump
+from supervisor.health import Sentinel, Signals
 from supervisor.rclone import ListedFile
 from supervisor.s3 import S3Object
 from tests.test_config import MINIMAL
@@ -26,8 +27,8 @@ def signals(dump_at: datetime | None, in_s3: bool | None, ok_at: datetime | None
             **more: object) -> Signals:
     dump = Dump("last/ardua-x.dump", 123, dump_at) if dump_at else None
     base: dict = dict(
-        dump_job="db-upload", dump=dump, dump_in_s3=in_s3 if dump else None,
-        sentinels=(Sentinel("db-upload", "postgres", ok_at),), versioning="Enabled",
+        dump_job="db-upload", databases=(DatabaseDumps("ardua", dump, None, in_s3),) if dump
+        else (), sentinels=(Sentinel("db-upload", "postgres", ok_at),), versioning="Enabled",
     )
     return Signals(**{**base, **more})
 
@@ -39,7 +40,7 @@ def signals(dump_at: datetime | None, in_s3: bool | None, ok_at: datetime | None
         (FRESH_DUMP, False, STALE_OK, "CRITICAL", "Upload failing"),
         (FRESH_DUMP, False, FRESH_OK, "CRITICAL", "Upload ran but missed the newest dump"),
         (STALE_DUMP, True, FRESH_OK, "CRITICAL",
-         "DB backup not producing new data: newest dump 1d 6h old (pipeline healthy)"),
+         "DB backup not producing new data: ardua's newest dump 1d 6h old (pipeline healthy)"),
         (STALE_DUMP, False, STALE_OK, "CRITICAL", "Both dump and upload broken"),
         (None, None, FRESH_OK, "CRITICAL", "No dump at all"),
         # Not in the design's table, but they happen:
@@ -95,7 +96,7 @@ def test_failed_dump_run_is_critical_and_a_running_one_is_fine() -> None:
     failed = CronState(running=False, last_exit_status=1, last_exit_time=FRESH_DUMP)
     verdict = health.evaluate(signals(FRESH_DUMP, True, FRESH_OK, cron=failed), LIMITS, NOW)
     assert verdict.state == "CRITICAL"
-    assert verdict.diagnoses[0].startswith("Last DB backup run failed (exit 1")
+    assert verdict.diagnoses[0].startswith("DB backup failing: last dump run exited 1")
     running = CronState(running=True, last_exit_status=0, last_exit_time=FRESH_DUMP)
     assert health.evaluate(signals(FRESH_DUMP, True, FRESH_OK, cron=running), LIMITS,
                            NOW).state == "OK"
@@ -113,10 +114,13 @@ def test_json_is_stable() -> None:
     verdict = health.evaluate(signals(FRESH_DUMP, True, FRESH_OK), LIMITS, NOW)
     data = verdict.to_json()
     assert list(data) == ["schema", "checked_at", "state", "exit_code", "status_line",
-                          "diagnoses", "checks", "dump", "sentinels", "bucket_versioning",
-                          "db_container", "db_cron", "restore_drill"]
-    assert data["dump"] == {"job": "db-upload", "key": "last/ardua-x.dump", "size": 123,
-                            "modified": "2025-12-18T01:00:00Z", "age_s": 39600.0, "in_s3": True}
+                          "diagnoses", "problems", "checks", "dump", "databases", "sentinels",
+                          "bucket_versioning", "db_container", "db_cron", "restore_drill"]
+    assert data["schema"] == 2
+    dump = {"key": "last/ardua-x.dump", "size": 123, "modified": "2025-12-18T01:00:00Z",
+            "age_s": 39600.0, "in_s3": True, "previous_key": None, "previous_size": None}
+    assert data["dump"] == {"job": "db-upload", **dump}
+    assert data["databases"] == [{"database": "ardua", **dump}]
     assert data["sentinels"]["db-upload"]["age_s"] == 2700.0
 
 
@@ -214,6 +218,9 @@ port = 9811
         ("[guard]\nmax_delete_share = 1.5", "guard.max_delete_share: must be a number"),
         ("[metrics]\ntextfile = 'x.prom'", "metrics.textfile: 'x.prom' must be an absolute"),
         ("[metrics]\nportt = 1", "metrics.portt: unknown key"),
+        ("[health]\ndatabases = 'ardua'", "health.databases: must be a list of database names"),
+        ("[health]\ndatabases = ['a', 'a']", "health.databases: names a database twice"),
+        ("[health]\nmin_size_share = 0", "health.min_size_share: must be a number above 0"),
     ],
 )
 def test_config_errors(extra: str, message: str) -> None:

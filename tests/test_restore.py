@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import secrets
 import socket
@@ -371,3 +372,28 @@ def test_newest_first_prefers_name_stamp() -> None:
     objs = [restore.s3.S3Object(f"postgres/last/DB-2026030{d}-010000.dump", 1, "e",
                                 uploaded_at + timedelta(seconds=-d)) for d in (1, 2)]
     assert restore._sort_key(objs[1]) > restore._sort_key(objs[0])
+
+
+def test_drill_skips_an_empty_dump_and_says_so(uploaded: Uploaded, docker_client, pg_volume,
+                                               capsys) -> None:
+    """A pg_dump that fails leaves a 0-byte file under the final name in last/ (observed with
+    the real backup.sh; `set -Eeo pipefail` stops it before the hard links), and the upload
+    mirrors it: the drill must restore the newest dump that can be an archive."""
+    empty_key = "postgres/last/ardua-20260303-010000.dump"
+
+    def failed_run(root: Path) -> None:
+        empty = root / "last" / "ardua-20260303-010000.dump"
+        empty.write_bytes(b"")
+        when = datetime(2026, 3, 3, 1, 0).timestamp()
+        os.utime(empty, (when, when))
+
+    fill_volume(docker_client, pg_volume, failed_run)
+    assert _cli(uploaded, "run-once", "db-upload") == 0
+    assert _s3(uploaded).head_object(Bucket=uploaded.cfg.s3.bucket,
+                                     Key=empty_key)["ContentLength"] == 0
+    report = drill.run_drill(uploaded.cfg, client=docker_client)
+    assert report.ok, report.summary()
+    assert report.dump_key == uploaded.newest_key
+    assert report.skipped == (f"skipped 1 empty dump(s) (0 B, left by a failed pg_dump; not an "
+                              f"archive): {empty_key}")
+    assert f"skipped           {report.skipped}" in report.summary()
