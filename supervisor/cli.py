@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     if args.what == "list":
         dumps, empty = restore.split_empty(restore.list_dumps(cfg))
-        print(restore.format_listing(dumps))
+        print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
         if empty:
             print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
     elif args.what == "db":
@@ -102,9 +102,8 @@ def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
                                       clean=args.clean, privileges=args.privileges,
                                       workdir=Path(tmp), progress=True)
         f = done.fetched
-        print(f"restored {f.key}: {f.size} B downloaded in {f.seconds:.1f} s "
-              f"(verified {f.verified}), {done.toc_entries} archive entries, "
-              f"pg_restore {done.restore_s:.1f} s")
+        print(f"restored {f.key} ({f.format}): {f.size} B downloaded in {f.seconds:.1f} s "
+              f"(verified {f.verified}), {done.detail}, restore {done.restore_s:.1f} s")
     else:
         print(restore.restore_receipts(cfg, args.dest, force=args.force))
     return EXIT_OK

@@ -121,6 +121,7 @@ class DrillCheck:
     min: float | None = None
     max: float | None = None
     max_age_s: float | None = None
+    database: str = ""  # where it runs; "" = the one database the drill restored
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,7 @@ def _read_check(t: _Table, index: int) -> DrillCheck:
         min=t.take("min", float, None),
         max=t.take("max", float, None),
         max_age_s=t.take_parsed("max_age", parse_duration, None),
+        database=t.take("database", str, ""),
     )
     t.done()
     if not check.sql.strip():

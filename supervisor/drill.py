@@ -1,20 +1,17 @@
-"""The restore drill: prove the newest dump in S3 restores and holds the data we expect.
+"""The restore drill: prove the newest dumps in S3 restore and hold the data we expect.
 
-newest dump FROM S3 -> download + verify -> throwaway PostgreSQL container -> pg_restore inside it
--> checks -> receipts spot check -> `.last_restore_drill` marker in S3 + one log line + a report.
+each database's newest dump FROM S3 -> download + verify -> throwaway PostgreSQL container ->
+its own pg_restore (custom, directory) or psql (plain, cluster SQL) inside it -> checks ->
+receipts spot check -> `.last_restore_drill` marker in S3 + one log line + a report.
 run_drill never raises for a failed drill; the container is removed whatever happens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import random
 import secrets
 import socket
-import sqlite3
-import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,18 +25,22 @@ from docker.models.containers import Container
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, ledger, metrics, rclone, restore, s3
+from supervisor import docker_runner, dumpformat, metrics, pgtools, rclone, restore, s3
 from supervisor.config import DRILL_JOB, Config, DrillCheck
 from supervisor.docker_runner import DockerError
 from supervisor.pipeline import new_run_id
 from supervisor.report import FAILED, SUCCESS, now_utc
-from supervisor.restore import RestoreError
+from supervisor.restore import Fetched, RestoreError
+from supervisor.spotcheck import SpotCheck, spot_check_receipts
 
 if TYPE_CHECKING:
     from loguru import Logger
 
 DUMP_MOUNT = "/restore"
 READY_TIMEOUT_S = 120.0
+# A plain SQL dump sets owners and grants to the source's roles; the throwaway server creates
+# each one it is told is missing (NOLOGIN) and tries again, up to this many.
+MAX_MISSING_ROLES = 20
 # The postgres image entrypoint starts as root, prepares PGDATA and drops to the postgres user.
 _ENTRYPOINT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
 
@@ -55,24 +56,6 @@ class CheckResult:
     detail: str
 
 
-@dataclass(frozen=True)
-class SpotCheck:
-    checked: int = 0  # objects sampled in S3
-    mismatched: tuple[str, ...] = ()  # sha256 in S3 differs from the local file
-    missing: tuple[str, ...] = ()  # in S3, gone from this host
-    checked_local: int = 0  # local files sampled that the last upload must have taken
-    not_in_s3: tuple[str, ...] = ()  # of those: absent from S3, or another size there
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not (self.mismatched or self.missing or self.not_in_s3)
-
-    @property
-    def problems(self) -> int:
-        return len(self.mismatched) + len(self.missing) + len(self.not_in_s3)
-
-
 @dataclass
 class DrillReport:
     """One drill. Has the fields the run ledger records (job, run_id, result, exit_code,
@@ -84,7 +67,7 @@ class DrillReport:
     result: str = FAILED
     finished_at: datetime | None = None
     duration_s: float = 0.0  # the whole drill
-    dump_key: str = ""
+    dump_key: str = ""  # the restored dumps, comma-separated (one per database)
     bytes: int = 0
     verified: str = ""
     download_s: float = 0.0
@@ -203,12 +186,20 @@ class _Server:
             timeout_s=timeout_s or self.timeout_s,
         )
 
-    def query(self, sql: str) -> str:
-        res = self.run(["psql", *self.connect, "-d", "postgres", "-XAtq",
+    def query(self, sql: str, db: str = "postgres") -> str:
+        res = self.run(["psql", *self.connect, "-d", db, "-XAtq",
                         "-v", "ON_ERROR_STOP=1", "-c", sql], 300)
         if res.exit_code != 0:
-            raise DrillFailed(restore.first_error(res.stderr))
+            raise DrillFailed(pgtools.first_error(res.stderr))
         return res.stdout.strip()
+
+    def create_database(self, db: str) -> None:
+        if db != "postgres":  # a dump of `postgres` goes back into the server's own
+            self.query(f"CREATE DATABASE {_ident(db)}")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _port_free(port: int) -> bool:
@@ -236,12 +227,19 @@ def _wait_ready(server: _Server, deadline: float) -> None:
         time.sleep(0.25)  # poll interval, bounded by the deadline above
 
 
-def _run_check(server: _Server, check: DrillCheck) -> CheckResult:
+def _run_check(server: _Server, check: DrillCheck, databases: list[str]) -> CheckResult:
+    if check.database:
+        db = check.database
+    elif len(databases) == 1:
+        db = databases[0]
+    else:
+        return CheckResult(check.name, False, f"several databases were restored "
+                                              f"({', '.join(databases)}): set its `database`")
     sql = check.sql.strip().rstrip(";")
     if check.max_age_s is not None:
         sql = f"SELECT extract(epoch FROM now() - ({sql}))"
     try:
-        raw = server.query(sql)
+        raw = server.query(sql, db)
     except DrillFailed as exc:
         return CheckResult(check.name, False, f"query failed: {exc}")
     try:
@@ -260,8 +258,8 @@ def _run_check(server: _Server, check: DrillCheck) -> CheckResult:
 
 
 def _restore_and_check(
-    config: Config, client: docker.DockerClient, fetched: restore.Fetched, report: DrillReport,
-    labels: dict[str, str],
+    config: Config, client: docker.DockerClient, fetched: dict[str, Fetched], workdir: Path,
+    report: DrillReport, labels: dict[str, str],
 ) -> None:
     drill = config.drill
     if drill.network_mode == "host" and not _port_free(drill.port):
@@ -274,7 +272,7 @@ def _restore_and_check(
     spec = docker_runner.Spec(
         image=drill.image,
         command=["postgres", "-p", str(drill.port), "-c", "listen_addresses=127.0.0.1"],
-        mounts=[docker_runner.file_mount(str(fetched.path.parent), DUMP_MOUNT)],
+        mounts=[docker_runner.file_mount(str(workdir), DUMP_MOUNT)],
         env={"POSTGRES_PASSWORD": password},
         labels=labels,
         network_mode=drill.network_mode,
@@ -283,102 +281,55 @@ def _restore_and_check(
     with docker_runner.service(client, spec) as container:
         server = _Server(container, drill.port, password, drill.timeout_s)
         _wait_ready(server, time.monotonic() + READY_TIMEOUT_S)
-        archive = f"{DUMP_MOUNT}/{fetched.path.name}"
-        # The image's own pg_restore: always the server's major, none needed on the host.
-        listed = server.run(restore.list_args(archive), 300)
+        for db, dump in fetched.items():
+            report.restore_s += _restore_one(server, db, dump)
+        for db in fetched:
+            tables = int(server.query(pgtools.USER_TABLES_SQL, db))
+            name = "schema has tables" + (f" ({db})" if len(fetched) > 1 else "")
+            report.checks.append(CheckResult(name, tables > 0, f"{tables} table(s)"))
+        report.checks += [_run_check(server, check, list(fetched)) for check in drill.checks]
+
+
+def _restore_one(server: _Server, db: str, dump: Fetched) -> float:
+    """Restores one fetched dump with the server image's own tools (always the server's major,
+    none needed on the host); returns the seconds the restore took."""
+    path = f"{DUMP_MOUNT}/{dump.path.name}"
+    if dump.format in dumpformat.ARCHIVES:
+        listed = server.run(pgtools.list_args(path), 300)
         if listed.exit_code != 0:
-            raise DrillFailed(f"{fetched.key} is not a readable pg_dump archive: "
-                              f"{restore.first_error(listed.stderr)}")
-        res = server.run(restore.restore_args(
-            archive, connect=[*server.connect, "-d", "postgres"], jobs=2, clean=False,
-            privileges=False,
-        ))
-        report.restore_s = res.duration_s
-        if res.exit_code != 0:
-            why = "timed out" if res.exit_code == 124 else restore.first_error(res.stderr)
-            raise DrillFailed(f"pg_restore of {fetched.key} failed (exit {res.exit_code}): {why}")
-        tables = int(server.query(restore.USER_TABLES_SQL))
-        report.checks.append(CheckResult("schema has tables", tables > 0, f"{tables} table(s)"))
-        report.checks += [_run_check(server, check) for check in drill.checks]
+            raise DrillFailed(f"{dump.key} is not a readable pg_dump archive: "
+                              f"{pgtools.first_error(listed.stderr)}")
+        server.create_database(db)
+        res = server.run(pgtools.restore_args(path, connect=[*server.connect, "-d", db],
+                                              jobs=2, clean=False, privileges=False))
+        _failed_if(res, f"pg_restore of {dump.key}")
+        return res.duration_s
+    if dump.format == dumpformat.CLUSTER_GZ:  # creates its roles and databases itself
+        res = server.run(pgtools.script_args(path, "psql", connect=[*server.connect, "-d",
+                                                                    "postgres"], fmt=dump.format))
+        errors = pgtools.script_errors(res.stderr)
+        if errors:
+            raise DrillFailed(f"psql restore of cluster dump {dump.key} failed: {errors[0]}")
+        _failed_if(res, f"psql restore of {dump.key}")
+        return res.duration_s
+    server.create_database(db)
+    spent = 0.0
+    for _ in range(MAX_MISSING_ROLES):
+        res = server.run(pgtools.script_args(path, "psql", connect=[*server.connect, "-d", db],
+                                             fmt=dump.format))
+        spent += res.duration_s
+        missing = pgtools.MISSING_ROLE.search(pgtools.first_error(res.stderr))
+        if res.exit_code == 0 or not missing:
+            break
+        server.query(f"CREATE ROLE {_ident(missing.group(1))} NOLOGIN")  # then from the top
+    _failed_if(res, f"psql restore of {dump.key}")
+    return spent
 
 
-# -- receipts ------------------------------------------------------------------------------------
-
-
-def _sha256_local(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except FileNotFoundError:
-        return None
-
-
-def spot_check_receipts(config: Config, rng: random.Random | None = None) -> SpotCheck:
-    """Two samples of K receipts. From S3: each object's sha256 against the local file
-    ('mismatched', or 'missing' here). From this host: files that already existed when the last
-    successful upload started must be in S3 with their size ('not_in_s3'). "Already existed" is
-    judged by ctime, which no copy or touch can set back, against that run's start in the ledger
-    (recorded before rclone listed the source)."""
-    name, k = config.drill.receipts_job, config.drill.receipts_sample
-    if not name or k == 0:
-        return SpotCheck(note="disabled")
-    if name not in config.jobs:
-        return SpotCheck(note=f"no job '{name}' configured")
-    job = config.jobs[name]
-    if job.source.kind != "path":
-        return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
-    root = Path(job.source.location)
-    objects = {rel: obj for rel, obj in s3.list_objects(config.s3, job.prefix).items()
-               if rel not in rclone.MARKER_NAMES}
-    rng = rng or random.SystemRandom()
-    sample = rng.sample(sorted(objects), min(k, len(objects)))
-    mismatched, missing = [], []
-    for rel in sample:
-        local = _sha256_local(root / rel)
-        if local is None:
-            missing.append(rel)
-            continue
-        digest = hashlib.sha256()
-        for chunk in s3.read_chunks(config.s3, objects[rel].key):
-            digest.update(chunk)
-        if digest.hexdigest() != local:
-            mismatched.append(rel)
-    notes = [] if objects else ["no objects under the receipts prefix"]
-    since = _last_upload_start(config, name)
-    older = _files_changed_before(root, since) if since else {}
-    if since is None:
-        notes.append(f"no successful {name} in the ledger: local files not checked")
-    local_sample = rng.sample(sorted(older), min(k, len(older)))
-    not_in_s3 = [rel for rel in local_sample
-                 if rel not in objects or objects[rel].size != older[rel]]
-    return SpotCheck(len(sample), tuple(mismatched), tuple(missing), len(local_sample),
-                     tuple(not_in_s3), "; ".join(notes))
-
-
-def _last_upload_start(config: Config, job: str) -> datetime | None:
-    try:
-        run = ledger.Ledger(config.state_dir).last_success(job)
-    except (OSError, sqlite3.Error):
-        return None
-    return run.started_at if run else None
-
-
-def _files_changed_before(root: Path, cutoff: datetime) -> dict[str, int]:
-    """Regular files under root (what rclone uploads: no symlinks, not our marker names at the
-    top) whose inode last changed before cutoff -> their size."""
-    found: dict[str, int] = {}
-    limit = cutoff.timestamp()
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            path = Path(folder, name)
-            try:
-                st = path.lstat()
-            except FileNotFoundError:  # removed while we walk
-                continue
-            rel = path.relative_to(root).as_posix()
-            if stat.S_ISREG(st.st_mode) and st.st_ctime < limit and rel not in rclone.MARKER_NAMES:
-                found[rel] = st.st_size
-    return found
+def _failed_if(res: docker_runner.ExecResult, what: str) -> None:
+    if res.exit_code != 0:
+        why = "timed out" if res.exit_code == 124 else pgtools.first_error(res.stderr)
+        raise DrillFailed(f"{what} failed (exit {res.exit_code}): {why}")
 
 
 # -- the drill -----------------------------------------------------------------------------------
@@ -399,19 +350,27 @@ def run_drill(
     reasons: list[str] = []
     try:
         s3.preflight(config.s3)
-        dumps, empty = restore.split_empty(restore.list_dumps(config))
+        listed, empty = restore.split_empty(restore.list_dumps(config))
         if empty:
             report.skipped = restore.skipped_note(empty)
             log.warning(f"{DRILL_JOB}: {report.skipped}")
-        if not dumps:
+        chosen = restore.newest_per_database(listed, config.health.databases)
+        if missing := [db for db, dump in chosen.items() if dump is None]:
+            reasons.append(f"no dump of database {', '.join(missing)} in S3")
+        picked = {db: dump for db, dump in chosen.items() if dump is not None}
+        if not picked:
             raise DrillFailed(f"no dumps under s3://{config.s3.bucket}/{restore.db_prefix(config)}/")
-        report.dump_key = dumps[0].key
+        report.dump_key = ",".join(dump.key for dump in picked.values())
         with tempfile.TemporaryDirectory(dir=restore.workdir_root(config)) as tmp:
-            fetched = restore.fetch_dump(config, dumps[0].key, Path(tmp))
-            report.bytes, report.verified = fetched.size, fetched.verified
-            report.download_s = fetched.seconds
-            log.info(f"{DRILL_JOB}: fetched {fetched.key} ({fetched.size} B, {fetched.verified})")
-            _restore_and_check(config, client or docker_runner.connect(), fetched, report, labels)
+            fetched = {db: restore.fetch_dump(config, dump, Path(tmp))
+                       for db, dump in picked.items()}
+            for f in fetched.values():
+                report.bytes += f.size
+                report.download_s += f.seconds
+                log.info(f"{DRILL_JOB}: fetched {f.key} ({f.format}, {f.size} B, {f.verified})")
+            report.verified = "; ".join(f.verified for f in fetched.values())
+            _restore_and_check(config, client or docker_runner.connect(), fetched, Path(tmp),
+                               report, labels)
         reasons += [f"check '{c.name}' failed: {c.detail}" for c in report.checks if not c.ok]
     except (DrillFailed, RestoreError, DockerError, s3.S3Error) as exc:
         reasons.append(str(exc))

@@ -5,7 +5,9 @@ Its backup.sh loops over the databases of POSTGRES_DB (a comma list) and, per da
 writes `last/DB-%Y%m%d-%H%M%S<SUFFIX>`, then hard-links it as `daily/DB-%Y%m%d<SUFFIX>`,
 `weekly/DB-%G%V<SUFFIX>` and `monthly/DB-%Y%m<SUFFIX>` (`ln -f`, replaced on every run).
 `DB-latest<SUFFIX>` is a symlink (rclone skips it), a hard link or absent: it never matches the
-dated names below, so it is never taken for a dump.
+dated names below, so it is never taken for a dump. With `pg_dump -Fd` each of these names is a
+directory (the period ones built as `NAME-new/` of hard links, then renamed): its files make one
+dump.
 """
 
 from __future__ import annotations
@@ -15,20 +17,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from supervisor.rclone import ListedFile
-
 # The database name is everything before the last dash-and-stamp; DB names may hold dashes.
 # The suffix may not start with a digit, so `DB-20251218.dump` is never read as `DB-202512`.
-_LAST_NAME = re.compile(r"^(?P<db>.+)-\d{8}-\d{6}(?!\d)[^/]*$")
-_PERIOD_NAME = re.compile(r"^(?P<db>.+)-(?:\d{8}|\d{6})(?!\d)[^/]*$")
+# A directory being built (`NAME-new`) is not a dump yet.
+_LAST_NAME = re.compile(r"^(?P<db>.+)-\d{8}-\d{6}(?!\d)[^/]*(?<!-new)$")
+_PERIOD_NAME = re.compile(r"^(?P<db>.+)-(?:\d{8}|\d{6})(?!\d)[^/]*(?<!-new)$")
 PERIOD_FOLDERS = ("daily", "weekly", "monthly")
 
 
 @dataclass(frozen=True)
 class Dump:
     key: str  # relative to the job's source and S3 prefix, e.g. "last/ardua-20251218-010000.dump"
-    size: int
-    modified: datetime
+    size: int  # a directory dump: the sum of its files
+    modified: datetime  # a directory dump: its newest file
+    files: tuple[tuple[str, int], ...] = ()  # a directory dump's files (key, size); () = a file
+
+    @property
+    def is_directory(self) -> bool:
+        return bool(self.files)
+
+
+@dataclass(frozen=True)
+class Found:
+    database: str
+    in_dump_dir: bool  # in dump_dir/ (else a daily/weekly/monthly hard link)
+    dump: Dump
 
 
 @dataclass(frozen=True)
@@ -48,8 +61,34 @@ def database_of(name: str, in_dump_dir: bool = True) -> str | None:
     return match.group("db") if match else None
 
 
+def find(entries: Iterable[tuple[str, int, datetime]], dump_dir: str) -> list[Found]:
+    """Every dump among (path, size, mtime) entries relative to the backup root (the source, or
+    the S3 prefix): a file named as backup.sh names it in dump_dir/ or a period folder, or a
+    directory so named, whose files make one dump."""
+    parent = dump_dir.rpartition("/")[0]
+    folders = {dump_dir: True, **{f"{parent}/{f}".lstrip("/"): False for f in PERIOD_FOLDERS}}
+    found: list[Found] = []
+    directories: dict[str, list[tuple[str, int, datetime]]] = {}
+    for path, size, modified in entries:
+        folder, _, name = path.rpartition("/")
+        if folder in folders and (db := database_of(name, folders[folder])):
+            found.append(Found(db, folders[folder], Dump(path, size, modified)))
+        else:
+            outer, _, dir_name = folder.rpartition("/")
+            if outer in folders and database_of(dir_name, folders[outer]):
+                directories.setdefault(folder, []).append((path, size, modified))
+    for key, files in directories.items():
+        outer, _, dir_name = key.rpartition("/")
+        db = database_of(dir_name, folders[outer])
+        assert db is not None
+        found.append(Found(db, folders[outer], Dump(
+            key, sum(size for _, size, _ in files), max(m for _, _, m in files),
+            tuple(sorted((path, size) for path, size, _ in files)))))
+    return found
+
+
 def by_database(
-    listed: Iterable[ListedFile], dump_dir: str, pinned: Iterable[str] = ()
+    entries: Iterable[tuple[str, int, datetime]], dump_dir: str, pinned: Iterable[str] = ()
 ) -> tuple[DatabaseDumps, ...]:
     """Each database's newest dump in dump_dir/ and the dump before it, sorted by name.
 
@@ -58,18 +97,13 @@ def by_database(
     pbl prunes last/ after a day, and its period folders keep older hard links. A hard link of
     the newest dump shares its mtime, so only a strictly older file counts as previous.
     """
-    parent = dump_dir.rpartition("/")[0]
-    folders = {dump_dir: True, **{f"{parent}/{f}".lstrip("/"): False for f in PERIOD_FOLDERS}}
     newest: dict[str, Dump] = {}
     every: dict[str, list[tuple[Dump, bool]]] = {}
-    for f in listed:
-        folder, _, name = f.path.rpartition("/")
-        if folder not in folders or (db := database_of(name, folders[folder])) is None:
-            continue
-        dump = Dump(f.path, f.size, f.modified)
-        every.setdefault(db, []).append((dump, folders[folder]))
-        if folders[folder] and (db not in newest or _order(dump) > _order(newest[db])):
-            newest[db] = dump
+    for f in find(entries, dump_dir):
+        every.setdefault(f.database, []).append((f.dump, f.in_dump_dir))
+        if f.in_dump_dir and (f.database not in newest
+                              or _order(f.dump) > _order(newest[f.database])):
+            newest[f.database] = f.dump
     names = sorted(set(pinned) or newest)
     return tuple(
         DatabaseDumps(db, newest.get(db), _previous(newest.get(db), every.get(db, [])))

@@ -425,7 +425,9 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
             docker_runner.ensure_image(client, config.rclone.image)
             listed = pipeline.list_source(config, config.job(health.dump_job), client,
                                           f"status-{pipeline.new_run_id()}")
-            found["databases"] = dumps.by_database(listed, health.dump_dir, health.databases)
+            found["databases"] = dumps.by_database(
+                ((f.path, f.size, f.modified) for f in listed), health.dump_dir,
+                health.databases)
         except (docker_runner.DockerError, DockerException, RequestException) as exc:
             found["dump_error"] = str(exc)
 
@@ -451,10 +453,14 @@ def _gather_s3(config: Config, found: dict[str, object]) -> None:
 
 
 def _with_s3(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> DatabaseDumps:
+    """S3 holds the newest dump: the same key with the same size; for a directory dump, every
+    file of it."""
     if db.newest is None:
         return db
-    obj = held.get(db.newest.key[len(dump_dir) + 1:])
-    return replace(db, in_s3=obj is not None and obj.size == db.newest.size)
+    files = db.newest.files or ((db.newest.key, db.newest.size),)
+    in_s3 = all((obj := held.get(key[len(dump_dir) + 1:])) is not None and obj.size == size
+                for key, size in files)
+    return replace(db, in_s3=in_s3)
 
 
 def _read_sentinel(config: Config, job_name: str) -> Sentinel:

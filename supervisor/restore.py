@@ -1,6 +1,8 @@
 """Getting backups back out of S3: list dumps, fetch and verify one, restore it, restore receipts.
 
 Everything an operator needs on a bad day; the drill (supervisor.drill) reuses the same steps.
+Every postgres-backup-local format restores (supervisor.dumpformat): custom and directory dumps
+with pg_restore, plain and cluster SQL dumps with psql.
 """
 
 from __future__ import annotations
@@ -9,33 +11,25 @@ import base64
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import docker
 
-from supervisor import docker_runner, rclone, s3
+from supervisor import docker_runner, dumpformat, dumps, pgtools, rclone, s3
 from supervisor.config import Config
 from supervisor.pipeline import new_run_id, rclone_spec
 from supervisor.report import judge_sync
 
-DUMP_SUFFIX = ".dump"
 RESTORE_JOB = "receipts-restore"
-# The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S.dump).
-_NAME_STAMP = re.compile(r"-(\d{8}-\d{6})\.dump$")
-# Tables, views, sequences... anything a restore would collide with, outside the catalogs.
-USER_RELATIONS_SQL = (
-    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname NOT LIKE 'pg_toast%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
-)
-USER_TABLES_SQL = USER_RELATIONS_SQL.replace("IN ('r', 'p', 'v', 'm', 'S', 'f')", "IN ('r', 'p')")
+# The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S<suffix>).
+_NAME_STAMP = re.compile(r"-(\d{8}-\d{6})(?!\d)[^/]*$")
 
 
 class RestoreError(Exception):
@@ -49,42 +43,91 @@ def db_prefix(config: Config) -> str:
     return config.job(config.drill.db_job).prefix
 
 
-def _sort_key(obj: s3.S3Object) -> tuple[bool, str, str]:
+@dataclass(frozen=True)
+class StoredDump:
+    """One dump in S3: a file, or a -Fd directory whose files make one dump."""
+
+    key: str  # the full S3 key; a directory dump: its prefix, without the trailing slash
+    database: str
+    size: int  # a directory: the sum of its files
+    uploaded: datetime  # S3's LastModified (a directory: its newest file)
+    objects: tuple[s3.S3Object, ...]  # the object, or the directory's files
+    dated: bool = True  # in dump_dir/ under its dated name, not a daily/weekly/monthly link
+
+    @property
+    def is_directory(self) -> bool:
+        return len(self.objects) != 1 or self.objects[0].key != self.key
+
+    @property
+    def shown(self) -> str:
+        return f"{self.key}/" if self.is_directory else self.key
+
+
+def _sort_key(d: StoredDump) -> tuple[bool, str, str]:
     """Dated last/ dumps first, by their name stamp (LastModified is the upload time, and a
     first sync uploads every dump at once); last/ always holds the newest dump. Then the
     daily/weekly/monthly hard links, by LastModified."""
-    match = _NAME_STAMP.search(obj.key)
-    stamp = match.group(1) if match else f"{obj.last_modified:%Y%m%d-%H%M%S}"
-    return (match is not None, stamp, obj.key)
+    match = _NAME_STAMP.search(d.key)
+    stamp = match.group(1) if d.dated and match else f"{d.uploaded:%Y%m%d-%H%M%S}"
+    return (d.dated, stamp, d.key)
 
 
-def list_dumps(config: Config) -> list[s3.S3Object]:
-    """Dumps under the db job's prefix, newest first. `*-latest*` names are symlinks locally
-    (rclone skips them) but could exist in S3 from another tool: never offered."""
-    found = s3.list_objects(config.s3, db_prefix(config))
-    dumps = [
-        obj for rel, obj in found.items()
-        if rel.endswith(DUMP_SUFFIX) and "-latest" not in rel.rsplit("/", 1)[-1]
-    ]  # fmt: skip
-    return sorted(dumps, key=_sort_key, reverse=True)
+def list_dumps(config: Config) -> list[StoredDump]:
+    """Dumps under the db job's prefix, newest first, named as postgres-backup-local names them.
+    `*-latest*` names are symlinks locally (rclone skips them) or, with
+    BACKUP_LATEST_TYPE=hardlink, copies of a dated dump: never offered."""
+    prefix = db_prefix(config)
+    held = s3.list_objects(config.s3, prefix)
+    found = dumps.find(((rel, o.size, o.last_modified) for rel, o in held.items()),
+                       config.health.dump_dir)
+    stored = [
+        StoredDump(f"{prefix}/{f.dump.key}", f.database, f.dump.size, f.dump.modified,
+                   tuple(held[rel] for rel, _ in f.dump.files or ((f.dump.key, 0),)),
+                   f.in_dump_dir)
+        for f in found
+    ]
+    return sorted(stored, key=_sort_key, reverse=True)
 
 
-def split_empty(dumps: list[s3.S3Object]) -> tuple[list[s3.S3Object], list[s3.S3Object]]:
+def newest_per_database(
+    listed: list[StoredDump], databases: Iterable[str] = ()
+) -> dict[str, StoredDump | None]:
+    """Each database's newest dated dump (the list is newest first); `databases` pins which."""
+    newest: dict[str, StoredDump | None] = dict.fromkeys(databases)
+    for d in listed:
+        if d.dated and (not newest or d.database in newest) and newest.get(d.database) is None:
+            newest[d.database] = d
+    return dict(sorted(newest.items()))
+
+
+def split_empty(listed: list[StoredDump]) -> tuple[list[StoredDump], list[StoredDump]]:
     """(dumps that may be archives, 0-byte ones). A pg_dump that fails leaves its output file
     under the final name in last/, often empty (postgres-backup-local writes straight there);
     no restore tool can read 0 bytes, so such a key is never offered or drilled."""
-    return [d for d in dumps if d.size], [d for d in dumps if not d.size]
+    return [d for d in listed if d.size], [d for d in listed if not d.size]
 
 
-def skipped_note(empty: list[s3.S3Object]) -> str:
+def skipped_note(empty: list[StoredDump]) -> str:
     return (f"skipped {len(empty)} empty dump(s) (0 B, left by a failed pg_dump; not an "
-            f"archive): {', '.join(d.key for d in empty)}") if empty else ""
+            f"archive): {', '.join(d.shown for d in empty)}") if empty else ""
 
 
-def format_listing(dumps: Iterable[s3.S3Object]) -> str:
-    rows = [f"{'LAST MODIFIED (UTC)':<21} {'SIZE':>12}  KEY"]
+def format_of(config: Config, dump: StoredDump) -> str:
+    """The dump's format from its first bytes in S3 (a ranged GET), or why it has none."""
+    names = tuple(o.key for o in dump.objects) if dump.is_directory else ()
+    first = next((k for k in names if k.endswith(f"/{dumpformat.TOC}")), dump.key)
+    try:
+        return dumpformat.detect(dump.key, s3.read_head(config.s3, first,
+                                                        dumpformat.HEAD_BYTES), names)
+    except dumpformat.FormatError:
+        return "not-a-dump"
+
+
+def format_listing(listed: Iterable[StoredDump], formats: dict[str, str]) -> str:
+    rows = [f"{'LAST MODIFIED (UTC)':<21} {'SIZE':>12}  {'FORMAT':<14}  KEY"]
     rows += [
-        f"{d.last_modified:%Y-%m-%dT%H:%M:%SZ}  {d.size:>12}  {d.key}" for d in dumps
+        f"{d.uploaded:%Y-%m-%dT%H:%M:%SZ}  {d.size:>12}  {formats.get(d.key, '?'):<14}  {d.shown}"
+        for d in listed
     ]
     return "\n".join(rows)
 
@@ -95,10 +138,11 @@ def format_listing(dumps: Iterable[s3.S3Object]) -> str:
 @dataclass(frozen=True)
 class Fetched:
     key: str
-    path: Path
+    path: Path  # the file, or the directory of a -Fd dump
     size: int
     verified: str  # what was checked against S3, in words
     seconds: float
+    format: str  # supervisor.dumpformat, read from the downloaded bytes
 
 
 class Progress:
@@ -153,131 +197,144 @@ def verify(path: Path, head: dict[str, Any]) -> str:
     return f"size {size} B only (multipart ETag {etag} without md5chksum metadata)"
 
 
-def fetch_dump(
-    config: Config, key: str, workdir: Path, progress: bool = False
-) -> Fetched:
-    """Downloads one dump from S3 into workdir and verifies it."""
-    if "-latest" in key.rsplit("/", 1)[-1]:
-        raise RestoreError(f"{key}: *-latest names are moving links; pick a dated dump")
+def _fetch_object(config: Config, key: str, path: Path, progress: bool) -> str:
     head = s3.head(config.s3, key)
-    path = workdir / key.rsplit("/", 1)[-1]
     size = int(head["ContentLength"])
     callback = Progress(key, size) if progress and sys.stderr.isatty() else None
-    started = time.monotonic()
     s3.download(config.s3, key, str(path), callback)
+    try:
+        return verify(path, head)
+    except RestoreError as exc:
+        raise RestoreError(f"{key}: {exc}") from None
+
+
+def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool = False) -> Fetched:
+    """Downloads one dump from S3 into workdir, verifies every file of it against S3 and reads
+    its format from the downloaded bytes."""
+    path = workdir / dump.key.rsplit("/", 1)[-1]
+    started = time.monotonic()
+    if dump.is_directory:
+        path.mkdir()
+        for obj in dump.objects:  # a -Fd dump's files sit flat in its directory
+            _fetch_object(config, obj.key, path / obj.key.rsplit("/", 1)[-1], progress)
+        verified = f"{len(dump.objects)} files, size and MD5 of each = S3"
+        names = tuple(p.name for p in path.iterdir())
+        first = path / dumpformat.TOC
+    else:
+        verified = _fetch_object(config, dump.key, path, progress)
+        names, first = (), path
     seconds = time.monotonic() - started
-    return Fetched(key, path, size, verify(path, head), seconds)
+    try:
+        with open(first, "rb") as f:
+            fmt = dumpformat.detect(dump.key, f.read(dumpformat.HEAD_BYTES), names)
+    except FileNotFoundError:
+        fmt = dumpformat.detect(dump.key, b"", names)  # raises: no toc.dat
+    except dumpformat.FormatError as exc:
+        raise RestoreError(str(exc)) from None
+    return Fetched(dump.key, path, dump.size, verified, seconds, fmt)
 
 
 def resolve_key(config: Config, key: str) -> str:
     """Accepts a full key or one relative to the db prefix (as `restore list` helps find)."""
     prefix = db_prefix(config)
+    key = key.rstrip("/")
     return key if key.startswith(f"{prefix}/") else f"{prefix}/{key.lstrip('/')}"
 
 
-# -- pg_restore ----------------------------------------------------------------------------------
+def find_dump(config: Config, key: str) -> StoredDump:
+    key = resolve_key(config, key)
+    if "-latest" in key.rsplit("/", 1)[-1]:
+        raise RestoreError(f"{key}: *-latest names are moving links; pick a dated dump")
+    found = next((d for d in list_dumps(config) if d.key == key), None)
+    if found is None:
+        raise RestoreError(f"s3://{config.s3.bucket}/{key} does not exist (or is not named as "
+                           f"postgres-backup-local names dumps); see `ardua-backup restore list`")
+    if not found.size:
+        raise RestoreError(f"{key} is empty (0 B): a pg_dump that failed left it; pick another")
+    return found
 
 
-def list_args(archive: str) -> list[str]:
-    return ["pg_restore", "--list", archive]
-
-
-def restore_args(
-    archive: str, *, connect: list[str], jobs: int, clean: bool, privileges: bool
-) -> list[str]:
-    # --no-owner: the roles of the source server may not exist where we restore; objects are
-    # owned by the connecting user. --exit-on-error: a partial restore must not look like one.
-    args = ["pg_restore", *connect, "--no-owner", "--exit-on-error", f"--jobs={jobs}"]
-    if clean:
-        args += ["--clean", "--if-exists"]
-    if not privileges:
-        args.append("--no-privileges")
-    return [*args, archive]
-
-
-def first_error(stderr: str) -> str:
-    """The line of pg_restore/psql output that explains a failure."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line.lower() or "fatal" in line.lower():
-            return line
-    return lines[0] if lines else "no error text"
-
-
-def pg_tool(name: str) -> str:
-    """A PostgreSQL client binary: from PATH, else the newest /usr/lib/postgresql/N/bin."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    if not candidates:
-        raise RestoreError(f"{name} not found; install the PostgreSQL client (postgresql-client)")
-    return str(candidates[-1])
+# -- restore into a server -----------------------------------------------------------------------
 
 
 def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    tool = pg_tool(args[0])
     try:
-        return subprocess.run(
-            [tool, *args[1:]], capture_output=True, text=True, timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise RestoreError(f"{args[0]} did not finish within {timeout_s:.0f} s") from None
+        return pgtools.run(args, timeout_s)
+    except pgtools.PgToolError as exc:
+        raise RestoreError(str(exc)) from None
 
 
 def check_archive(fetched: Fetched) -> int:
-    """`pg_restore --list`: is this a readable custom-format archive? Returns its TOC size."""
-    res = _run(list_args(str(fetched.path)), 300)
+    """`pg_restore --list`: a readable custom or directory archive? Returns its TOC size."""
+    res = _run(pgtools.list_args(str(fetched.path)), 300)
     if res.returncode != 0:
         raise RestoreError(f"{fetched.key} is not a readable pg_dump archive: "
-                           f"{first_error(res.stderr)}")
+                           f"{pgtools.first_error(res.stderr)}")
     return sum(1 for line in res.stdout.splitlines() if line and not line.startswith(";"))
 
 
-def count_relations(dsn: str) -> int:
-    res = _run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", USER_RELATIONS_SQL], 60)
+def _count(dsn: str, sql: str) -> int:
+    res = _run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", sql], 60)
     if res.returncode != 0:
-        raise RestoreError(f"cannot use the target database: {first_error(res.stderr)}")
+        raise RestoreError(f"cannot use the target database: {pgtools.first_error(res.stderr)}")
     return int(res.stdout.strip())
 
 
 @dataclass(frozen=True)
 class RestoreResult:
     fetched: Fetched
-    toc_entries: int
+    detail: str  # what was restored, in words (archive entries, or the SQL script)
     restore_s: float
+
+
+def _check_target(fmt: str, target: str, clean: bool, privileges: bool) -> None:
+    """Before minutes of download: the target is reachable and can take this kind of dump."""
+    if fmt in dumpformat.ARCHIVES:
+        existing = _count(target, pgtools.USER_RELATIONS_SQL)
+        if existing and not clean:
+            raise RestoreError(
+                f"the target database already holds {existing} relation(s); restore into an "
+                f"empty database or pass --clean to drop and replace the dump's objects")
+        return
+    if clean or not privileges:
+        raise RestoreError(f"a {fmt} dump is an SQL script restored as written: --clean and "
+                           f"--no-privileges only apply to pg_restore archives")
+    if fmt == dumpformat.CLUSTER_GZ:
+        if _count(target, pgtools.USER_DATABASES_SQL):
+            raise RestoreError("a cluster dump (pg_dumpall) creates its roles and databases: "
+                               "restore it into an empty server (only postgres/template dbs)")
+    elif _count(target, pgtools.USER_RELATIONS_SQL):
+        raise RestoreError("the target database is not empty; restore into an empty database")
 
 
 def restore_db(
     config: Config, key: str, target: str, *, jobs: int = 1, clean: bool = False,
     privileges: bool = True, workdir: Path, progress: bool = False,
 ) -> RestoreResult:
-    """Fetch, verify and restore one dump into the target DSN. The target is checked first:
-    an unreachable or non-empty target fails before minutes of download."""
-    existing = count_relations(target)
-    if existing and not clean:
-        raise RestoreError(
-            f"the target database already holds {existing} relation(s); restore into an empty "
-            f"database or pass --clean to drop and replace the dump's objects"
-        )
-    fetched = fetch_dump(config, resolve_key(config, key), workdir, progress)
-    toc = check_archive(fetched)
+    """Fetch, verify and restore one dump into the target DSN (for a cluster dump: a server,
+    any database of it). The target is checked first, against the format the name and S3's
+    first bytes say, so an unusable target fails before minutes of download."""
+    dump = find_dump(config, key)
+    _check_target(format_of(config, dump), target, clean, privileges)
+    fetched = fetch_dump(config, dump, workdir, progress)
+    if fetched.format in dumpformat.ARCHIVES:
+        detail = f"{check_archive(fetched)} archive entries"
+        args = pgtools.restore_args(str(fetched.path), connect=["--dbname", target], jobs=jobs,
+                                    clean=clean, privileges=privileges)
+    else:
+        detail = f"{fetched.format} script via psql"
+        args = pgtools.script_args(str(fetched.path), pgtools.pg_tool("psql"),
+                                   connect=["-d", target], fmt=fetched.format)
     started = time.monotonic()
-    res = _run(
-        restore_args(str(fetched.path), connect=["--dbname", target], jobs=jobs, clean=clean,
-                     privileges=privileges),
-        config.drill.timeout_s,
-    )
-    if res.returncode != 0:
-        why = first_error(res.stderr)
-        if privileges and re.search(r'role ".*" does not exist', why):
-            why += " (create the role, or pass --no-privileges to restore without GRANTs)"
-        raise RestoreError(f"pg_restore of {fetched.key} failed: {why}")
-    return RestoreResult(fetched, toc, time.monotonic() - started)
+    res = _run(args, config.drill.timeout_s)
+    errors = pgtools.script_errors(res.stderr) if fetched.format == dumpformat.CLUSTER_GZ else []
+    if res.returncode != 0 or errors:
+        why = errors[0] if errors else pgtools.first_error(res.stderr)
+        if re.search(pgtools.MISSING_ROLE, why):
+            why += (" (create the role, or pass --no-privileges to restore without GRANTs)"
+                    if fetched.format in dumpformat.ARCHIVES else " (create the role first)")
+        raise RestoreError(f"restore of {fetched.key} failed: {why}")
+    return RestoreResult(fetched, detail, time.monotonic() - started)
 
 
 # -- receipts ------------------------------------------------------------------------------------

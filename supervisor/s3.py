@@ -201,6 +201,19 @@ def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
         raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
 
 
+def read_head(s3: S3Config, key: str, size: int) -> bytes:
+    """The first `size` bytes of an object (a ranged GET): enough to tell its format."""
+    try:
+        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}")
+        return resp["Body"].read(size)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
+            return b""  # an empty object has no byte 0
+        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+    except BotoCoreError as exc:
+        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+
+
 @dataclass(frozen=True)
 class S3Object:
     key: str

@@ -16,7 +16,6 @@ from supervisor.config import HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
 from supervisor.dumps import DatabaseDumps, Dump
 from supervisor.health import Sentinel, Signals
-from supervisor.rclone import ListedFile
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")
@@ -27,8 +26,8 @@ def at(hours_ago: float) -> datetime:
     return NOW - timedelta(hours=hours_ago)
 
 
-def f(path: str, size: int, hours_ago: float) -> ListedFile:
-    return ListedFile(path, size, at(hours_ago).isoformat())
+def f(path: str, size: int, hours_ago: float) -> tuple[str, int, datetime]:
+    return path, size, at(hours_ago)
 
 
 @pytest.mark.parametrize(("name", "in_dump_dir", "db"), [

@@ -20,7 +20,7 @@ import docker
 import pytest
 from loguru import logger
 
-from supervisor import cli, config, drill, health, pipeline, rclone, restore
+from supervisor import cli, config, drill, health, pipeline, rclone, restore, spotcheck
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
@@ -324,7 +324,7 @@ def test_spot_check_reports_tampered_and_missing_receipts(uploaded: Uploaded) ->
     cfg = cfg.__class__(**{**cfg.__dict__,
                            "drill": cfg.drill.__class__(**{**cfg.drill.__dict__,
                                                            "receipts_sample": 100})})
-    result = drill.spot_check_receipts(cfg)
+    result = spotcheck.spot_check_receipts(cfg)
     assert result.checked == len(files) - 1
     assert result.mismatched == (rel[0],)
     assert result.missing == (rel[1],)
@@ -371,7 +371,8 @@ def test_newest_first_prefers_name_stamp() -> None:
     uploaded_at = datetime(2026, 3, 3)
     objs = [restore.s3.S3Object(f"postgres/last/DB-2026030{d}-010000.dump", 1, "e",
                                 uploaded_at + timedelta(seconds=-d)) for d in (1, 2)]
-    assert restore._sort_key(objs[1]) > restore._sort_key(objs[0])
+    dumps = [restore.StoredDump(o.key, "DB", o.size, o.last_modified, (o,)) for o in objs]
+    assert restore._sort_key(dumps[1]) > restore._sort_key(dumps[0])
 
 
 def test_drill_skips_an_empty_dump_and_says_so(uploaded: Uploaded, docker_client, pg_volume,

@@ -12,6 +12,7 @@ Layout (names in the dump container's TZ; here: the naive/aware datetimes given)
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +29,18 @@ PERIOD_FORMATS = {"daily": "%Y%m%d", "weekly": "%G%V", "monthly": "%Y%m"}
 
 def make_backups_tree(
     root: Path,
-    dumps: Iterable[tuple[datetime, bytes]],
+    dumps: Iterable[tuple[datetime, bytes | Path]],
     db: str = "ardua",
     suffix: str = ".dump",
+    latest: str = "symlink",
 ) -> list[Path]:
-    """Create the postgres-backup-local tree under root; return every regular file path created
-    (last/ dumps first, then the daily/weekly/monthly hard links). Symlinks are not included.
+    """Create the postgres-backup-local tree under root as its backup.sh does; return every
+    regular file path created (last/ dumps first, then the daily/weekly/monthly hard links).
+
+    A dump body is bytes (a file) or a directory (pg_dump -Fd): backup.sh then builds each
+    period entry as a directory of hard links to the dump's files. `latest` is
+    BACKUP_LATEST_TYPE: "symlink" (relative `ln -s`, the default), "hardlink" (`DB-latest<suffix>`
+    a hard link of the newest file, which rclone uploads) or "none".
     """
     root = Path(root)
     for folder in FOLDERS:
@@ -43,11 +50,17 @@ def make_backups_tree(
     last_files: list[tuple[datetime, Path]] = []
     for when, body in ordered:
         path = root / "last" / f"{db}-{when:%Y%m%d-%H%M%S}{suffix}"
-        path.write_bytes(body)
         ts = when.timestamp()
+        if isinstance(body, Path):
+            shutil.copytree(body, path)
+            for f in sorted(path.iterdir()):
+                os.utime(f, (ts, ts))
+                created.append(f)
+        else:
+            path.write_bytes(body)
+            created.append(path)
         os.utime(path, (ts, ts))
         last_files.append((when, path))
-        created.append(path)
 
     # For each period the newest dump wins (the container replaces the link on every run).
     for folder, fmt in PERIOD_FORMATS.items():
@@ -56,23 +69,37 @@ def make_backups_tree(
             newest[when.strftime(fmt)] = path
         for period, src in newest.items():
             dst = root / folder / f"{db}-{period}{suffix}"
-            if dst.exists() or dst.is_symlink():
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            elif dst.exists() or dst.is_symlink():
                 dst.unlink()
-            os.link(src, dst)
-            created.append(dst)
+            if src.is_dir():  # `mkdir X-new; ln -f SRC/* X-new/; mv X-new X`
+                dst.mkdir()
+                for f in sorted(src.iterdir()):
+                    os.link(f, dst / f.name)
+                    created.append(dst / f.name)
+                os.utime(dst, (src.stat().st_mtime,) * 2)
+            else:
+                os.link(src, dst)
+                created.append(dst)
 
     for folder in FOLDERS:
-        latest = root / folder / f"{db}-latest{suffix}"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        files = [
+        link = root / folder / f"{db}-latest{suffix}"
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        entries = [
             p for p in (root / folder).iterdir()
-            if p.is_file() and not p.is_symlink() and p.name.startswith(f"{db}-")
+            if not p.is_symlink() and p.name.startswith(f"{db}-") and "-latest" not in p.name
         ]  # fmt: skip
-        if files:
-            # newest by mtime, name as tie-break (hard links share the dump's mtime)
-            target = max(files, key=lambda p: (p.stat().st_mtime, p.name))
-            latest.symlink_to(target.name)  # relative, like `ln -s NAME DB-latest<suffix>`
+        if not entries or latest == "none":
+            continue
+        # newest by mtime, name as tie-break (hard links share the dump's mtime)
+        target = max(entries, key=lambda p: (p.stat().st_mtime, p.name))
+        if latest == "symlink":
+            link.symlink_to(target.name)  # relative, like `ln -s NAME DB-latest<suffix>`
+        elif target.is_file():  # hardlink; for a directory dump backup.sh has no such link
+            os.link(target, link)
+            created.append(link)
     return created
 
 

@@ -119,14 +119,31 @@ class PgServer(Server):
         if res.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {res.stderr.strip()}")
 
-    def pg_dump(self, db: str, path: os.PathLike | str) -> Path:
-        """Custom-format (-Fc) dump of db to path."""
+    def pg_dump(self, db: str, path: os.PathLike | str, *opts: str) -> Path:
+        """pg_dump of db to path, as postgres-backup-local runs it (`pg_dump -d DB -f FILE
+        ${POSTGRES_EXTRA_OPTS}`); opts default to -Fc (custom format)."""
         res = subprocess.run(
-            [str(self.bin / "pg_dump"), *self._client_args(db), "-Fc", "-f", str(path)],
+            [str(self.bin / "pg_dump"), *self._client_args(db), "-f", str(path),
+             *(opts or ("-Fc",))],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         if res.returncode != 0:
             raise RuntimeError(f"pg_dump {db} failed: {res.stderr.strip()}")
+        return Path(path)
+
+    def pg_dumpall_gz(self, db: str, path: os.PathLike | str) -> Path:
+        """The whole cluster, as postgres-backup-local's POSTGRES_CLUSTER=TRUE writes it:
+        `pg_dumpall -l DB | gzip > FILE`."""
+        with open(path, "wb") as out:
+            dump = subprocess.Popen(
+                [str(self.bin / "pg_dumpall"), *self._client_args(db)[:-2], "-l", db],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            gz = subprocess.run(["gzip"], stdin=dump.stdout, stdout=out, timeout=300)
+            assert dump.stdout is not None and dump.stderr is not None
+            dump.stdout.close()
+            err = dump.stderr.read().decode()
+            if dump.wait(timeout=300) != 0 or gz.returncode != 0:
+                raise RuntimeError(f"pg_dumpall | gzip failed: {err.strip()}")
         return Path(path)
 
     def pg_restore(self, path: os.PathLike | str, db: str) -> None:
