@@ -93,9 +93,10 @@ def newest_per_database(
     listed: list[StoredDump], databases: Iterable[str] = ()
 ) -> dict[str, StoredDump | None]:
     """Each database's newest dated dump (the list is newest first); `databases` pins which."""
-    newest: dict[str, StoredDump | None] = dict.fromkeys(databases)
+    pinned = set(databases)
+    newest: dict[str, StoredDump | None] = dict.fromkeys(pinned)
     for d in listed:
-        if d.dated and (not newest or d.database in newest) and newest.get(d.database) is None:
+        if d.dated and (not pinned or d.database in pinned) and newest.get(d.database) is None:
             newest[d.database] = d
     return dict(sorted(newest.items()))
 

@@ -156,3 +156,39 @@ def test_every_pbl_format_uploads_judges_restores_and_drills(
     assert [(c.name, c.ok) for c in report.checks] == [("schema has tables", True),
                                                        ("orders", True)]
     assert report.rto_s >= report.restore_s > 0
+
+
+def test_the_drill_restores_each_databases_newest_dump(
+    source, tmp_path, s3server, bucket, pg_volume, docker_client, write_config, postgres_image,
+) -> None:
+    """POSTGRES_DB=ardua,shop: one dump each per run; the drill restores both and runs each
+    check in its database; a database health.databases names without a dump fails it."""
+    source.createdb("shop")
+    trees = {}
+    for db, orders in (("ardua", NEW_ORDERS), ("shop", OLD_ORDERS)):
+        _fill(source, db, orders)
+        trees[db] = [(NEW_AT, source.pg_dump(db, tmp_path / f"{db}.dump").read_bytes())]
+    for db, dumps in trees.items():
+        fill_volume(docker_client, pg_volume,
+                    lambda root, db=db, dumps=dumps: make_backups_tree(root, dumps, db=db))
+    checks = [{"name": f"{db} orders", "sql": "SELECT count(*) FROM orders", "min": n, "max": n,
+               "database": db} for db, n in (("ardua", NEW_ORDERS), ("shop", OLD_ORDERS))]
+    drill_cfg = {"image": postgres_image, "network_mode": "host", "port": _free_port(),
+                 "timeout": "5m", "receipts_job": "", "checks": checks}
+    path = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
+                        jobs={"receipts-upload": None}, drill=drill_cfg)
+    assert cli.main(["--config", str(path), "run-once", "db-upload"]) == 0
+    report = drill.run_drill(config.load(path), client=docker_client)
+    assert report.ok, report.summary()
+    stamp = f"{NEW_AT:%Y%m%d-%H%M%S}"
+    assert report.dump_key == (f"postgres/last/ardua-{stamp}.dump,"
+                               f"postgres/last/shop-{stamp}.dump")
+    assert [(c.name, c.ok) for c in report.checks] == [
+        ("schema has tables (ardua)", True), ("schema has tables (shop)", True),
+        ("ardua orders", True), ("shop orders", True)]
+
+    pinned = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
+                          jobs={"receipts-upload": None}, drill=drill_cfg,
+                          health={"databases": ["ardua", "gone"]})
+    report = drill.run_drill(config.load(pinned), client=docker_client)
+    assert not report.ok and "no dump of database gone in S3" in report.message
