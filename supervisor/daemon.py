@@ -35,12 +35,11 @@ from loguru import logger
 
 from supervisor import config as config_module
 from supervisor import docker_runner, drill, health, logs, metrics, pipeline, s3
-from supervisor.config import Config, ConfigError
+from supervisor.config import EXIT_CONFIG, Config, ConfigError
 from supervisor.ledger import Ledger, Report
 from supervisor.notify import Notifier
 from supervisor.schedule import missed_fire, next_fire
 
-EXIT_CONFIG = 78  # EX_CONFIG; the unit has RestartPreventExitStatus=78: restarting cannot help
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
 CONTAINER_STOP_S = 10.0
 
@@ -355,7 +354,8 @@ def install_signal_handlers(daemon: Daemon) -> None:
 
 
 def run_service(daemon: Daemon) -> int:
-    """Start (exit 78 on an invalid config), then serve until SIGTERM/SIGINT (exit 0)."""
+    """Start (exit EXIT_CONFIG, 78, on an invalid config: the unit's RestartPreventExitStatus,
+    restarting cannot help), then serve until SIGTERM/SIGINT (exit 0)."""
     install_signal_handlers(daemon)
     try:
         daemon.start()
