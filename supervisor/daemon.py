@@ -224,6 +224,12 @@ class Daemon:
         except ConfigError as exc:
             self._problem = f"reload failed, previous schedule kept: {exc}"
             logger.error("{}", self._problem)
+        except Exception as exc:
+            # A file the validation does not foresee is a bug there, and still no reason to
+            # stop running the backups: keep the schedule, say so, log the traceback.
+            self._problem = (f"reload failed, previous schedule kept: {self.config_path}: "
+                             f"{type(exc).__name__}: {exc}")
+            logger.opt(exception=exc).error("{}", self._problem)
         else:
             if new.state_dir != self.config.state_dir:
                 logger.warning("state_dir changes take effect at the next restart")
