@@ -21,8 +21,9 @@ from supervisor.report import DEFERRED, now_utc
 from supervisor.restore import RestoreError
 from supervisor.s3 import S3Error
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
+EXIT_CONFIG = config_mod.EXIT_CONFIG  # 78, EX_CONFIG, for every command but `status`
 R = TypeVar("R", bound=ledger.Report)
 
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = config_mod.resolve_path(args.config)
     if args.command == "run":
-        return daemon.main(path)  # sets up its own logging, exits 78 on a bad config
+        return daemon.main(path)  # sets up its own logging, exits EXIT_CONFIG on a bad config
     if args.command == "check-config":
         return schedule.cmd_check_config(path)
     logs.setup()
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run_once(cfg, args)
     except config_mod.ConfigError as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
-        # For `status` a broken config means the health is unknown (monitoring-plugin code 3).
+        # One rule: 78 (EX_CONFIG) for every command, as for the service. For `status` a broken
+        # config means the health is unknown: monitoring-plugin code 3.
         return health.EXIT_CODES[health.UNKNOWN] if args.command == "status" else EXIT_CONFIG
     except (RestoreError, S3Error, DockerError) as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)

@@ -7,13 +7,15 @@ never silently fall back to a default.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -26,10 +28,18 @@ DRILL_JOB = "restore-drill"  # the drill's name in the schedule, ledger, logs an
 DEFAULT_DRILL_IMAGE = "postgres:15"
 DEFAULT_DB_JOB = "db-upload"
 DEFAULT_RECEIPTS_JOB = "receipts-upload"
+# sysexits.h EX_CONFIG: the exit code of every command for an invalid config (`status` excepted:
+# 3, UNKNOWN, by the monitoring-plugin convention). The unit has RestartPreventExitStatus=78.
+EXIT_CONFIG = 78
 
-_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Ten years: above any threshold here, far below what timers and datetime arithmetic can take.
+MAX_DURATION_S = 3650 * 86400.0
+# botocore's own check (an invalid region is a ValueError when the client is made).
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 
 class ConfigError(Exception):
@@ -176,21 +186,85 @@ class Config:
         return self.jobs[name]
 
 
-def parse_duration(text: str | int | float) -> float:
-    """'45m', '2h', '1h30m', '90s' or a number of seconds -> seconds (> 0)."""
-    if isinstance(text, bool):
-        raise ValueError("expected a duration like '45m'")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
+def _key(key: str) -> str:
+    """A key as an error message shows it: bare, or quoted with its odd characters escaped."""
+    return key if _BARE_KEY.fullmatch(key) else repr(key)
+
+
+def _toml_kind(value: Any) -> str:
+    """The TOML type of a value tomllib returned, as an error message names it."""
+    for kind, name in ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "float"),
+                       (list, "array"), (dict, "table"), (datetime, "datetime"), (date, "date"),
+                       (time, "time")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(item) for item in value[:5]) + (
+            ", ...]" if len(value) > 5 else "]")
+    if isinstance(value, dict):
+        items = [f"{_key(k)} = {_inline(v)}" for k, v in list(value.items())[:5]]
+        return "{" + ", ".join(items) + (", ...}" if len(value) > 5 else "}")
+    return repr(value)  # strings quoted, with newlines and other control characters escaped
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A config value in an error message: one line, short, and its TOML type when that is not
+    obvious from the text (`'45m'`, `5`, `true`, `an array ['45m']`, `a date 2026-01-02`)."""
+    text = _inline(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    kind = _toml_kind(value)
+    if kind in ("boolean", "string", "integer", "float"):
+        return text
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} {text}"
+
+
+def _string(value: Any, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be {what}, got {_show(value)}")
+    return value
+
+
+def _plain(value: Any, what: str) -> str:
+    """A string that must not contain control characters (a name, an image, a path)."""
+    text = _string(value, what)
+    if any(not ch.isprintable() for ch in text):
+        raise ValueError(f"{_show(text)} contains a control character")
+    return text
+
+
+def parse_duration(text: Any) -> float:
+    """'45m', '2h', '1h30m', '90s' or a number of seconds -> seconds (> 0, at most ten years)."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"must be a duration like '45m', got {_show(text)}")
+    if isinstance(text, str):
         spec = text.strip().replace(" ", "")
         parts = _DURATION.findall(spec)
         if not parts or "".join(n + u for n, u in parts) != spec:
-            raise ValueError(f"'{text}' is not a duration like '90s', '45m', '2h' or '1h30m'")
+            raise ValueError(f"{_show(text)} is not a duration like '90s', '45m', '2h' or '1h30m'")
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    elif isinstance(text, float) and not math.isfinite(text):
+        raise ValueError(f"must be a duration like '45m', got {_show(text)}")
+    else:
+        seconds = float(text) if abs(text) <= MAX_DURATION_S else math.copysign(math.inf, text)
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{_show(text)} is longer than ten years")
     return seconds
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a bool"}
 
 
 class _Table:
@@ -198,28 +272,39 @@ class _Table:
 
     def __init__(self, path: Path, name: str, data: Any):
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table")
+            raise ConfigError(f"{path}: [{name}] must be a table, got {_show(data)}")
         self.path, self.name, self.data = path, name, dict(data)
 
     def where(self, key: str) -> str:
-        return f"{self.path}: {self.name + '.' if self.name else ''}{key}"
+        return f"{self.path}: {self.name + '.' if self.name else ''}{_key(key)}"
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where(key)}: {problem}")
 
     def take(self, key: str, kind: type, default: Any = ...) -> Any:
+        """A str, int, float (an integer is taken too; finite) or bool value."""
         if key not in self.data:
             if default is ...:
                 raise self.error(key, "is required")
             return default
         value = self.data.pop(key)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise self.error(key, f"must be a {kind.__name__}, got {value!r}")
+        if isinstance(value, bool) and kind is not bool:
+            fits = False  # TOML's true/false is not a number (Python's bool is an int)
+        else:
+            fits = isinstance(value, int | float if kind is float else kind)
+        if not fits:
+            raise self.error(key, f"must be {_TYPE_NAMES[kind]}, got {_show(value)}")
+        if kind is float:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise self.error(key, f"{_show(value)} is too large for a number") from None
+            if not math.isfinite(value):
+                raise self.error(key, f"must be a finite number, got {_show(value)}")
         return value
 
     def take_parsed(self, key: str, parse: Any, default: Any = ...) -> Any:
+        """The value of `key` through `parse`, whose ValueError says what is wrong with it."""
         if key not in self.data:
             if default is ...:
                 raise self.error(key, "is required")
@@ -227,7 +312,7 @@ class _Table:
         raw = self.data.pop(key)
         try:
             return parse(raw)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
     def table(self, key: str, required: bool = True) -> _Table:
@@ -237,8 +322,16 @@ class _Table:
             raise ConfigError(f"{self.path}: [{self._child(key)}] is required")
         return _Table(self.path, self._child(key), self.data.pop(key))
 
+    def array_of_tables(self, key: str) -> list[_Table]:
+        """`[[name.key]]` entries (none when absent), each a table of its own."""
+        raw = self.data.pop(key, [])
+        if not isinstance(raw, list):
+            raise self.error(key, f"must be an array of tables: [[{self._child(key)}]], "
+                                  f"got {_show(raw)}")
+        return [_Table(self.path, f"{self._child(key)}[{i}]", item) for i, item in enumerate(raw)]
+
     def _child(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
+        return f"{self.name}.{_key(key)}" if self.name else _key(key)
 
     def done(self) -> None:
         for key in self.data:
@@ -246,52 +339,61 @@ class _Table:
 
 
 def _parse_timezone(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string like 'America/Los_Angeles', got {value!r}")
+    zone = _string(value, "a string like 'America/Los_Angeles'")
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone '{value}'") from None
-    return value
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {_show(zone)}") from None
+    return zone
 
 
 def _parse_schedule(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a 5-field cron expression string, got {value!r}")
-    if len(value.split()) != 5:
-        raise ValueError(f"'{value}' is not a 5-field cron expression (min hour dom month dow)")
+    expr = _string(value, "a 5-field cron expression string")
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"{_show(expr)} is not a 5-field cron expression (min hour dom month dow)")
     try:
-        CronSim(value, datetime(2000, 1, 1))
+        CronSim(expr, datetime(2000, 1, 1))
     except CronSimError as exc:
-        raise ValueError(f"'{value}' is not a valid cron expression: {exc}") from None
-    return value
+        raise ValueError(f"{_show(expr)} is not a valid cron expression: {exc}") from None
+    return " ".join(fields)  # one line whatever whitespace separated the fields
+
+
+def _parse_optional_schedule(value: Any) -> str:
+    return "" if value == "" else _parse_schedule(value)
 
 
 def _parse_source(value: Any) -> Source:
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be 'volume:NAME' or an absolute host path")
-    if value.startswith("volume:"):
-        name = value.removeprefix("volume:")
+    text = _string(value, "'volume:NAME' or an absolute host path")
+    if text.startswith("volume:"):
+        name = text.removeprefix("volume:")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]+", name):
-            raise ValueError(f"'{name}' is not a valid Docker volume name")
+            raise ValueError(f"{_show(name)} is not a valid Docker volume name")
         return Source("volume", name)
-    if not os.path.isabs(value):
-        raise ValueError(f"'{value}' must be 'volume:NAME' or an absolute host path")
-    return Source("path", os.path.normpath(value))
+    if not text or not os.path.isabs(text):
+        raise ValueError(f"{_show(text)} must be 'volume:NAME' or an absolute host path")
+    return Source("path", os.path.normpath(_plain(text, "a path")))
+
+
+def _parse_abs_path(value: Any, suffix: str = "") -> str:
+    """An absolute path (ending in `suffix`), or "" for "not set"."""
+    path = _plain(value, "an absolute path")
+    if path and not (os.path.isabs(path) and path.endswith(suffix)):
+        ending = f" ending in {suffix}" if suffix else ""
+        raise ValueError(f"{_show(path)} must be an absolute path{ending}")
+    return path
 
 
 def _parse_prefix(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {value!r}")
-    prefix = value.strip("/")
+    prefix = _plain(value, "a string").strip("/")
     if not prefix or any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise ValueError(f"'{value}' is not a usable S3 prefix (like 'postgres')")
+        raise ValueError(f"{_show(value)} is not a usable S3 prefix (like 'postgres')")
     return prefix
 
 
 def _parse_share(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(f"must be a number above 0 and at most 1 (0.5 = 50 %), got {value!r}")
+        raise ValueError(f"must be a number above 0 and at most 1 (0.5 = 50 %), got {_show(value)}")
     return float(value)
 
 
@@ -299,41 +401,83 @@ def _parse_databases(value: Any) -> tuple[str, ...]:
     # postgres-backup-local's POSTGRES_DB names, as its dump file names start with them.
     if not isinstance(value, list) or not all(
             isinstance(v, str) and re.fullmatch(r"[^/\s]+", v) for v in value):
-        raise ValueError(f"must be a list of database names like ['ardua', 'shop'], got {value!r}")
+        raise ValueError(f"must be a list of database names like ['ardua', 'shop'], "
+                         f"got {_show(value)}")
     if len(set(value)) != len(value):
-        raise ValueError(f"names a database twice: {value!r}")
+        raise ValueError(f"names a database twice: {_show(value)}")
     return tuple(value)
 
 
+def _http_url(value: Any) -> str:
+    """An http(s) URL with a host (and a valid port, if any); problems as ValueError."""
+    url = _plain(value, "an http:// or https:// URL")
+    if not re.match(r"https?://", url):
+        raise ValueError(f"{_show(url)} must start with http:// or https://")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise ValueError(f"{_show(url)} is not a valid URL: {exc}") from None
+    if not parts.hostname or any(ch.isspace() for ch in url):
+        raise ValueError(f"{_show(url)} is not a valid URL (no host, or a space in it)")
+    return url.rstrip("/")
+
+
 def _parse_url(value: Any) -> str:
-    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s]+$", value)):
-        raise ValueError(f"must be an http:// or https:// URL or empty, got {value!r}")
-    return value.rstrip("/")
+    """An http(s) URL or "" (not set)."""
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"must be an http:// or https:// URL or empty, got {_show(value)}")
+    return _http_url(value)
+
+
+def _parse_image(value: Any) -> str:
+    image = _plain(value, "a Docker image reference like 'rclone/rclone:1.75.2'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", image):
+        raise ValueError(f"{_show(image)} is not a Docker image reference like "
+                         f"'rclone/rclone:1.75.2'")
+    return image
+
+
+def _parse_docker_name(value: Any) -> str:
+    """A Docker network mode or container name ('bridge', 'host', 'container:NAME', ...)."""
+    name = _plain(value, "a string")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", name):
+        raise ValueError(f"{_show(name)} is not a Docker name")
+    return name
+
+
+def _parse_container(value: Any) -> str:
+    """A container name, or "" (do not check)."""
+    return "" if value == "" else _parse_docker_name(value)
 
 
 def _read_s3(t: _Table) -> S3Config:
-    creds = t.take("credentials_file", str, "")
-    if creds and not os.path.isabs(creds):
-        raise t.error("credentials_file", f"'{creds}' must be an absolute path")
-    s3 = S3Config(
-        bucket=t.take("bucket", str),
-        region=t.take("region", str, "us-east-1"),
-        endpoint_url=t.take("endpoint_url", str, "").rstrip("/"),
-        credentials_file=Path(creds) if creds else None,
-        profile=t.take("profile", str, "default"),
-    )
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", s3.bucket):
-        raise t.error("bucket", f"'{s3.bucket}' is not a valid S3 bucket name")
-    if s3.endpoint_url and not re.match(r"^https?://", s3.endpoint_url):
-        raise t.error("endpoint_url", f"'{s3.endpoint_url}' must start with http:// or https://")
+    creds = t.take_parsed("credentials_file", _parse_abs_path, "")
+    bucket = t.take_parsed("bucket", lambda v: _string(v))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise t.error("bucket", f"{_show(bucket)} is not a valid S3 bucket name")
+    region = t.take_parsed("region", lambda v: _string(v), "us-east-1")
+    if not _REGION.fullmatch(region):
+        raise t.error("region", f"{_show(region)} is not an S3 region name like 'us-west-2'")
+    endpoint_url = t.take_parsed("endpoint_url", lambda v: _string(v), "")
+    if endpoint_url:
+        try:
+            endpoint_url = _http_url(endpoint_url)
+        except ValueError as exc:
+            raise t.error("endpoint_url", str(exc)) from None
+    profile = t.take_parsed("profile", lambda v: _plain(v, "a string"), "default")
+    if not profile:
+        raise t.error("profile", "must not be empty")
     t.done()
-    return s3
+    return S3Config(bucket, region, endpoint_url, Path(creds) if creds else None, profile)
 
 
 def _read_rclone(t: _Table) -> RcloneConfig:
     rc = RcloneConfig(
-        image=t.take("image", str, DEFAULT_RCLONE_IMAGE),
-        network_mode=t.take("network_mode", str, "bridge"),
+        image=t.take_parsed("image", _parse_image, DEFAULT_RCLONE_IMAGE),
+        network_mode=t.take_parsed("network_mode", _parse_docker_name, "bridge"),
     )
     t.done()
     return rc
@@ -341,9 +485,9 @@ def _read_rclone(t: _Table) -> RcloneConfig:
 
 def _read_job(t: _Table, name: str) -> JobConfig:
     if name == DRILL_JOB:
-        raise ConfigError(f"{t.path}: [jobs.{name}]: '{DRILL_JOB}' is reserved for the drill")
-    if not _JOB_NAME.match(name):
-        raise ConfigError(f"{t.path}: [jobs.{name}]: job names use a-z, 0-9, '-' and '_'")
+        raise ConfigError(f"{t.path}: [{t.name}]: '{DRILL_JOB}' is reserved for the drill")
+    if not _JOB_NAME.fullmatch(name):
+        raise ConfigError(f"{t.path}: [{t.name}]: job names use a-z, 0-9, '-' and '_'")
     job = JobConfig(
         name=name,
         schedule=t.take_parsed("schedule", _parse_schedule),
@@ -361,7 +505,7 @@ def _read_health(t: _Table, jobs: dict[str, JobConfig]) -> HealthConfig:
     # Default: the job named like the design's, when there is one.
     dump_job = t.take("dump_job", str, "db-upload" if "db-upload" in jobs else "")
     if dump_job and dump_job not in jobs:
-        raise t.error("dump_job", f"'{dump_job}' is not a configured job")
+        raise t.error("dump_job", f"{_show(dump_job)} is not a configured job")
     dump_dir = t.take_parsed("dump_dir", _parse_prefix, "last")
     health = HealthConfig(
         dump_job=dump_job or None,
@@ -371,7 +515,7 @@ def _read_health(t: _Table, jobs: dict[str, JobConfig]) -> HealthConfig:
         dump_max_age_s=t.take_parsed("dump_max_age", parse_duration, 26 * 3600.0),
         sentinel_max_age_s=t.take_parsed("sentinel_max_age", parse_duration, 2 * 3600.0),
         drill_max_age_s=t.take_parsed("drill_max_age", parse_duration, 8 * 86400.0),
-        db_container=t.take("db_container", str, "db-backup"),
+        db_container=t.take_parsed("db_container", _parse_container, "db-backup"),
         db_health_url=t.take_parsed("db_health_url", _parse_url, ""),
     )
     t.done()
@@ -389,19 +533,17 @@ def _read_guard(t: _Table) -> GuardConfig:
 
 
 def _read_metrics(t: _Table) -> MetricsConfig:
-    textfile = t.take("textfile", str, "")
-    if textfile and not (os.path.isabs(textfile) and textfile.endswith(".prom")):
-        raise t.error("textfile", f"'{textfile}' must be an absolute path ending in .prom")
+    textfile = t.take_parsed("textfile", lambda v: _parse_abs_path(v, ".prom"), "")
     port = t.take("port", int, 0)
     if not 0 <= port <= 65535:
-        raise t.error("port", f"{port} is not a TCP port (0 = off)")
+        raise t.error("port", f"{_show(port)} is not a TCP port (0 = off)")
     t.done()
     return MetricsConfig(Path(textfile) if textfile else None, port)
 
 
 def _read_check(t: _Table, index: int) -> DrillCheck:
     check = DrillCheck(
-        name=t.take("name", str, f"check {index + 1}"),
+        name=t.take_parsed("name", lambda v: _plain(v, "a string"), f"check {index + 1}"),
         sql=t.take("sql", str),
         min=t.take("min", float, None),
         max=t.take("max", float, None),
@@ -415,39 +557,37 @@ def _read_check(t: _Table, index: int) -> DrillCheck:
         raise t.error("max_age", "a check compares a timestamp (max_age) or a number (min/max)")
     if check.max_age_s is None and check.min is None and check.max is None:
         raise t.error("sql", "needs a threshold: min, max or max_age")
+    if check.min is not None and check.max is not None and check.min > check.max:
+        raise t.error("max", f"{check.max:g} is below min {check.min:g}: no value can pass")
     return check
 
 
 def _read_drill(t: _Table, rclone: RcloneConfig, jobs: dict[str, JobConfig]) -> DrillConfig:
     explicit = {key for key in ("db_job", "receipts_job") if key in t.data}
-    raw_checks = t.data.pop("checks", [])
-    if not isinstance(raw_checks, list):
-        raise t.error("checks", "must be an array of tables: [[drill.checks]]")
+    checks = t.array_of_tables("checks")
     drill = DrillConfig(
-        schedule=t.take_parsed("schedule", _parse_schedule, ""),
-        image=t.take("image", str, DEFAULT_DRILL_IMAGE),
-        network_mode=t.take("network_mode", str, rclone.network_mode),
+        schedule=t.take_parsed("schedule", _parse_optional_schedule, ""),
+        image=t.take_parsed("image", _parse_image, DEFAULT_DRILL_IMAGE),
+        network_mode=t.take_parsed("network_mode", _parse_docker_name, rclone.network_mode),
         port=t.take("port", int, 55432),
         timeout_s=t.take_parsed("timeout", parse_duration, 3600.0),
         db_job=t.take("db_job", str, DEFAULT_DB_JOB),
         receipts_job=t.take("receipts_job", str, DEFAULT_RECEIPTS_JOB),
         receipts_sample=t.take("receipts_sample", int, 20),
-        checks=tuple(
-            _read_check(_Table(t.path, f"drill.checks[{i}]", raw), i)
-            for i, raw in enumerate(raw_checks)
-        ),
+        checks=tuple(_read_check(check, i) for i, check in enumerate(checks)),
     )
     t.done()
     if not 1024 <= drill.port <= 65535:
-        raise t.error("port", f"{drill.port} is not a port between 1024 and 65535")
+        raise t.error("port", f"{_show(drill.port)} is not a port between 1024 and 65535")
     if drill.receipts_sample < 0:
         raise t.error("receipts_sample", "must be 0 or more")
     # Defaults may name jobs a config does not have (checked when a drill runs); a name the
     # operator wrote must exist.
-    for key in explicit:
+    for key in sorted(explicit):
         name = getattr(drill, key)
         if name and name not in jobs:
-            raise t.error(key, f"no job named '{name}' (configured: {', '.join(sorted(jobs))})")
+            raise t.error(key, f"no job named {_show(name)} "
+                               f"(configured: {', '.join(sorted(jobs))})")
     return drill
 
 
@@ -457,8 +597,8 @@ def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
     for a, b in itertools.pairwise(items):
         if b.prefix == a.prefix or b.prefix.startswith(a.prefix + "/"):
             raise ConfigError(
-                f"{path}: jobs.{a.name}.prefix '{a.prefix}' and jobs.{b.name}.prefix "
-                f"'{b.prefix}' overlap; a sync would delete the other job's objects"
+                f"{path}: jobs.{a.name}.prefix {_show(a.prefix)} and jobs.{b.name}.prefix "
+                f"{_show(b.prefix)} overlap; a sync would delete the other job's objects"
             )
 
 
@@ -467,11 +607,15 @@ def parse(text: str, path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # tomllib: an integer of more than 4300 digits
+        raise ConfigError(f"{path}: not valid TOML: {str(exc).split(';')[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     root = _Table(path, "", data)
     timezone = root.take_parsed("timezone", _parse_timezone, "UTC")
-    state_dir = root.take("state_dir", str, "/var/lib/ardua-backup")
-    if not os.path.isabs(state_dir):
-        raise root.error("state_dir", f"'{state_dir}' must be an absolute path")
+    state_dir = root.take_parsed("state_dir", _parse_abs_path, "/var/lib/ardua-backup")
+    if not state_dir:
+        raise root.error("state_dir", "'' must be an absolute path")
     # SIGTERM waits this long for a running sync before stopping its container; the unit's
     # TimeoutStopSec must stay above it (+ 10 s container stop + margin).
     stop_grace_s = root.take_parsed("stop_grace", parse_duration, 60.0)

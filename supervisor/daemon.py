@@ -35,12 +35,11 @@ from loguru import logger
 
 from supervisor import config as config_module
 from supervisor import docker_runner, drill, health, logs, metrics, pipeline, s3
-from supervisor.config import Config, ConfigError
+from supervisor.config import EXIT_CONFIG, Config, ConfigError
 from supervisor.ledger import Ledger, Report
 from supervisor.notify import Notifier
 from supervisor.schedule import missed_fire, next_fire
 
-EXIT_CONFIG = 78  # EX_CONFIG; the unit has RestartPreventExitStatus=78: restarting cannot help
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
 CONTAINER_STOP_S = 10.0
 
@@ -225,6 +224,12 @@ class Daemon:
         except ConfigError as exc:
             self._problem = f"reload failed, previous schedule kept: {exc}"
             logger.error("{}", self._problem)
+        except Exception as exc:
+            # A file the validation does not foresee is a bug there, and still no reason to
+            # stop running the backups: keep the schedule, say so, log the traceback.
+            self._problem = (f"reload failed, previous schedule kept: {self.config_path}: "
+                             f"{type(exc).__name__}: {exc}")
+            logger.opt(exception=exc).error("{}", self._problem)
         else:
             if new.state_dir != self.config.state_dir:
                 logger.warning("state_dir changes take effect at the next restart")
@@ -355,7 +360,8 @@ def install_signal_handlers(daemon: Daemon) -> None:
 
 
 def run_service(daemon: Daemon) -> int:
-    """Start (exit 78 on an invalid config), then serve until SIGTERM/SIGINT (exit 0)."""
+    """Start (exit EXIT_CONFIG, 78, on an invalid config: the unit's RestartPreventExitStatus,
+    restarting cannot help), then serve until SIGTERM/SIGINT (exit 0)."""
     install_signal_handlers(daemon)
     try:
         daemon.start()

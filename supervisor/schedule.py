@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from supervisor.config import DRILL_JOB, Config, ConfigError, load
+from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError, load
 
 # Long enough to cover a systemd restart or a reboot, short enough that "catch_up = false" still
 # means "skip runs missed during a real outage".
@@ -108,12 +108,12 @@ def parse_after(after: datetime | None, tz: ZoneInfo) -> datetime:
 
 
 def cmd_check_config(path: Path, now: datetime | None = None) -> int:
-    """`ardua-backup check-config`: validate the file and print the plan (exit 1 when invalid)."""
+    """`ardua-backup check-config`: validate the file and print the plan (exit 78 when invalid)."""
     try:
         config = load(path)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     start = parse_after(now, config.tz)
     print(f"{config.path}: OK (timezone {config.timezone}, state_dir {config.state_dir})")
     for name, job in sorted(config.jobs.items()):

@@ -60,12 +60,12 @@ def test_all_jobs_are_listed_by_name_in_time_order(tmp_path) -> None:
     assert out == ["hourly", "2026-11-01T00:15:00-07:00", "nightly", "2026-11-01T01:30:00-07:00"]
 
 
-def test_invalid_file_is_non_zero_for_next_and_check_config(tmp_path) -> None:
+def test_invalid_file_is_exit_78_for_next_and_check_config(tmp_path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(CONFIG.format(nightly="30 25 * * *"))
     for command in ("next", "check-config"):
         result = run_cli(command, config=cfg)
-        assert result.returncode != 0
+        assert result.returncode == 78  # EX_CONFIG, as for every command but `status`
         assert "jobs.nightly.schedule" in result.stderr
 
 
@@ -94,4 +94,4 @@ def test_config_option_before_or_after_the_command(tmp_path) -> None:
     assert run_cli(*args, "--config", str(good), config=bad).returncode == 0
     assert run_cli(*args, config=None, env={"ARDUA_BACKUP_CONFIG": str(good)}).returncode == 0
     restore = run_cli("restore", "list", "--config", str(bad))
-    assert restore.returncode != 0 and "jobs.nightly.schedule" in restore.stderr
+    assert restore.returncode == 78 and "jobs.nightly.schedule" in restore.stderr

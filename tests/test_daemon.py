@@ -238,6 +238,29 @@ def test_reload_invalid_keeps_schedule_valid_applies_at_once(tmp_path: Path) -> 
     assert runner.calls == [("db-upload", t0 + timedelta(minutes=5))]
 
 
+def test_reload_never_dies_on_an_unexpected_error(tmp_path: Path, log_lines: list[str]) -> None:
+    """ConfigError is the validation's answer; anything else escaping a reload (a bug there)
+    still keeps the running schedule instead of killing the service."""
+    t0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # 05:00 in Los Angeles
+    daemon, runner, clock = make_daemon(tmp_path, t0, config_text(tmp_path, "0 3 * * *"))
+    daemon.start()
+
+    def broken(path: Path) -> Config:
+        raise TypeError("a validation bug")
+
+    daemon.load = broken
+    daemon.request_reload()
+    tick_at(daemon, clock, t0)
+    status = daemon.status()
+    assert status.startswith("reload failed, previous schedule kept: ")
+    assert "TypeError: a validation bug" in status
+    assert any("TypeError: a validation bug" in line for line in log_lines)
+    fire = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)  # 03:00 PDT: the old schedule still runs
+    assert daemon.next_wake() == fire
+    tick_at(daemon, clock, fire)
+    assert runner.calls == [("db-upload", fire)]
+
+
 def test_transient_classification() -> None:
     import requests
     from docker.errors import APIError

@@ -82,6 +82,51 @@ def test_daemon_starts_with_s3_down_and_says_why(write_config, s3server, bucket,
         assert proc.wait(timeout=30) == 0
 
 
+def test_mistyped_reload_keeps_the_schedule_and_a_fresh_start_exits_78(
+        write_config, s3server, bucket, tmp_path) -> None:
+    """Issue 8 item 6: `timeout = ["45m"]` then `systemctl reload` killed the daemon with an
+    AttributeError, and every start after that crashed with exit 1 (restarted by systemd)."""
+    jobs = {"db-upload": {"schedule": "0 0 1 1 *", "catch_up": False},
+            "receipts-upload": {"schedule": "0 4 * * *", "catch_up": False}}
+    cfg = write_config(tmp_path, s3server, bucket, jobs=jobs, health={"db_container": ""})
+    good = cfg.read_text()
+    assert 'schedule = "0 4 * * *"' in good and 'timeout = "2h"' in good
+    # The edit also moves the schedule: if any of it were applied, STATUS would say 05:00.
+    mistyped = good.replace('schedule = "0 4 * * *"', 'schedule = "0 5 * * *"').replace(
+        'timeout = "2h"', 'timeout = ["45m"]')
+    problem = (f"reload failed, previous schedule kept: {cfg}: jobs.receipts-upload.timeout: "
+               "must be a duration like '45m', got an array ['45m']")
+    with service(cfg, tmp_path, WATCHDOG_USEC="2000000") as (proc, notify):
+        status = notify.expect("READY", "1", timeout=60)["STATUS"]
+        assert re.search(r"receipts-upload: never run, next \d\d-\d\d 04:00 ", status), status
+
+        cfg.write_text(mistyped)
+        proc.send_signal(signal.SIGHUP)
+        notify.expect("RELOADING", "1")
+        status = notify.expect("READY", "1")["STATUS"]
+        assert status.startswith(problem), status
+        assert re.search(r"receipts-upload: never run, next \d\d-\d\d 04:00 ", status), status
+        notify.expect("WATCHDOG", "1")  # the loop goes on
+        assert proc.poll() is None
+
+        proc.send_signal(signal.SIGTERM)
+        notify.expect("STOPPING", "1")
+        assert proc.wait(timeout=30) == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert "Traceback" not in log and problem in log, log
+
+    # The next start with the same file: exit 78 (the unit's RestartPreventExitStatus), one line.
+    again = tmp_path / "again"
+    again.mkdir()
+    with service(cfg, again) as (proc, notify):
+        assert proc.wait(timeout=30) == 78
+    log = (again / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    assert log.strip().splitlines() == [
+        f"<3>{cfg}: jobs.receipts-upload.timeout: must be a duration like '45m', "
+        "got an array ['45m']"], log
+
+
 def test_sigkill_mid_sync_then_restart_never_runs_two_syncs(docker_client, write_config,
                                                             tmp_path) -> None:
     with S3Server() as server:

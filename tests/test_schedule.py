@@ -141,5 +141,5 @@ def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "db-upload: '30 2 * * *'" in out and "next 2026-03-08T03:00:00-07:00" in out
     bad = tmp_path / "bad.toml"
     bad.write_text(CONFIG.replace("30 2 * * *", "61 2 * * *"))
-    assert cmd_check_config(bad) == 1
+    assert cmd_check_config(bad) == 78  # EX_CONFIG, like every command
     assert "jobs.db-upload.schedule" in capsys.readouterr().err

@@ -253,12 +253,12 @@ def test_bad_sources_and_images_are_one_line_errors(docker_client, s3server, buc
     assert s3server.list_keys(bucket) == {}
 
 
-def test_broken_config_is_exit_2_naming_file_and_key(tmp_path) -> None:
+def test_broken_config_is_exit_78_naming_file_and_key(tmp_path) -> None:
     cfg = tmp_path / "broken.toml"
     cfg.write_text('[s3]\nbucket = "b-b-b"\n[jobs.db-upload]\nschedule = "15 * * * *"\n'
                    'source = "volume:pg_backups"\nprefix = "postgres"\ntimout = "5m"\n')
     result = run_cli("run-once", "db-upload", config=cfg)
-    assert result.returncode == 2
+    assert result.returncode == 78  # EX_CONFIG, as for every command but `status`
     assert result.stderr.strip() == (
         f"ardua-backup: {cfg}: jobs.db-upload.timout: unknown key "
         f"(see config.example.toml for the valid ones)"
