@@ -20,6 +20,7 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 test -x /usr/lib/postgresql/15/bin/postgres || missing+=(postgresql-15)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool; policy-rc.d: no server
 if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     # Keep package scripts from starting services (a system dockerd with a bridge, a postgres
