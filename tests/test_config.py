@@ -176,7 +176,7 @@ EXAMPLE_TEXT = EXAMPLE.read_text()
         ("min = 1", "min = nan", "drill.checks[0].min: must be a finite number, got nan"),
         ("min = 1", "min = 1" + "0" * 400, "drill.checks[0].min: an integer of 401 digits is too"),
         ("min = 1", 'min = "1"', "drill.checks[0].min: must be a number, got '1'"),
-        ("min = 1", "min = 5\nmax = 2", "drill.checks[0].max: 2 is below min 5"),
+        ("max = 100000000", "max = 0.5", "drill.checks[0].max: 0.5 is below min 1"),
         ('max_age = "3d"', "max_age = [3]", "drill.checks[1].max_age: must be a duration"),
         ("[jobs.receipts-upload]", '[jobs."bad\\nname"]',
          r"[jobs.'bad\nname']: job names use a-z, 0-9, '-' and '_'"),
