@@ -1,4 +1,10 @@
-"""The `ardua-backup` command line: parses arguments and hands each command to its module."""
+"""The `ardua-backup` command line: one table of commands (COMMANDS), each with its arguments
+and its handler; a handler calls the modules that do the work and prints what they return.
+
+The modules below it never print and never see argparse. Exit codes: 0 done, 1 failed,
+75 deferred, 78 invalid config (EX_CONFIG, for every command but `status`, whose 3 = UNKNOWN
+is the monitoring-plugin convention), 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +23,7 @@ from loguru import logger
 
 from supervisor import config as config_mod
 from supervisor import daemon, drill, health, ledger, logs, pipeline, restore, schedule
+from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
 from supervisor.docker_runner import DockerError
 from supervisor.report import DEFERRED, now_utc
 from supervisor.restore import RestoreError
@@ -23,108 +31,92 @@ from supervisor.s3 import S3Error
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
-EXIT_CONFIG = config_mod.EXIT_CONFIG  # 78, EX_CONFIG, for every command but `status`
 R = TypeVar("R", bound=ledger.Report)
+Args = argparse.Namespace
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ardua-backup", description="Mirror Ardua Books' backups to S3 and prove it."
-    )
-    config_help = f"config file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
-    parser.add_argument("--config", help=config_help)
-    # Also accepted after the command (`ardua-backup run --config X`, as operators type it);
-    # SUPPRESS keeps a subcommand from resetting a --config given before it.
-    config_too = argparse.ArgumentParser(add_help=False)
-    config_too.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-        """A subcommand (``group`` is an argparse subparsers action) that takes --config too."""
-        return group.add_parser(name, help=help_text, parents=[config_too])
-
-    command(sub, "run", "the long-running scheduler (what systemd starts)")
-
-    once = command(sub, "run-once", "run one upload job now and wait for it")
-    once.add_argument("job", help="job name from the config, e.g. db-upload")
-    once.add_argument(
-        "--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
-        help="override the deletion guard once: sync even when it deletes more than "
-             "guard.max_delete_share of the mirror, or all of it (empty source)",
-    )
-
-    nxt = command(sub, "next", "print the next fire times of the jobs")
-    nxt.add_argument("job", nargs="?", help="one job (default: all)")
-    nxt.add_argument("-n", type=int, default=5, help="how many fire times per job (default 5)")
-    nxt.add_argument("--after", type=datetime.fromisoformat,
-                     help="ISO 8601 start time (default now; naive = the config's timezone)")
-
-    command(sub, "check-config", "validate the config file and show the plan")
-
-    hist = command(sub, "history", "show recorded runs, newest first")
-    hist.add_argument("job", nargs="?", help="one job (default: all)")
-    hist.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
-    hist.add_argument("--json", action="store_true", help="a JSON array instead of lines")
-
-    status = command(sub, "status", "check dumps, uploads and drills; exit 0 OK, 1 WARNING, "
-                                    "2 CRITICAL, 3 UNKNOWN")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-
-    rest = command(sub, "restore", "get backups back out of S3").add_subparsers(
-        dest="what", required=True
-    )
-    command(rest, "list", "dumps in S3, newest first")
-    db = command(rest, "db", "download, verify and pg_restore one dump")
-    db.add_argument("key", help="S3 key from `restore list` (or relative to the db prefix)")
-    db.add_argument("--target", required=True, help="libpq DSN of the (empty) target database")
-    db.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
-    db.add_argument("--clean", action="store_true",
-                    help="drop the dump's objects in the target first (target may be non-empty)")
-    db.add_argument("--no-privileges", dest="privileges", action="store_false",
-                    help="skip the dump's GRANT/REVOKE (the target lacks the source's roles)")
-    rec = command(rest, "receipts", "rclone sync the receipts from S3 into DEST")
-    rec.add_argument("dest", type=Path, help="host directory to restore into")
-    rec.add_argument("--force", action="store_true",
-                     help="sync into a non-empty DEST (deletes files not in S3)")
-
-    command(sub, "drill", "restore the newest S3 dump into a throwaway PostgreSQL, check it")
-    return parser
+# -- the service and the config --------------------------------------------------------------------
 
 
-def _cmd_restore(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    if args.what == "list":
-        dumps, empty = restore.split_empty(restore.list_dumps(cfg))
-        print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
-        if empty:
-            print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
-    elif args.what == "db":
-        with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
-            done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs,
-                                      clean=args.clean, privileges=args.privileges,
-                                      workdir=Path(tmp), progress=True)
-        f = done.fetched
-        print(f"restored {f.key} ({f.format}): {f.size} B downloaded in {f.seconds:.1f} s "
-              f"(verified {f.verified}), {done.detail}, restore {done.restore_s:.1f} s")
-    else:
-        print(restore.restore_receipts(cfg, args.dest, force=args.force))
+def cmd_run(path: Path, args: Args) -> int:
+    return daemon.main(path)  # sets up its own logging, exits EXIT_CONFIG on a bad config
+
+
+def cmd_check_config(path: Path, now: datetime | None = None) -> int:
+    """Validate the file, print each job's plan and next run, then every setting (defaults
+    marked, URLs shown as scheme://host only: they carry tokens)."""
+    try:
+        config = config_mod.load(path)
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    start = schedule.parse_after(now, config.tz)
+    print(f"{config.path}: OK (timezone {config.timezone}, state_dir {config.state_dir})")
+    for name, job in sorted(config.jobs.items()):
+        fire = schedule.next_fire(job.schedule, config.tz, start).isoformat()
+        print(
+            f"{name}: '{job.schedule}' {job.source} -> s3://{config.s3.bucket}/{job.prefix}/ "
+            f"timeout {job.timeout_s:g}s catch_up={str(job.catch_up).lower()} next {fire}"
+        )
+    d = config.drill
+    if d.schedule:
+        fire = schedule.next_fire(d.schedule, config.tz, start).isoformat()
+        print(f"{DRILL_JOB}: '{d.schedule}' newest dump of {d.db_job} -> {d.image} "
+              f"timeout {d.timeout_s:g}s next {fire}")
+    print("\nsettings (* = default):")
+    for key, value, is_default in config_mod.settings(config):
+        print(f"  {'*' if is_default else ' '} {key} = {_shown(key, value)}")
     return EXIT_OK
 
 
-def _cmd_drill(cfg: config_mod.Config) -> int:
-    report = _recorded(
-        cfg, config_mod.DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id)
-    )
-    print(report.summary())
-    return EXIT_OK if report.ok else EXIT_FAILED
+def _shown(key: str, value: Any) -> str:
+    """A setting as TOML would write it; durations in their units; a URL as scheme://host only
+    (ping and notification URLs carry tokens)."""
+    if key.endswith("_url") and isinstance(value, str) and "://" in value:
+        scheme, _, rest = value.partition("://")
+        return f'"{scheme}://{rest.split("/", 1)[0].rsplit("@", 1)[-1]}/..."'
+    if config_mod.is_duration(key) and isinstance(value, float):
+        return f'"{config_mod.format_duration(value)}"'
+    if value is None:
+        return "(unset)"
+    return json.dumps(value if isinstance(value, str | int | float | bool | list | tuple)
+                      else str(value))
 
 
-def _cmd_run_once(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) -> int:
+    """One fire time per line, ISO 8601 with UTC offset in the config's timezone. With one job
+    (named, or the only one configured) lines are bare times; with several each line is
+    "JOB TIME", sorted by time, so the output reads as the daemon's upcoming plan."""
+    tz = config.tz
+    start = schedule.parse_after(after, tz)
+    plan = config.scheduled
+    if job and job not in plan:
+        config.job(job)  # raises the config error naming the configured jobs
+    names = [job] if job else sorted(plan)
+    rows = [(fire, name) for name in names
+            for fire in schedule.next_fires(plan[name].schedule, tz, start, n)]
+    rows.sort(key=lambda row: (row[0].astimezone(UTC), row[1]))
+    for fire, name in rows:
+        print(fire.isoformat() if len(names) == 1 else f"{name} {fire.isoformat()}")
+    return EXIT_OK
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def cmd_run_once(cfg: Config, args: Args) -> int:
     cfg.job(args.job)  # unknown job: a config error, before anything runs
     report = _recorded(cfg, args.job, lambda run_id: pipeline.run_job(
         cfg, args.job, force_deletes=args.force_deletes, run_id=run_id))
     print(report.summary())
     if report.result == DEFERRED:
         return EXIT_DEFERRED
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_drill(cfg: Config, args: Args) -> int:
+    report = _recorded(cfg, DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id))
+    print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -150,38 +142,176 @@ def _recorded(cfg: config_mod.Config, job: str, run: Callable[[str], R]) -> R:
     return report
 
 
-def _cmd_status(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool) -> int:
+    """Newest first; times in the config's zone. --json prints one JSON array of runs with UTC
+    ISO 8601 times (null for unknown values)."""
+    # Reading history must not create the state directory (it may belong to another user).
+    exists = (state_dir / ledger.FILENAME).exists()
+    runs = ledger.Ledger(state_dir).history(job, n) if exists else []
+    if as_json:
+        print(json.dumps([run.as_json() for run in runs], indent=2))
+        return EXIT_OK
+    for run in runs:
+        duration = "-" if run.duration_s is None else f"{run.duration_s:.1f}s"
+        print(
+            f"{run.started_at.astimezone(tz).isoformat(timespec='seconds')} {run.job} "
+            f"{run.result} exit={_dash(run.exit_code)} {duration} files={_dash(run.files)} "
+            f"bytes={_dash(run.bytes)} deletes={_dash(run.deletes)} errors={_dash(run.errors)} "
+            f"run_id={run.run_id}" + (f" {run.message}" if run.message else "")
+        )
+    return EXIT_OK
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+# -- health and restores ---------------------------------------------------------------------------
+
+
+def cmd_status(cfg: Config, args: Args) -> int:
     verdict = health.evaluate_status(cfg)
     print(json.dumps(verdict.to_json(), indent=2) if args.json else verdict.render())
     return verdict.exit_code
 
 
+def cmd_restore_list(cfg: Config, args: Args) -> int:
+    dumps, empty = restore.split_empty(restore.list_dumps(cfg))
+    print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
+    if empty:
+        print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_restore_db(cfg: Config, args: Args) -> int:
+    with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
+        done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs, clean=args.clean,
+                                  privileges=args.privileges, workdir=Path(tmp), progress=True)
+    f = done.fetched
+    print(f"restored {f.key} ({f.format}): {f.size} B downloaded in {f.seconds:.1f} s "
+          f"(verified {f.verified}), {done.detail}, restore {done.restore_s:.1f} s")
+    return EXIT_OK
+
+
+def cmd_restore_receipts(cfg: Config, args: Args) -> int:
+    print(restore.restore_receipts(cfg, args.dest, force=args.force))
+    return EXIT_OK
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    handler: Callable[[Any, Args], int]  # (Config, args); (Path, args) when not loads_config
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    loads_config: bool = True  # False: the handler reads the file itself
+
+
+def _run_once_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="job name from the config, e.g. db-upload")
+    p.add_argument("--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
+                   help="override the deletion guard once: sync even when it deletes more than "
+                        "guard.max_delete_share of the mirror, or all of it (empty source)")
+
+
+def _next_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", help="one job (default: all)")
+    p.add_argument("-n", type=int, default=5, help="how many fire times per job (default 5)")
+    p.add_argument("--after", type=datetime.fromisoformat,
+                   help="ISO 8601 start time (default now; naive = the config's timezone)")
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", help="one job (default: all)")
+    p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of lines")
+
+
+def _restore_db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", help="S3 key from `restore list` (or relative to the db prefix)")
+    p.add_argument("--target", required=True, help="libpq DSN of the (empty) target database")
+    p.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
+    p.add_argument("--clean", action="store_true",
+                   help="drop the dump's objects in the target first (target may be non-empty)")
+    p.add_argument("--no-privileges", dest="privileges", action="store_false",
+                   help="skip the dump's GRANT/REVOKE (the target lacks the source's roles)")
+
+
+def _restore_receipts_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dest", type=Path, help="host directory to restore into")
+    p.add_argument("--force", action="store_true",
+                   help="sync into a non-empty DEST (deletes files not in S3)")
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("the long-running scheduler (what systemd starts)", cmd_run,
+                   loads_config=False),
+    "run-once": Command("run one upload job now and wait for it", cmd_run_once, _run_once_args),
+    "next": Command("print the next fire times of the jobs",
+                    lambda cfg, a: cmd_next(cfg, a.job, a.n, a.after), _next_args),
+    "check-config": Command("validate the config file and show the plan",
+                            lambda path, a: cmd_check_config(path), loads_config=False),
+    "history": Command("show recorded runs, newest first",
+                       lambda cfg, a: cmd_history(cfg.state_dir, cfg.tz, a.job, a.n, a.json),
+                       _history_args),
+    "status": Command("check dumps, uploads and drills; exit 0 OK, 1 WARNING, 2 CRITICAL, "
+                      "3 UNKNOWN", cmd_status,
+                      lambda p: p.add_argument("--json", action="store_true",
+                                               help="machine-readable output")),
+    "restore list": Command("dumps in S3, newest first", cmd_restore_list),
+    "restore db": Command("download, verify and restore one dump", cmd_restore_db,
+                          _restore_db_args),
+    "restore receipts": Command("rclone sync the receipts from S3 into DEST",
+                                cmd_restore_receipts, _restore_receipts_args),
+    "drill": Command("restore the newest S3 dumps into a throwaway PostgreSQL, check them",
+                     cmd_drill),
+}
+GROUPS = {"restore": "get backups back out of S3"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ardua-backup", description="Mirror Ardua Books' backups to S3 and prove it.")
+    config_help = f"config file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
+    parser.add_argument("--config", help=config_help)
+    # Also accepted after the command (`ardua-backup run --config X`, as operators type it);
+    # SUPPRESS keeps a subcommand from resetting a --config given before it.
+    config_too = argparse.ArgumentParser(add_help=False)
+    config_too.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, Any] = {}
+    for name, command in COMMANDS.items():
+        group, _, leaf = name.rpartition(" ")
+        if group and group not in groups:
+            groups[group] = sub.add_parser(group, help=GROUPS[group], parents=[config_too]) \
+                .add_subparsers(dest="subcommand", required=True)
+        p = (groups[group] if group else sub).add_parser(leaf, help=command.help,
+                                                         parents=[config_too])
+        command.arguments(p)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    name = " ".join(filter(None, (args.command, getattr(args, "subcommand", None))))
+    command = COMMANDS[name]
     path = config_mod.resolve_path(args.config)
-    if args.command == "run":
-        return daemon.main(path)  # sets up its own logging, exits EXIT_CONFIG on a bad config
-    if args.command == "check-config":
-        return schedule.cmd_check_config(path)
+    if not command.loads_config:
+        return command.handler(path, args)
     logs.setup()
     try:
-        cfg = config_mod.load(path)
-        if args.command == "next":
-            return schedule.cmd_next(cfg, args.job, args.n, args.after)
-        if args.command == "history":
-            return ledger.cmd_history(cfg.state_dir, cfg.tz, args.job, args.n, args.json)
-        if args.command == "status":
-            return _cmd_status(cfg, args)
-        if args.command == "restore":
-            return _cmd_restore(cfg, args)
-        if args.command == "drill":
-            return _cmd_drill(cfg)
-        return _cmd_run_once(cfg, args)
-    except config_mod.ConfigError as exc:
+        return command.handler(config_mod.load(path), args)
+    except ConfigError as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
-        # One rule: 78 (EX_CONFIG) for every command, as for the service. For `status` a broken
-        # config means the health is unknown: monitoring-plugin code 3.
-        return health.EXIT_CODES[health.UNKNOWN] if args.command == "status" else EXIT_CONFIG
+        if name != "status":
+            return EXIT_CONFIG
+        # The health is unknown (monitoring-plugin code 3); a check that parses --json still
+        # gets an object saying why.
+        if args.json:
+            print(json.dumps(health.unknown_json(f"config error: {exc}"), indent=2))
+        return health.EXIT_CODES[health.UNKNOWN]
     except (RestoreError, S3Error, DockerError) as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -151,6 +151,14 @@ class Verdict:
         return round((self.checked_at - when).total_seconds(), 1)
 
 
+def unknown_json(reason: str) -> dict[str, object]:
+    """What `status --json` prints when nothing could be checked (a broken config)."""
+    return {"schema": JSON_SCHEMA_VERSION, "checked_at": _iso(now_utc()), "state": UNKNOWN,
+            "exit_code": EXIT_CODES[UNKNOWN], "status_line": f"{UNKNOWN}: {reason}",
+            "diagnoses": [reason], "problems": [{"state": UNKNOWN, "text": reason}],
+            "checks": []}
+
+
 def _iso(when: datetime) -> str:
     return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 

@@ -9,7 +9,6 @@ must not be shared between threads.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 FILENAME = "runs.sqlite3"
 
@@ -199,28 +197,3 @@ class Ledger:
         with self._connect() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM runs {tail}", args).fetchall()
         return [Run(r[0], r[1], _parse_ts(r[2]), _parse_ts(r[3]), *r[4:]) for r in rows]
-
-
-def cmd_history(state_dir: Path, tz: ZoneInfo, job: str | None, n: int, as_json: bool) -> int:
-    """`ardua-backup history [JOB] [-n N] [--json]`: newest first; times in the config's zone.
-
-    --json prints one JSON array of runs with UTC ISO 8601 times (null for unknown values).
-    """
-    # Reading history must not create the state directory (it may belong to another user).
-    runs = Ledger(state_dir).history(job, n) if (state_dir / FILENAME).exists() else []
-    if as_json:
-        print(json.dumps([run.as_json() for run in runs], indent=2))
-        return 0
-    for run in runs:
-        duration = "-" if run.duration_s is None else f"{run.duration_s:.1f}s"
-        print(
-            f"{run.started_at.astimezone(tz).isoformat(timespec='seconds')} {run.job} "
-            f"{run.result} exit={_dash(run.exit_code)} {duration} files={_dash(run.files)} "
-            f"bytes={_dash(run.bytes)} deletes={_dash(run.deletes)} errors={_dash(run.errors)} "
-            f"run_id={run.run_id}" + (f" {run.message}" if run.message else "")
-        )
-    return 0
-
-
-def _dash(value: object) -> str:
-    return "-" if value is None else str(value)

@@ -21,14 +21,10 @@ every job at once.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-
-from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError, load
 
 # Long enough to cover a systemd restart or a reboot, short enough that "catch_up = false" still
 # means "skip runs missed during a real outage".
@@ -76,55 +72,8 @@ def missed_fire(
     return fire if fire.astimezone(UTC) <= now.astimezone(UTC) else None
 
 
-def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) -> int:
-    """`ardua-backup next [JOB] [-n N] [--after ISO8601]`.
-
-    One fire time per line, ISO 8601 with UTC offset in the config's timezone. With one job (named,
-    or the only one configured) lines are bare times; with several each line is "JOB TIME", sorted
-    by time, so the output reads as the daemon's upcoming plan.
-    """
-    tz = config.tz
-    start = parse_after(after, tz)
-    plan = config.scheduled
-    if job and job not in plan:
-        config.job(job)  # raises the config error naming the configured jobs
-    names = [job] if job else sorted(plan)
-    rows = [
-        (fire, name)
-        for name in names
-        for fire in next_fires(plan[name].schedule, tz, start, n)
-    ]
-    rows.sort(key=lambda row: (row[0].astimezone(UTC), row[1]))
-    for fire, name in rows:
-        print(fire.isoformat() if len(names) == 1 else f"{name} {fire.isoformat()}")
-    return 0
-
-
 def parse_after(after: datetime | None, tz: ZoneInfo) -> datetime:
     """--after: now by default; a naive time is read as wall time in the config's timezone."""
     if after is None:
         return datetime.now(tz)
     return after if after.tzinfo is not None else after.replace(tzinfo=tz)
-
-
-def cmd_check_config(path: Path, now: datetime | None = None) -> int:
-    """`ardua-backup check-config`: validate the file and print the plan (exit 78 when invalid)."""
-    try:
-        config = load(path)
-    except ConfigError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    start = parse_after(now, config.tz)
-    print(f"{config.path}: OK (timezone {config.timezone}, state_dir {config.state_dir})")
-    for name, job in sorted(config.jobs.items()):
-        fire = next_fire(job.schedule, config.tz, start).isoformat()
-        print(
-            f"{name}: '{job.schedule}' {job.source} -> s3://{config.s3.bucket}/{job.prefix}/ "
-            f"timeout {job.timeout_s:g}s catch_up={str(job.catch_up).lower()} next {fire}"
-        )
-    drill = config.drill
-    if drill.schedule:
-        fire = next_fire(drill.schedule, config.tz, start).isoformat()
-        print(f"{DRILL_JOB}: '{drill.schedule}' newest dump of {drill.db_job} -> {drill.image} "
-              f"timeout {drill.timeout_s:g}s next {fire}")
-    return 0

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from supervisor.ledger import FILENAME, Ledger, cmd_history
+from supervisor.cli import cmd_history
+from supervisor.ledger import FILENAME, Ledger
 from supervisor.report import RunReport
 
 T0 = datetime(2026, 5, 4, 10, 15, tzinfo=UTC)

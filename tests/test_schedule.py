@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from supervisor.cli import cmd_check_config, cmd_next
 from supervisor.config import parse
-from supervisor.schedule import cmd_check_config, cmd_next, missed_fire, next_fires
+from supervisor.schedule import missed_fire, next_fires
 
 LA = ZoneInfo("America/Los_Angeles")
 
