@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import json
 import subprocess
 import sys
 import tomllib
@@ -219,3 +220,14 @@ def test_mutated_example_config_is_a_config_error_or_valid_never_a_crash(
         code, err = _cli(mutation_file, *args)
         assert code == expected, (args, err)
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_status_json_on_a_broken_config_is_an_unknown_object(tmp_path: Path) -> None:
+    """A monitoring check that parses `status --json` still gets JSON saying why."""
+    bad = tmp_path / "c.toml"
+    bad.write_text(TIMEOUT_LIST)
+    result = run_cli("status", "--json", config=bad)
+    assert result.returncode == EXIT_UNKNOWN
+    data = json.loads(result.stdout)
+    assert (data["state"], data["exit_code"], data["schema"]) == ("UNKNOWN", 3, 2)
+    assert data["problems"][0]["text"].startswith(f"config error: {bad}: jobs.db-upload.timeout")
