@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from docker.models.containers import Container
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, dumpformat, metrics, pgtools, rclone, restore, s3
+from supervisor import docker_runner, dumpformat, markers, metrics, pgtools, restore, s3
 from supervisor.config import DRILL_JOB, Config, DrillCheck
 from supervisor.docker_runner import DockerError
 from supervisor.pipeline import new_run_id
@@ -139,31 +139,6 @@ class DrillReport:
         if self.message:
             lines.append(f"  => {self.message}")
         return "\n".join(lines)
-
-
-# -- the `.last_restore_drill` marker: '<UTC ts> OK|FAIL <dump key> <seconds>s' --------------------
-
-
-@dataclass(frozen=True)
-class Marker:
-    at: datetime
-    ok: bool
-    dump_key: str
-    seconds: float
-
-
-def format_marker(when: datetime, ok: bool, dump_key: str, seconds: float) -> str:
-    return (f"{when.astimezone(UTC).strftime(s3.SENTINEL_FORMAT)} {'OK' if ok else 'FAIL'} "
-            f"{dump_key or '-'} {seconds:.0f}s\n")
-
-
-def parse_marker(body: str) -> Marker:
-    """What format_marker wrote (read back by `status`); ValueError for anything else."""
-    parts = body.strip().split(" ")
-    if len(parts) != 4 or parts[1] not in ("OK", "FAIL") or not parts[3].endswith("s"):
-        raise ValueError(f"not a restore drill record: {body[:80]!r}")
-    at = datetime.strptime(parts[0], s3.SENTINEL_FORMAT).replace(tzinfo=UTC)
-    return Marker(at, parts[1] == "OK", parts[2], float(parts[3][:-1]))
 
 
 # -- the throwaway server ------------------------------------------------------------------------
@@ -387,7 +362,7 @@ def run_drill(
 
 
 def marker_key(config: Config) -> str:
-    return f"{restore.db_prefix(config)}/{rclone.DRILL_MARKER_NAME}"
+    return markers.drill_marker_key(restore.db_prefix(config))
 
 
 def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger) -> DrillReport:
@@ -395,7 +370,7 @@ def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger
     report.finished_at = now_utc()
     report.duration_s = (report.finished_at - report.started_at).total_seconds()
     report.message = "; ".join(reasons) or "restore and all checks passed"
-    body = format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
+    body = markers.format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
     try:
         s3.put_text(config.s3, marker_key(config), body, "drill marker")
         report.marker = body

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from supervisor.config import GuardConfig
-from supervisor.rclone import MARKER_NAMES, ListedFile
+from supervisor.markers import MARKER_NAMES
+from supervisor.rclone import ListedFile
 from supervisor.s3 import S3Object
 
 

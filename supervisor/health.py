@@ -8,17 +8,17 @@ No single indicator is trusted alone: the newest local dump, whether S3 holds th
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import docker
 from docker.errors import DockerException
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, drill, dumps, metrics, pipeline, s3
+from supervisor import dbbackup, docker_runner, drill, dumps, markers, metrics, pipeline, s3
 from supervisor.config import Config, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
-from supervisor.drill import Marker
 from supervisor.dumps import DatabaseDumps
+from supervisor.markers import Marker
 from supervisor.report import now_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
@@ -160,7 +160,7 @@ def unknown_json(reason: str) -> dict[str, object]:
 
 
 def _iso(when: datetime) -> str:
-    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    return markers.timestamp(when)
 
 
 def _ago(seconds: float) -> str:
@@ -473,11 +473,11 @@ def _with_s3(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> 
 
 def _read_sentinel(config: Config, job_name: str) -> Sentinel:
     job = config.job(job_name)
-    body = s3.read_text(config.s3, s3.sentinel_key(job.prefix))
+    body = s3.read_text(config.s3, markers.sentinel_key(job.prefix))
     if body is None:
         return Sentinel(job.name, job.prefix, None)
     try:
-        return Sentinel(job.name, job.prefix, s3.parse_sentinel(body))
+        return Sentinel(job.name, job.prefix, markers.parse_sentinel(body))
     except ValueError as exc:
         return Sentinel(job.name, job.prefix, None, f"unreadable .last_success: {exc}")
 
@@ -488,7 +488,7 @@ def _read_drill(config: Config, found: dict[str, object]) -> None:
     if body is None:
         return
     try:
-        found["drill"] = drill.parse_marker(body)
+        found["drill"] = markers.parse_marker(body)
     except ValueError as exc:
         found["drill_error"] = str(exc)
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from supervisor import markers
 from supervisor.config import S3Config
 
 SOURCE_MOUNT = "/source"
@@ -13,9 +14,6 @@ DEST_MOUNT = "/dest"
 CREDENTIALS_MOUNT = "/run/secrets/aws-credentials"
 # Markers ardua-backup writes itself under a prefix. Excluded from every sync: rclone never deletes
 # excluded destination files (without --delete-excluded), and a sync would otherwise remove them.
-SENTINEL_NAME = ".last_success"
-DRILL_MARKER_NAME = ".last_restore_drill"
-MARKER_NAMES = (SENTINEL_NAME, DRILL_MARKER_NAME)
 SYMLINK_NOTICE = "Can't follow symlink"
 ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 MAX_KEPT_ERRORS = 20
@@ -60,7 +58,7 @@ def max_duration_s(timeout_s: float) -> int:
 
 
 def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
-    excludes = [arg for name in MARKER_NAMES for arg in ("--exclude", f"/{name}")]
+    excludes = [arg for name in markers.MARKER_NAMES for arg in ("--exclude", f"/{name}")]
     return [
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from supervisor import markers
 from supervisor.rclone import LogSummary
 
 SUCCESS, FAILED, REFUSED = "success", "failed", "refused"
@@ -61,7 +62,7 @@ class RunReport:
         lines = [
             f"{self.job}  run {self.run_id}  {self.result.upper()}",
             f"  destination       {self.destination}",
-            f"  finished          {self.finished_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+            f"  finished          {markers.timestamp(self.finished_at)}"
             f"  ({self.duration_s:.1f} s, rclone exit code {code})",
             f"  source files      {self.source_files}",
             f"  transferred       {self.files} files, {_human(self.bytes)}",

@@ -22,7 +22,7 @@ from typing import Any
 
 import docker
 
-from supervisor import docker_runner, dumpformat, dumps, pgtools, rclone, s3
+from supervisor import docker_runner, dumpformat, dumps, markers, pgtools, rclone, s3
 from supervisor.config import Config
 from supervisor.pipeline import new_run_id, rclone_spec
 from supervisor.report import judge_sync
@@ -127,7 +127,7 @@ def format_of(config: Config, dump: StoredDump) -> str:
 def format_listing(listed: Iterable[StoredDump], formats: dict[str, str]) -> str:
     rows = [f"{'LAST MODIFIED (UTC)':<21} {'SIZE':>12}  {'FORMAT':<14}  KEY"]
     rows += [
-        f"{d.uploaded:%Y-%m-%dT%H:%M:%SZ}  {d.size:>12}  {formats.get(d.key, '?'):<14}  {d.shown}"
+        f"{markers.timestamp(d.uploaded)}  {d.size:>12}  {formats.get(d.key, '?'):<14}  {d.shown}"
         for d in listed
     ]
     return "\n".join(rows)

@@ -7,7 +7,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from supervisor import markers
 from supervisor.config import S3Config
-from supervisor.rclone import SENTINEL_NAME
-
-SENTINEL_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
 _FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
@@ -139,22 +137,6 @@ def preflight(s3: S3Config) -> None:
         raise S3Error(describe(exc, s3), _transient(exc)) from None
 
 
-def sentinel_key(prefix: str) -> str:
-    return f"{prefix}/{SENTINEL_NAME}"
-
-
-def format_sentinel(when: datetime) -> str:
-    return f"{when.astimezone(UTC).strftime(SENTINEL_FORMAT)} OK\n"
-
-
-def parse_sentinel(body: str) -> datetime:
-    """'2025-12-18T01:15:04Z OK' -> aware UTC datetime; ValueError for anything else."""
-    parts = body.strip().split(" ")
-    if len(parts) != 2 or parts[1] != "OK":
-        raise ValueError(f"not a sentinel body: {body[:60]!r}")
-    return datetime.strptime(parts[0], SENTINEL_FORMAT).replace(tzinfo=UTC)
-
-
 def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
     try:
         client(s3).put_object(
@@ -165,8 +147,8 @@ def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
 
 
 def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
-    body = format_sentinel(when)
-    put_text(s3, sentinel_key(prefix), body, "sentinel")
+    body = markers.format_sentinel(when)
+    put_text(s3, markers.sentinel_key(prefix), body, "sentinel")
     return body
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from supervisor import ledger, rclone, s3
+from supervisor import ledger, markers, s3
 from supervisor.config import Config
 
 
@@ -63,7 +63,7 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
         return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
     root = Path(job.source.location)
     objects = {rel: obj for rel, obj in s3.list_objects(config.s3, job.prefix).items()
-               if rel not in rclone.MARKER_NAMES}
+               if rel not in markers.MARKER_NAMES}
     rng = rng or random.SystemRandom()
     sample = rng.sample(sorted(objects), min(k, len(objects)))
     mismatched, missing = [], []
@@ -110,6 +110,6 @@ def _files_changed_before(root: Path, cutoff: datetime) -> dict[str, int]:
             except FileNotFoundError:  # removed while we walk
                 continue
             rel = path.relative_to(root).as_posix()
-            if stat.S_ISREG(st.st_mode) and st.st_ctime < limit and rel not in rclone.MARKER_NAMES:
+            if stat.S_ISREG(st.st_mode) and st.st_ctime < limit and rel not in markers.MARKER_NAMES:
                 found[rel] = st.st_size
     return found

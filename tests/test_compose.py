@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from supervisor import config, rclone
+from supervisor import config, markers, rclone
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -31,7 +31,7 @@ def test_upload_services_sync_read_only_with_the_products_flags() -> None:
         assert svc["image"] == example.rclone.image
         cmd = svc["command"]
         assert cmd[:3] == ["sync", "/source/", rclone.remote(example.s3.bucket, cfg.prefix)]
-        for name in rclone.MARKER_NAMES:
+        for name in markers.MARKER_NAMES:
             assert f"/{name}" in cmd
         assert any(v.endswith(":/source:ro") for v in svc["volumes"])
         assert svc["read_only"] is True

@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import config, health, metrics
 from supervisor.config import Config
-from supervisor.drill import DrillReport, Marker
+from supervisor.drill import DrillReport
 from supervisor.dumps import DatabaseDumps, Dump
 from supervisor.health import Sentinel, Signals
+from supervisor.markers import Marker
 from supervisor.report import FAILED, REFUSED, SUCCESS, RunReport
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ import pytest
 from supervisor import config, guard, health
 from supervisor.config import ConfigError, GuardConfig, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
-from supervisor.drill import Marker, format_marker, parse_marker
 from supervisor.dumps import DatabaseDumps, Dump
 from supervisor.health import Sentinel, Signals
+from supervisor.markers import Marker, format_marker, parse_marker
 from supervisor.rclone import ListedFile
 from supervisor.s3 import S3Object
 from tests.test_config import MINIMAL
