@@ -39,7 +39,9 @@ job ``restore-drill``)::
 
 Each notification sent is one log line with journald fields ALERT_STATE, ALERT_PREVIOUS,
 ALERT_SENT=n/m (and JOB for a run event); a URL is never in it. When every URL fails, the memory
-is not advanced, so the next verdict (or run) tries the same notification again.
+is not advanced, so the next verdict (or run) tries the same notification again. With no URLs at
+all (only a status ping) the decisions are still made, logged with ALERT_SENT=0/0 and remembered:
+create an Alerter only when ``settings.enabled`` if that is not wanted.
 """
 
 from __future__ import annotations
