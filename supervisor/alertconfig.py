@@ -1,0 +1,166 @@
+"""The ``[alerts]`` settings and the URLs file they point to.
+
+```toml
+[alerts]
+urls_file = "/etc/ardua-backup/alert-urls"  # apprise URLs, one a line; mode 0600
+check_every = "15m"       # how often the daemon evaluates the verdict (and after every run)
+min_state = "WARNING"     # notify on a change to this state or worse, and on recovery
+remind_every = "24h"      # repeat a notification this often while not OK; "0" = never
+status_ping_url = ""      # healthchecks-style: URL while below min_state, URL/fail otherwise
+```
+
+For config.py: ``parse(table, path)`` reads the whole table (unknown keys are errors), or the
+per-key parsers below plug into its ``_Table.take_parsed`` (each raises ValueError with the
+problem only; ``parse`` adds ``PATH: alerts.KEY: ``). Neither touches the URLs file:
+``load_urls(settings.urls_file)`` checks and reads it (mode 0600, every line a URL apprise can
+send to) and is what a config check and the daemon's start/reload should call. This module does
+not import apprise until ``load_urls`` runs, so loading a config without alerts stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.alertstate import OK, SEVERITY
+
+DEFAULT_CHECK_EVERY_S = 900.0
+DEFAULT_REMIND_EVERY_S = 86400.0
+KEYS = ("urls_file", "check_every", "min_state", "remind_every", "status_ping_url")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    urls_file: Path | None = None  # None: no notifications (a status ping may still be set)
+    check_every_s: float = DEFAULT_CHECK_EVERY_S
+    min_state: str = "WARNING"
+    remind_every_s: float = DEFAULT_REMIND_EVERY_S  # 0: never remind
+    status_ping_url: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.urls_file is not None or bool(self.status_ping_url)
+
+
+def parse_urls_file(value: Any) -> Path | None:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string (an absolute path), got {value!r}")
+    if not value:
+        return None
+    if not os.path.isabs(value):
+        raise ValueError(f"'{value}' must be an absolute path")
+    return Path(value)
+
+
+def parse_min_state(value: Any) -> str:
+    allowed = [s for s in SEVERITY if s != OK]
+    if not isinstance(value, str) or value.strip().upper() not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+    return value.strip().upper()
+
+
+def parse_remind_every(value: Any) -> float:
+    """A duration, or 0 / "0" for never."""
+    if value in (0, "0") and not isinstance(value, bool):
+        return 0.0
+    return _duration(value)
+
+
+def parse_status_ping_url(value: Any) -> str:
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s/]+[^\s]*$", value)):
+        raise ValueError(f"must be an http:// or https:// URL or empty, got {_shown(value)}")
+    return value.rstrip("/")
+
+
+def _shown(value: Any) -> str:
+    """A rejected ping URL may hold a token: show its type and scheme, never the rest."""
+    if isinstance(value, str):
+        scheme = value.partition("://")[0] if "://" in value else ""
+        return f"a string starting {scheme!r}" if re.fullmatch(r"[A-Za-z][\w+.-]{0,15}",
+                                                                scheme) else "a string"
+    return repr(value) if isinstance(value, int | float | bool) else type(value).__name__
+
+
+def _duration(value: Any) -> float:
+    # config.py will import this module; import it back only when a duration is parsed.
+    from supervisor.config import parse_duration
+
+    return parse_duration(value)
+
+
+_PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "urls_file": ("urls_file", parse_urls_file),
+    "check_every": ("check_every_s", _duration),
+    "min_state": ("min_state", parse_min_state),
+    "remind_every": ("remind_every_s", parse_remind_every),
+    "status_ping_url": ("status_ping_url", parse_status_ping_url),
+}
+
+
+def parse(table: Mapping[str, Any] | None, path: Path | str) -> AlertSettings:
+    """The ``[alerts]`` table (None or {}: the defaults, alerts off) -> AlertSettings.
+
+    ValueError ``PATH: alerts.KEY: problem`` for an unknown key or a bad value."""
+    if table is None:
+        return AlertSettings()
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{path}: [alerts] must be a table")
+    for key in table:
+        if key not in _PARSERS:
+            raise ValueError(f"{path}: alerts.{key}: unknown key (one of {', '.join(KEYS)})")
+    values: dict[str, Any] = {}
+    for key, (attr, parser) in _PARSERS.items():
+        if key in table:
+            try:
+                values[attr] = parser(table[key])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}: alerts.{key}: {exc}") from None
+    return AlertSettings(**values)
+
+
+def load_urls(path: Path) -> list[str]:
+    """The apprise URLs in ``path``: one a line, blank lines and lines starting with ``#``
+    ignored (a ``#`` inside a line is part of the URL: slack://…/#channel).
+
+    ValueError naming the file when it is missing, unreadable, readable by group or others
+    (like the S3 credentials file: ``chmod 600``), holds no URL, or a line apprise cannot send
+    to (named by its number: the URL itself is never echoed, it may hold a token)."""
+    where = f"alerts.urls_file {path}"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{where} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{where} is not a regular file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"{where} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"run: chmod 600 {path}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{where} cannot be read: {reason}") from None
+
+    from supervisor import alertsend  # apprise: only when there is a file to check
+
+    urls = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        problem = alertsend.check_url(line)
+        if problem:
+            raise ValueError(f"{where} line {number}: {problem}")
+        urls.append(line)
+    if not urls:
+        raise ValueError(f"{where} holds no URL (one apprise URL a line)")
+    return urls
