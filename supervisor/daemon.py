@@ -12,7 +12,8 @@ interval so WATCHDOG=1 keeps flowing.
 Each job has a cursor: the instant up to which its fires were handled. At start-up it is the start
 of the job's last completed run (catch-up, see supervisor.schedule); afterwards the time of the
 previous pass. A job is never started while its previous run is alive here, nor while a container
-labelled with its name is running (the pipeline's label ardua-backup.job=<job>).
+labelled with its name is running (the pipeline's label ardua-backup.job=<job>) that is not a
+read-only listing (label ardua-backup.reads: `status` lists the dump volume every few minutes).
 """
 
 from __future__ import annotations
