@@ -12,7 +12,8 @@ interval so WATCHDOG=1 keeps flowing.
 Each job has a cursor: the instant up to which its fires were handled. At start-up it is the start
 of the job's last completed run (catch-up, see supervisor.schedule); afterwards the time of the
 previous pass. A job is never started while its previous run is alive here, nor while a container
-labelled with its name is running (the pipeline's label ardua-backup.job=<job>).
+labelled with its name is running (the pipeline's label ardua-backup.job=<job>) that is not a
+read-only listing (label ardua-backup.reads: `status` lists the dump volume every few minutes).
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class Daemon:
         self._jobs: dict[str, _JobState] = {}
         self._problem = ""  # shown first in STATUS until resolved (failed reload, preflight)
         self._health = ""  # the last health verdict line
+        self._health_reads: list[threading.Thread] = []
+        self._health_lock = threading.Lock()
         self.config: Config
         self.ledger: Ledger
 
@@ -258,6 +261,12 @@ class Daemon:
                 except Exception as exc:
                     logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
                 worker.join(self.container_stop_s + 5)
+        # A health read in progress has a listing container: let it finish and remove that
+        # (it takes a second) instead of exiting between its create and its removal.
+        with self._health_lock:
+            reads = list(self._health_reads)
+        for read in reads:
+            read.join(self.container_stop_s)
         logger.info("stopped")
         return 0
 
@@ -318,9 +327,12 @@ class Daemon:
         """Re-reads the real signals (a listing container, S3) on a thread of its own: neither
         the loop nor a finishing run (still "busy" until it returns) waits for it."""
         if self.health_line is not None:
-            threading.Thread(
+            read = threading.Thread(
                 target=self._read_health, args=(self.health_line,), name="health", daemon=True
-            ).start()
+            )
+            with self._health_lock:
+                self._health_reads = [t for t in self._health_reads if t.is_alive()] + [read]
+            read.start()
 
     def _read_health(self, read: Callable[[Config], str]) -> None:
         try:

@@ -21,6 +21,9 @@ LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
 LABEL_STEP = "ardua-backup.step"
 LABEL_TARGET = "ardua-backup.target"  # s3://bucket/prefix/ the container writes to
+# Instead of LABEL_TARGET on a container that only reads (a source listing, also `status`'s):
+# its value is the source it reads. A reader never blocks a sync nor makes the daemon skip a run.
+LABEL_READS = "ardua-backup.reads"
 KILLED_BY_TIMEOUT = 137
 
 
@@ -222,9 +225,14 @@ def _remove(container: Container) -> None:
             raise
 
 
-def job_containers(client: docker.DockerClient, job: str) -> list[Container]:
-    """Running containers of a job, also those a killed predecessor left behind."""
-    return client.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+def job_containers(
+    client: docker.DockerClient, job: str, *, readers: bool = False
+) -> list[Container]:
+    """Running containers of a job, also those a killed predecessor left behind. Read-only
+    listings (LABEL_READS: `status` lists the dump volume every few minutes) count only with
+    readers=True: they change nothing, so they must not make a run wait."""
+    found = client.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+    return [c for c in found if readers or LABEL_READS not in (c.labels or {})]
 
 
 def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
@@ -256,7 +264,7 @@ def reap_exited(client: docker.DockerClient, job: str) -> int:
 
 
 def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
-    containers = job_containers(client, job)
+    containers = job_containers(client, job, readers=True)
     for container in containers:
         container.stop(timeout=int(timeout_s))
     return len(containers)

@@ -32,6 +32,7 @@ from supervisor.report import (
 # Read-only container, but it must read every file whatever its owner and mode.
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
+LIST_STEP, SYNC_STEP = "list", "sync"
 
 
 def new_run_id() -> str:
@@ -59,19 +60,28 @@ class _Run:
     run_id: str
     client: docker.DockerClient
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return {
+    def labels(self, step: str) -> dict[str, str]:
+        """Every container carries the job (so a killed run's leftovers are reaped) and the run.
+        Only the sync writes to S3: it alone carries the writer label LABEL_TARGET, which makes
+        a second sync of the prefix refuse and the daemon skip a run. Any other step only reads
+        the source and says so (LABEL_READS): `status` lists the dump volume this way every few
+        minutes, and that must never block an upload."""
+        labels = {
             docker_runner.LABEL_JOB: self.job.name,
             docker_runner.LABEL_RUN: self.run_id,
-            docker_runner.LABEL_TARGET: destination_of(self.config, self.job),
+            docker_runner.LABEL_STEP: step,
         }
+        if step == SYNC_STEP:
+            labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
+        else:
+            labels[docker_runner.LABEL_READS] = str(self.job.source)
+        return labels
 
     def container(self, step: str, command: list[str], timeout_s: float):
         spec = rclone_spec(
             self.config, command,
             docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
-            {**self.labels, docker_runner.LABEL_STEP: step},
+            self.labels(step),
         )  # fmt: skip
         return docker_runner.run_oneshot(self.client, spec, timeout_s)
 
@@ -95,8 +105,21 @@ def rclone_spec(
     )
 
 
+def _check_no_sync_running(run: _Run) -> None:
+    """Refuses while a sync container writes to the same prefix, whoever started it. Listings
+    (of a run, of `status`) do not count: they only read."""
+    destination = destination_of(run.config, run.job)
+    busy = docker_runner.target_containers(run.client, destination)
+    if busy:
+        raise Refused(
+            f"a sync to {destination} is already running (run "
+            f"{busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
+            f"two syncs of one prefix must never run at once"
+        )
+
+
 def _list_source(run: _Run) -> list[rclone.ListedFile]:
-    result = run.container("list", rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
+    result = run.container(LIST_STEP, rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
     log = rclone.parse_log(result.stderr)
     if result.exit_code != 0 or log.error_count:
         raise DockerError(
@@ -201,19 +224,14 @@ def run_job(
         docker_runner.ensure_image(run.client, config.rclone.image)
         if reaped := docker_runner.reap_exited(run.client, job.name):
             log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
-        busy = docker_runner.target_containers(run.client, destination)
-        if busy:
-            raise Refused(
-                f"a sync to {destination} is already running (run "
-                f"{busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
-                f"two syncs of one prefix must never run at once"
-            )
+        _check_no_sync_running(run)
         listed = _list_source(run)
         base["source_files"] = len(listed)
         _check_settled(run, listed)
         _check_deletions(run, listed, force_deletes)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
-        result = run.container("sync", rclone.sync_command(config.s3.bucket, job.prefix,
+        _check_no_sync_running(run)  # again: another sync may have started while we listed
+        result = run.container(SYNC_STEP, rclone.sync_command(config.s3.bucket, job.prefix,
                                                            job.timeout_s), job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
