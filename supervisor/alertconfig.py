@@ -9,12 +9,12 @@ remind_every = "24h"      # repeat a notification this often while not OK; "0" =
 status_ping_url = ""      # healthchecks-style: URL while below min_state, URL/fail otherwise
 ```
 
-For config.py: ``parse(table, path)`` reads the whole table (unknown keys are errors), or the
-per-key parsers below plug into its ``_Table.take_parsed`` (each raises ValueError with the
-problem only; ``parse`` adds ``PATH: alerts.KEY: ``). Neither touches the URLs file:
-``load_urls(settings.urls_file)`` checks and reads it (mode 0600, every line a URL apprise can
-send to) and is what a config check and the daemon's start/reload should call. This module does
-not import apprise until ``load_urls`` runs, so loading a config without alerts stays cheap.
+The keys are declared in supervisor.config's KEYS with the parsers below (each raises
+ValueError with the problem only; the config names file and key) and read into
+config.AlertsConfig. ``load_urls(urls_file)`` checks and reads the URLs file (mode 0600, every
+line a URL apprise can send to); config.load calls it, so a bad file is a config error at start
+and on reload. This module does not import apprise until ``load_urls`` runs, so loading a config
+without alerts stays cheap.
 """
 
 from __future__ import annotations
@@ -22,29 +22,11 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from supervisor.alertstate import OK, SEVERITY
-
-DEFAULT_CHECK_EVERY_S = 900.0
-DEFAULT_REMIND_EVERY_S = 86400.0
-KEYS = ("urls_file", "check_every", "min_state", "remind_every", "status_ping_url")
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    urls_file: Path | None = None  # None: no notifications (a status ping may still be set)
-    check_every_s: float = DEFAULT_CHECK_EVERY_S
-    min_state: str = "WARNING"
-    remind_every_s: float = DEFAULT_REMIND_EVERY_S  # 0: never remind
-    status_ping_url: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return self.urls_file is not None or bool(self.status_ping_url)
+from supervisor.configvalues import parse_duration
 
 
 def parse_urls_file(value: Any) -> Path | None:
@@ -68,7 +50,7 @@ def parse_remind_every(value: Any) -> float:
     """A duration, or 0 / "0" for never."""
     if value in (0, "0") and not isinstance(value, bool):
         return 0.0
-    return _duration(value)
+    return parse_duration(value)
 
 
 def parse_status_ping_url(value: Any) -> str:
@@ -84,43 +66,6 @@ def _shown(value: Any) -> str:
         return f"a string starting {scheme!r}" if re.fullmatch(r"[A-Za-z][\w+.-]{0,15}",
                                                                 scheme) else "a string"
     return repr(value) if isinstance(value, int | float | bool) else type(value).__name__
-
-
-def _duration(value: Any) -> float:
-    # config.py will import this module; import it back only when a duration is parsed.
-    from supervisor.config import parse_duration
-
-    return parse_duration(value)
-
-
-_PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "urls_file": ("urls_file", parse_urls_file),
-    "check_every": ("check_every_s", _duration),
-    "min_state": ("min_state", parse_min_state),
-    "remind_every": ("remind_every_s", parse_remind_every),
-    "status_ping_url": ("status_ping_url", parse_status_ping_url),
-}
-
-
-def parse(table: Mapping[str, Any] | None, path: Path | str) -> AlertSettings:
-    """The ``[alerts]`` table (None or {}: the defaults, alerts off) -> AlertSettings.
-
-    ValueError ``PATH: alerts.KEY: problem`` for an unknown key or a bad value."""
-    if table is None:
-        return AlertSettings()
-    if not isinstance(table, Mapping):
-        raise ValueError(f"{path}: [alerts] must be a table")
-    for key in table:
-        if key not in _PARSERS:
-            raise ValueError(f"{path}: alerts.{key}: unknown key (one of {', '.join(KEYS)})")
-    values: dict[str, Any] = {}
-    for key, (attr, parser) in _PARSERS.items():
-        if key in table:
-            try:
-                values[attr] = parser(table[key])
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path}: alerts.{key}: {exc}") from None
-    return AlertSettings(**values)
 
 
 def load_urls(path: Path) -> list[str]:

@@ -55,15 +55,15 @@ from pathlib import Path
 from loguru import logger
 
 from supervisor import alertsend, alertstate
-from supervisor.alertconfig import AlertSettings
 from supervisor.alertsend import SendResult
 from supervisor.alertstate import OK, Memory, Notification
+from supervisor.config import AlertsConfig
 
 
 class Alerter:
     def __init__(
         self,
-        settings: AlertSettings,
+        settings: AlertsConfig,
         urls: Sequence[str],
         state_dir: Path,
         *,
@@ -77,7 +77,7 @@ class Alerter:
         self._lock = threading.Lock()
         self.memory = alertstate.load_memory(self.state_dir)
 
-    def reconfigure(self, settings: AlertSettings, urls: Sequence[str]) -> None:
+    def reconfigure(self, settings: AlertsConfig, urls: Sequence[str]) -> None:
         with self._lock:
             self.settings, self.urls = settings, list(urls)
 

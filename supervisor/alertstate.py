@@ -104,7 +104,7 @@ def decide(
 ) -> tuple[Notification | None, Memory]:
     """The verdict just computed -> (what to send or None, the memory to keep).
 
-    ``settings``: anything with ``min_state`` and ``remind_every_s`` (alertconfig.AlertSettings).
+    ``settings``: anything with ``min_state`` and ``remind_every_s`` (config.AlertsConfig).
     ``problems``: (state, text) diagnoses; ``checks``: (name, state, detail) table rows, of which
     the non-OK ones go in the body. ``now`` must be timezone-aware.
     """

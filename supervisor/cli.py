@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from supervisor import alertsend, daemon, drill, health, ledger, logs, pipeline, restore, schedule
 from supervisor import config as config_mod
-from supervisor import daemon, drill, health, ledger, logs, pipeline, restore, schedule
 from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
 from supervisor.docker_runner import DockerError
 from supervisor.report import DEFERRED, now_utc
@@ -63,6 +63,9 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
         fire = schedule.next_fire(d.schedule, config.tz, start).isoformat()
         print(f"{DRILL_JOB}: '{d.schedule}' newest dump of {d.db_job} -> {d.image} "
               f"timeout {d.timeout_s:g}s next {fire}")
+    if config.alert_urls:
+        shown = ", ".join(alertsend.describe_url(u) for u in config.alert_urls)
+        print(f"alerts: {len(config.alert_urls)} URL(s) from {config.alerts.urls_file}: {shown}")
     print("\nsettings (* = default):")
     for key, value, is_default in config_mod.settings(config):
         print(f"  {'*' if is_default else ' '} {key} = {_shown(key, value)}")

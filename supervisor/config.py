@@ -12,11 +12,12 @@ import itertools
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from supervisor import alertconfig
 from supervisor import configvalues as v
 from supervisor.configvalues import Source, parse_duration, show
 
@@ -133,6 +134,16 @@ KEYS: tuple[Key, ...] = (
     Key("drill.checks[].max_age", parse_duration, None, "the timestamp must be no older than "
         "this", "max_age_s"),
     Key("drill.checks[].database", v.string, "", "the restored database it runs in"),
+    Key("alerts.urls_file", alertconfig.parse_urls_file, None, "apprise URLs, one a line, "
+        "mode 0600; empty = no notifications"),
+    Key("alerts.check_every", parse_duration, 900.0, "the daemon evaluates the verdict this "
+        "often, and after every run", "check_every_s"),
+    Key("alerts.min_state", alertconfig.parse_min_state, "WARNING", "notify on a change to "
+        "this state or worse, and on recovery"),
+    Key("alerts.remind_every", alertconfig.parse_remind_every, 86400.0, "repeat a "
+        "notification this often while not OK; 0 = never", "remind_every_s"),
+    Key("alerts.status_ping_url", alertconfig.parse_status_ping_url, "", "healthchecks-style "
+        "dead-man's switch: URL while the verdict is below min_state, URL/fail otherwise"),
 )
 
 
@@ -247,6 +258,19 @@ class DrillConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    urls_file: Path | None = default("alerts.urls_file")  # noqa: RUF009 - None
+    check_every_s: float = default("alerts.check_every")
+    min_state: str = default("alerts.min_state")
+    remind_every_s: float = default("alerts.remind_every")  # 0: never remind
+    status_ping_url: str = default("alerts.status_ping_url")
+
+    @property
+    def enabled(self) -> bool:
+        return self.urls_file is not None or bool(self.status_ping_url)
+
+
+@dataclass(frozen=True)
 class Scheduled:
     schedule: str
     catch_up: bool
@@ -265,6 +289,9 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # The apprise URLs read from alerts.urls_file by load(): they carry tokens, never shown.
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -422,9 +449,10 @@ def parse(text: str, path: Path) -> Config:
     guard = GuardConfig(**_read(root.table("guard", required=False), "guard"))
     metrics = MetricsConfig(**_read(root.table("metrics", required=False), "metrics"))
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
+    alerts = AlertsConfig(**_read(root.table("alerts", required=False), "alerts"))
     top = _read(root, "")
     return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], s3, rclone,
-                  drill, jobs, health, guard, metrics)
+                  drill, jobs, health, guard, metrics, alerts)
 
 
 def settings(config: Config) -> list[tuple[str, Any, bool]]:
@@ -460,4 +488,11 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: config file not found (set --config or ${ENV_VAR})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    return parse(text, path)
+    config = parse(text, path)
+    if config.alerts.urls_file is None:
+        return config
+    try:  # a missing file, a mode other users can read, a line apprise cannot use
+        urls = alertconfig.load_urls(config.alerts.urls_file)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return replace(config, alert_urls=tuple(urls))

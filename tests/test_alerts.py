@@ -28,8 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from supervisor import alertconfig, alerts, alertsend, alertstate, logs
-from supervisor.alertconfig import AlertSettings
+from supervisor import alertconfig, alerts, alertsend, alertstate, config, logs
 from supervisor.alertstate import (
     CRITICAL,
     OK,
@@ -43,7 +42,9 @@ from supervisor.alertstate import (
     decide,
     run_event,
 )
+from supervisor.config import AlertsConfig as AlertSettings
 from tests.harness.poll import poll
+from tests.test_config import MINIMAL
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DEFAULTS = AlertSettings()
@@ -258,24 +259,43 @@ def test_describe_url_shows_scheme_and_host_only(url: str, shown: str) -> None:
     assert alertsend.describe_url(url) == shown
 
 
+def _alerts_config(table: str) -> config.Config:
+    return config.parse(MINIMAL + "[alerts]\n" + table, Path("/etc/c.toml"))
+
+
 def test_settings_parse_and_errors() -> None:
-    got = alertconfig.parse({"urls_file": "/etc/ardua-backup/alert-urls", "check_every": "15m",
-                             "min_state": "critical", "remind_every": "12h",
-                             "status_ping_url": "https://hc-ping.com/abc/"}, "/etc/c.toml")
+    got = _alerts_config('urls_file = "/etc/ardua-backup/alert-urls"\ncheck_every = "15m"\n'
+                         'min_state = "critical"\nremind_every = "12h"\n'
+                         'status_ping_url = "https://hc-ping.com/abc/"\n').alerts
     assert got == AlertSettings(Path("/etc/ardua-backup/alert-urls"), 900.0, CRITICAL, 43200.0,
                                 "https://hc-ping.com/abc")
-    assert alertconfig.parse(None, "/etc/c.toml") == AlertSettings()
-    assert alertconfig.parse({"remind_every": "0"}, "x").remind_every_s == 0
+    assert config.parse(MINIMAL, Path("/etc/c.toml")).alerts == AlertSettings()
+    assert _alerts_config('remind_every = "0"').alerts.remind_every_s == 0
     for table, message in [
-        ({"urls": "/x"}, "/etc/c.toml: alerts.urls: unknown key"),
-        ({"min_state": "OK"}, "alerts.min_state: must be one of WARNING, UNKNOWN, CRITICAL"),
-        ({"check_every": "soon"}, "alerts.check_every: 'soon' is not a duration"),
-        ({"urls_file": "alert-urls"}, "alerts.urls_file: 'alert-urls' must be an absolute path"),
-        ({"status_ping_url": f"hc://{SECRET}"}, "alerts.status_ping_url: must be an http"),
+        ('urls = "/x"', "/etc/c.toml: alerts.urls: unknown key"),
+        ('min_state = "OK"', "alerts.min_state: must be one of WARNING, UNKNOWN, CRITICAL"),
+        ('check_every = "soon"', "alerts.check_every: 'soon' is not a duration"),
+        ('urls_file = "alert-urls"', "alerts.urls_file: 'alert-urls' must be an absolute path"),
+        (f'status_ping_url = "hc://{SECRET}"', "alerts.status_ping_url: must be an http"),
     ]:
-        with pytest.raises(ValueError, match=message) as err:
-            alertconfig.parse(table, "/etc/c.toml")
+        with pytest.raises(config.ConfigError, match=message) as err:
+            _alerts_config(table)
         assert SECRET not in str(err.value)
+
+
+def test_a_readable_urls_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """config.load reads the URLs file: a 0644 one stops a start (78) and a reload."""
+    urls = tmp_path / "alert-urls"
+    urls.write_text(f"json://127.0.0.1:9/{SECRET}\n")
+    urls.chmod(0o644)
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + f'[alerts]\nurls_file = "{urls}"\n')
+    with pytest.raises(config.ConfigError, match=f"{path}: alerts.urls_file {urls} is readable "
+                                                 f"by other users .* chmod 600") as err:
+        config.load(path)
+    assert SECRET not in str(err.value)
+    urls.chmod(0o600)
+    assert config.load(path).alert_urls == (f"json://127.0.0.1:9/{SECRET}",)
 
 
 # -- receivers on 127.0.0.1 ---------------------------------------------------------------------
