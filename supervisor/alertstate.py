@@ -40,9 +40,10 @@ from typing import Any
 
 from loguru import logger
 
+from supervisor.report import FAILED, REFUSED, SUCCESS
+
 OK, WARNING, UNKNOWN, CRITICAL = "OK", "WARNING", "UNKNOWN", "CRITICAL"
 SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)  # health.py's order: worst last
-SUCCESS, FAILED, REFUSED, DEFERRED = "success", "failed", "refused", "deferred"  # report.py's
 BAD_RESULTS = (FAILED, REFUSED)
 MEMORY_FILE = "alerts.json"
 MEMORY_VERSION = 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,19 +18,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loguru import logger
-
-from supervisor import alertsend, daemon, drill, health, ledger, logs, pipeline, restore, schedule
+from supervisor import (
+    alertsend,
+    daemon,
+    drill,
+    health,
+    ledger,
+    logs,
+    metrics,
+    pipeline,
+    restore,
+    schedule,
+)
 from supervisor import config as config_mod
 from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
 from supervisor.docker_runner import DockerError
-from supervisor.report import DEFERRED, now_utc
+from supervisor.recorder import Recorder, open_ledger
+from supervisor.report import DEFERRED, Report
 from supervisor.restore import RestoreError
 from supervisor.s3 import S3Error
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
-R = TypeVar("R", bound=ledger.Report)
+R = TypeVar("R", bound=Report)
 Args = argparse.Namespace
 
 
@@ -123,26 +132,9 @@ def cmd_drill(cfg: Config, args: Args) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _recorded(cfg: config_mod.Config, job: str, run: Callable[[str], R]) -> R:
-    """Runs `run(run_id)` with a ledger row around it, like the daemon does."""
-    run_id = pipeline.new_run_id()
-    try:
-        book: ledger.Ledger | None = ledger.Ledger(cfg.state_dir)
-    except (OSError, sqlite3.Error) as exc:
-        # A manual run by a user who cannot write state_dir still runs; it is just not recorded.
-        logger.warning(f"run not recorded in the ledger under {cfg.state_dir}: {exc}")
-        book = None
-    if book:
-        book.start(job, run_id, now_utc())
-    try:
-        report = run(run_id)
-    except KeyboardInterrupt:
-        if book:
-            book.close(run_id, "interrupted", "interrupted by Ctrl-C", now_utc())
-        raise
-    if book:
-        book.finish(report)
-    return report
+def _recorded(cfg: Config, job: str, run: Callable[[str], R]) -> R:
+    """Runs `run(run_id)` recorded as the daemon records its runs (supervisor.recorder)."""
+    return Recorder(cfg, open_ledger(cfg)).record(job, run)
 
 
 def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool) -> int:
@@ -174,6 +166,7 @@ def _dash(value: object) -> str:
 
 def cmd_status(cfg: Config, args: Args) -> int:
     verdict = health.evaluate_status(cfg)
+    metrics.write_status(cfg, verdict.values())
     print(json.dumps(verdict.to_json(), indent=2) if args.json else verdict.render())
     return verdict.exit_code
 

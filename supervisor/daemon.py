@@ -21,7 +21,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,9 +35,12 @@ from loguru import logger
 
 from supervisor import config as config_module
 from supervisor import docker_runner, drill, health, logs, metrics, pipeline, s3
+from supervisor.alerts import Alerter
 from supervisor.config import EXIT_CONFIG, Config, ConfigError
-from supervisor.ledger import Ledger, Report
+from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
+from supervisor.recorder import Recorder, Recording
+from supervisor.report import DEFERRED, FAILED, Report
 from supervisor.schedule import missed_fire, next_fire
 
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
@@ -124,8 +126,9 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
     load: Callable[[Path], Config] = config_module.load
     container_stop_s: float = CONTAINER_STOP_S
-    # The `status` verdict line for STATUS=; None in tests that only exercise the scheduler.
-    health_line: Callable[[Config], str] | None = None
+    # The `status` verdict, for STATUS=, the metrics and the alerts; None in tests that only
+    # exercise the scheduler.
+    check_health: Callable[[Config], health.Verdict] | None = None
 
     def __post_init__(self) -> None:
         self.wake = threading.Event()
@@ -136,8 +139,11 @@ class Daemon:
         self._health = ""  # the last health verdict line
         self._health_reads: list[threading.Thread] = []
         self._health_lock = threading.Lock()
+        self._next_check: datetime | None = None  # the next alerts.check_every verdict
         self.config: Config
         self.ledger: Ledger
+        self.recorder: Recorder
+        self.alerter: Alerter | None = None
 
     # -- signals (handlers only set flags: everything else happens on the loop thread)
 
@@ -162,6 +168,7 @@ class Daemon:
                 run.job,
                 run.started_at.isoformat(),
             )
+        self._configure(self.config)
         for name in self.config.scheduled:
             # An interrupted run did not finish its sync: count from the run before it.
             last = self.ledger.last_completed(name)
@@ -178,6 +185,21 @@ class Daemon:
             logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
         self.notifier.send(READY=1, STATUS=self.status())
         self._refresh_health()
+
+    def _configure(self, config: Config) -> None:
+        """What follows the config: the recorder (its sinks) and the alerts."""
+        if not config.alerts.enabled:
+            self.alerter = None
+        elif self.alerter is None:
+            self.alerter = Alerter(config.alerts, config.alert_urls, config.state_dir)
+        else:
+            self.alerter.reconfigure(config.alerts, config.alert_urls)
+        self.recorder = Recorder(config, self.ledger, sinks=[self._report_run])
+        self._next_check = None
+
+    def _report_run(self, report: Report) -> None:
+        if self.alerter:
+            self.alerter.on_run(report.job, report.result, report.summary())
 
     def serve(self) -> int:
         """The loop, until SIGTERM/SIGINT; then a graceful shutdown. Returns the exit code."""
@@ -203,6 +225,9 @@ class Daemon:
         if self._stop.is_set():
             return
         now = self.clock.now()
+        if self.alerter and (self._next_check is None or self._next_check <= now):
+            self._next_check = now + timedelta(seconds=self.config.alerts.check_every_s)
+            self._refresh_health()
         for name, job in self.config.scheduled.items():
             state = self._jobs.setdefault(name, _JobState(cursor=now))
             fire = missed_fire(
@@ -218,7 +243,8 @@ class Daemon:
         now = self.clock.now()
         retries = [s.retry_at for s in self._jobs.values() if s.retry_at is not None]
         fires = [next_fire(j.schedule, self.config.tz, now) for j in self.config.scheduled.values()]
-        return min(fires + retries)
+        checks = [self._next_check] if self.alerter and self._next_check else []
+        return min(fires + retries + checks)
 
     def reload(self) -> None:
         self.notifier.reloading()
@@ -240,6 +266,7 @@ class Daemon:
                 # Its state stays: a run still going is waited for at shutdown.
                 logger.info("job {} removed from the schedule", name)
             self.config = new
+            self._configure(new)
             self._problem = ""
             logger.info("reloaded {}: {}", new.path, ", ".join(sorted(new.scheduled)))
         self.notifier.send(READY=1, STATUS=self.status())
@@ -295,23 +322,22 @@ class Daemon:
             return
         if (now - fire).total_seconds() > MAX_WAIT_S:
             log.info("catching up: {} missed its run due at {}", name, when)
-        run_id = uuid.uuid4().hex[:12]
         state.started_at = now
         state.retry_at = None
-        self.ledger.start(name, run_id, now)
+        recording = self.recorder.start(name, at=now)
         state.worker = threading.Thread(
-            target=self._run, args=(self.config, name, run_id), name=f"run-{name}", daemon=True
-        )
+            target=self._run, args=(self.config, name, recording), name=f"run-{name}",
+            daemon=True)
         state.worker.start()
         self.notifier.send(STATUS=self.status())
 
-    def _run(self, config: Config, name: str, run_id: str) -> None:
+    def _run(self, config: Config, name: str, recording: Recording) -> None:
+        run_id = recording.run_id
         log = logger.bind(job=name, run_id=run_id)
         log.info("starting {} (run {})", name, run_id)
         try:
-            report = self.run_job(config, name, run_id=run_id)
-            self.ledger.finish(report)
-            if report.result == "deferred":
+            report = recording.finish(self.run_job(config, name, run_id=run_id))
+            if report.result == DEFERRED:
                 retry = self.clock.now() + timedelta(seconds=config.guard.quiet_period_s)
                 self._jobs[name].retry_at = retry
                 log.info("{} deferred: retrying at {}", name, retry.astimezone(config.tz))
@@ -319,26 +345,36 @@ class Daemon:
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
             log.exception("run {} of {} crashed", run_id, name)
-            self.ledger.close(run_id, "failed", f"run crashed: {exc}", self.clock.now())
+            recording.close(FAILED, f"run crashed: {exc}")
         self.notifier.send(STATUS=self.status())
         self._refresh_health()
 
     def _refresh_health(self) -> None:
         """Re-reads the real signals (a listing container, S3) on a thread of its own: neither
         the loop nor a finishing run (still "busy" until it returns) waits for it."""
-        if self.health_line is not None:
+        if self.check_health is not None:
             read = threading.Thread(
-                target=self._read_health, args=(self.health_line,), name="health", daemon=True
+                target=self._read_health, args=(self.check_health,), name="health", daemon=True
             )
             with self._health_lock:
                 self._health_reads = [t for t in self._health_reads if t.is_alive()] + [read]
             read.start()
 
-    def _read_health(self, read: Callable[[Config], str]) -> None:
+    def _read_health(self, check: Callable[[Config], health.Verdict]) -> None:
+        """The verdict goes to STATUS=, the metrics and the alerts."""
+        config, alerter = self.config, self.alerter
         try:
-            self._health = read(self.config)
+            verdict = check(config)
         except Exception as exc:
             self._health = f"UNKNOWN: health check failed: {exc}"
+        else:
+            self._health = verdict.status_line()
+            metrics.write_status(config, verdict.values())
+            if alerter:
+                alerter.on_verdict(
+                    verdict.state, [(p.state, p.text) for p in verdict.problems],
+                    [(c.name, c.state, c.detail) for c in verdict.checks], verdict.checked_at,
+                    status_body=verdict.render())
         self.notifier.send(STATUS=self.status())
 
     # -- STATUS
@@ -411,13 +447,10 @@ def main(config_path: Path) -> int:
         retrying(lambda: s3.preflight(config.s3), "S3 preflight")
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
-    def health_line(config: Config) -> str:
-        return health.evaluate_status(config).status_line()
-
     def run(config: Config, name: str, *, run_id: str) -> Report:
         if name == config_module.DRILL_JOB:
             return drill.run_drill(config, run_id=run_id)
         return pipeline.run_job(config, name, run_id=run_id)
 
-    daemon = Daemon(config_path, run, containers, preflight, health_line=health_line)
+    daemon = Daemon(config_path, run, containers, preflight, check_health=health.evaluate_status)
     return run_service(daemon)

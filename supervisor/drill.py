@@ -14,10 +14,8 @@ import secrets
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import DockerException
@@ -25,16 +23,12 @@ from docker.models.containers import Container
 from loguru import logger
 from requests import RequestException
 
-from supervisor import docker_runner, dumpformat, markers, metrics, pgtools, restore, s3
+from supervisor import docker_runner, dumpformat, markers, pgtools, restore, s3
 from supervisor.config import DRILL_JOB, Config, DrillCheck
 from supervisor.docker_runner import DockerError
-from supervisor.pipeline import new_run_id
-from supervisor.report import FAILED, SUCCESS, now_utc
+from supervisor.report import FAILED, SUCCESS, Report, new_run_id, now_utc
 from supervisor.restore import Fetched, RestoreError
 from supervisor.spotcheck import SpotCheck, spot_check_receipts
-
-if TYPE_CHECKING:
-    from loguru import Logger
 
 DUMP_MOUNT = "/restore"
 READY_TIMEOUT_S = 120.0
@@ -57,45 +51,23 @@ class CheckResult:
 
 
 @dataclass
-class DrillReport:
-    """One drill. Has the fields the run ledger records (job, run_id, result, exit_code,
-    started_at, finished_at, duration_s, bytes, files, deletes, errors, message)."""
+class DrillReport(Report):
+    """One drill. `files` counts the receipts sampled, `errors` the failed checks and receipt
+    problems; `duration_s` is the whole drill, `rto_s` what a real restore waits through."""
 
-    run_id: str
-    started_at: datetime
-    job: str = DRILL_JOB
-    result: str = FAILED
-    finished_at: datetime | None = None
-    duration_s: float = 0.0  # the whole drill
     dump_key: str = ""  # the restored dumps, comma-separated (one per database)
-    bytes: int = 0
     verified: str = ""
     download_s: float = 0.0
     restore_s: float = 0.0
     checks: list[CheckResult] = field(default_factory=list)
     receipts: SpotCheck = field(default_factory=SpotCheck)
     marker: str = ""
-    message: str = ""
     skipped: str = ""  # newer dumps passed over, and why
-    exit_code: int | None = None
-    deletes: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.result == SUCCESS
 
     @property
     def rto_s(self) -> float:
         """Recovery time measured: download + pg_restore, what a real restore waits through."""
         return self.download_s + self.restore_s
-
-    @property
-    def files(self) -> int:
-        return self.receipts.checked + self.receipts.checked_local
-
-    @property
-    def errors(self) -> int:
-        return sum(not c.ok for c in self.checks) + self.receipts.problems
 
     def fields(self) -> dict[str, object]:
         return {
@@ -109,12 +81,11 @@ class DrillReport:
             "errors": self.errors,
         }
 
-    def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["started_at"] = self.started_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        data["rto_s"] = self.rto_s
-        return data
+    def gauges(self) -> dict[str, float]:
+        return {"rto_s": self.rto_s}
+
+    def final_line(self) -> str:
+        return f"{self.job}: run {self.run_id} {'OK' if self.ok else 'FAIL'}: {self.message}"
 
     def summary(self) -> str:
         lines = [
@@ -318,7 +289,9 @@ def run_drill(
     when the config has no drill.db_job."""
     restore.db_prefix(config)
     run_id = run_id or new_run_id()
-    report = DrillReport(run_id=run_id, started_at=now_utc())
+    started = now_utc()
+    report = DrillReport(job=DRILL_JOB, run_id=run_id, result=FAILED, exit_code=None,
+                         started_at=started, finished_at=started, duration_s=0.0)
     log = logger.bind(job=DRILL_JOB, run_id=run_id)
     labels = {docker_runner.LABEL_JOB: DRILL_JOB, docker_runner.LABEL_RUN: run_id}
     log.info(f"{DRILL_JOB}: run {run_id} started")
@@ -358,17 +331,19 @@ def run_drill(
         reasons.append(f"receipts spot check: {len(r.mismatched)} mismatched, "
                        f"{len(r.missing)} missing locally of {r.checked} from S3; "
                        f"{len(r.not_in_s3)} not in S3 of {r.checked_local} local")
-    return _finish(config, report, reasons, log)
+    return _finish(config, report, reasons)
 
 
 def marker_key(config: Config) -> str:
     return markers.drill_marker_key(restore.db_prefix(config))
 
 
-def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger) -> DrillReport:
+def _finish(config: Config, report: DrillReport, reasons: list[str]) -> DrillReport:
     report.result = FAILED if reasons else SUCCESS
     report.finished_at = now_utc()
     report.duration_s = (report.finished_at - report.started_at).total_seconds()
+    report.files = report.receipts.checked + report.receipts.checked_local
+    report.errors = sum(not c.ok for c in report.checks) + report.receipts.problems
     report.message = "; ".join(reasons) or "restore and all checks passed"
     body = markers.format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
     try:
@@ -376,9 +351,4 @@ def _finish(config: Config, report: DrillReport, reasons: list[str], log: Logger
         report.marker = body
     except s3.S3Error as exc:
         report.message += f"; {exc}"
-    metrics.write_run(config, report)
-    level = "INFO" if report.ok else "ERROR"
-    log.bind(**report.fields()).log(
-        level, f"{DRILL_JOB}: run {report.run_id} {'OK' if report.ok else 'FAIL'}: {report.message}"
-    )
     return report

@@ -19,7 +19,7 @@ from supervisor.config import Config, HealthConfig
 from supervisor.dbbackup import ContainerState, CronState
 from supervisor.dumps import DatabaseDumps
 from supervisor.markers import Marker
-from supervisor.report import now_utc
+from supervisor.report import new_run_id, now_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -136,6 +136,17 @@ class Verdict:
                 "at": _iso(sig.drill.at), "age_s": self.age(sig.drill.at), "ok": sig.drill.ok,
                 "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
         }
+
+    def values(self) -> metrics.StatusValues:
+        """The numbers this check exports as metrics."""
+        stalest, sig = self.stalest, self.signals
+        return metrics.StatusValues(
+            code=self.exit_code, at=self.checked_at.timestamp(),
+            dump_age_s=self.age(stalest.newest.modified) if stalest and stalest.newest else None,
+            dump_in_s3=stalest.in_s3 if stalest else None,
+            sentinel_age_s={s.job: self.age(s.at) if s.at else None for s in sig.sentinels},
+            drill_age_s=self.age(sig.drill.at) if sig.drill else None,
+            drill_ok=sig.drill.ok if sig.drill else None)
 
     def _dump_json(self, d: DatabaseDumps) -> dict[str, object]:
         newest, previous = d.newest, d.previous
@@ -432,7 +443,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
         try:
             docker_runner.ensure_image(client, config.rclone.image)
             listed = pipeline.list_source(config, config.job(health.dump_job), client,
-                                          f"status-{pipeline.new_run_id()}")
+                                          f"status-{new_run_id()}")
             found["databases"] = dumps.by_database(
                 ((f.path, f.size, f.modified) for f in listed), health.dump_dir,
                 health.databases)
@@ -494,8 +505,6 @@ def _read_drill(config: Config, found: dict[str, object]) -> None:
 
 
 def evaluate_status(config: Config, client: docker.DockerClient | None = None) -> Verdict:
-    """gather + evaluate + metrics: what `status` and the daemon call."""
-    verdict = evaluate(gather(config, client), config.health, now_utc(),
-                       config.guard.quiet_period_s)
-    metrics.write_status(config, verdict)
-    return verdict
+    """gather + evaluate: what `status` and the daemon call (each then writes the metrics)."""
+    return evaluate(gather(config, client), config.health, now_utc(),
+                    config.guard.quiet_period_s)

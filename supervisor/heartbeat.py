@@ -12,7 +12,7 @@ import urllib.request
 from loguru import logger
 
 from supervisor.config import JobConfig
-from supervisor.report import DEFERRED, RunReport
+from supervisor.report import DEFERRED, Report
 
 TIMEOUT_S = 3.0
 BODY_LIMIT = 10_000  # healthchecks.io keeps the first 100 kB; a short tail is what people read
@@ -39,8 +39,9 @@ def _ping(job: str, url: str, body: str | None = None) -> None:
 class Heartbeat:
     """The pings of one run. Without a configured URL every method does nothing."""
 
-    def __init__(self, job: JobConfig):
-        self.job, self.url = job.name, job.heartbeat_url
+    def __init__(self, job: JobConfig | None):
+        """`None`: a run without pings (the drill)."""
+        self.job, self.url = (job.name, job.heartbeat_url) if job else ("", "")
         self._start: threading.Thread | None = None
 
     def start(self) -> None:
@@ -50,7 +51,7 @@ class Heartbeat:
             )
             self._start.start()
 
-    def finish(self, report: RunReport) -> None:
+    def finish(self, report: Report) -> None:
         """Success, or /fail with the run summary. A deferred run is only logged (/log): nothing
         failed, and the next attempt will report the outcome."""
         if not self.url:

@@ -16,7 +16,8 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+
+from supervisor.report import INTERRUPTED, RUNNING, Report
 
 FILENAME = "runs.sqlite3"
 
@@ -42,23 +43,6 @@ _COLUMNS = (
     "run_id, job, started_at, finished_at, result, exit_code, duration_s, bytes, files, deletes, "
     "errors, message"
 )
-
-
-class Report(Protocol):
-    """What the ledger needs from a finished run (supervisor.report.RunReport has it)."""
-
-    job: str
-    run_id: str
-    result: str
-    exit_code: int | None
-    started_at: datetime
-    finished_at: datetime
-    duration_s: float
-    bytes: int
-    files: int
-    deletes: int
-    errors: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +105,7 @@ class Ledger:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (run_id, job, started_at, result, pid) VALUES (?, ?, ?, ?, ?)",
-                (run_id, job, _ts(started_at), "running", os.getpid()),
+                (run_id, job, _ts(started_at), RUNNING, os.getpid()),
             )
 
     def finish(self, report: Report) -> None:
@@ -165,7 +149,7 @@ class Ledger:
         now = datetime.now(UTC)
         dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
         for run_id in dead:
-            self.close(run_id, "interrupted", "process ended before the run finished", now)
+            self.close(run_id, INTERRUPTED, "process ended before the run finished", now)
         return [run for run_id in dead if (run := self.get(run_id))]
 
     def get(self, run_id: str) -> Run | None:

@@ -12,8 +12,9 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
@@ -21,14 +22,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from supervisor.config import Config
-from supervisor.report import DEFERRED, FAILED, REFUSED, SUCCESS, RunReport
-
-if TYPE_CHECKING:  # both import this module
-    from supervisor.drill import DrillReport
-    from supervisor.health import Verdict
+from supervisor.report import DEFERRED, REFUSED, RESULTS, Report
 
 STATE_FILE = "metrics.json"
-RESULTS = (SUCCESS, FAILED, REFUSED, DEFERRED)
 P = "ardua_backup_"
 
 
@@ -70,7 +66,20 @@ def _update(config: Config, change: Callable[[dict[str, Any]], None]) -> None:
         logger.warning(f"metrics not written: {exc}")
 
 
-def write_run(config: Config, report: RunReport | DrillReport) -> None:
+@dataclass(frozen=True)
+class StatusValues:
+    """What a status check exports (health.Verdict.values() builds it)."""
+
+    code: int
+    at: float  # epoch seconds of the check
+    dump_age_s: float | None = None  # of the database whose newest dump is oldest
+    dump_in_s3: bool | None = None
+    sentinel_age_s: dict[str, float | None] = field(default_factory=dict)
+    drill_age_s: float | None = None
+    drill_ok: bool | None = None
+
+
+def write_run(config: Config, report: Report) -> None:
     def change(state: dict[str, Any]) -> None:
         job = state.setdefault("jobs", {}).setdefault(report.job, {})
         assert report.finished_at is not None
@@ -79,9 +88,7 @@ def write_run(config: Config, report: RunReport | DrillReport) -> None:
             duration_s=report.duration_s, bytes=report.bytes, files=report.files,
             deletes=report.deletes,
         )
-        rto = getattr(report, "rto_s", None)  # only a drill measures a recovery time
-        if rto is not None:
-            job["rto_s"] = rto
+        job.update(report.gauges())  # e.g. the drill's rto_s
         if report.ok:
             job["last_success"] = report.finished_at.timestamp()
         if report.result in (REFUSED, DEFERRED):
@@ -91,20 +98,8 @@ def write_run(config: Config, report: RunReport | DrillReport) -> None:
     _update(config, change)
 
 
-def write_status(config: Config, verdict: Verdict) -> None:
-    data = verdict.to_json()
-    dump = data["dump"] or {}
-    drill = data["restore_drill"] or {}
-    status = {
-        "code": verdict.exit_code,
-        "at": verdict.checked_at.timestamp(),
-        "dump_age_s": dump.get("age_s"),
-        "dump_in_s3": dump.get("in_s3"),
-        "sentinel_age_s": {job: s["age_s"] for job, s in data["sentinels"].items()},
-        "drill_age_s": drill.get("age_s"),
-        "drill_ok": drill.get("ok"),
-    }
-    _update(config, lambda state: state.__setitem__("status", status))
+def write_status(config: Config, values: StatusValues) -> None:
+    _update(config, lambda state: state.__setitem__("status", asdict(values)))
 
 
 class StateCollector(Collector):

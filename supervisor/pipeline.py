@@ -7,7 +7,6 @@ daemon treat every outcome the same way.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import docker
@@ -16,7 +15,7 @@ from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, guard, heartbeat, metrics, rclone, s3
+from supervisor import dbbackup, docker_runner, guard, rclone, s3
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
 from supervisor.report import (
@@ -25,7 +24,7 @@ from supervisor.report import (
     REFUSED,
     SUCCESS,
     RunReport,
-    judge_sync,
+    new_run_id,
     now_utc,
 )
 
@@ -33,10 +32,6 @@ from supervisor.report import (
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 LIST_STEP, SYNC_STEP = "list", "sync"
-
-
-def new_run_id() -> str:
-    return f"{now_utc():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def destination_of(config: Config, job: JobConfig) -> str:
@@ -193,8 +188,7 @@ def run_job(
     force_deletes: bool = False,
     run_id: str | None = None,
 ) -> RunReport:
-    """Also sends the job's heartbeat pings and updates the metrics file: neither can fail
-    or delay the run."""
+    """One upload run; its report says how it ended (supervisor.recorder records it)."""
     job = config.job(job_name)
     run_id = run_id or new_run_id()
     log = logger.bind(job=job.name, run_id=run_id)
@@ -202,21 +196,13 @@ def run_job(
     destination = destination_of(config, job)
     log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
     base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
-    beat = heartbeat.Heartbeat(job)
-    beat.start()
 
     def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
         finished = now_utc()
-        report = RunReport(
+        return RunReport(
             result=result, exit_code=exit_code, finished_at=finished,
             duration_s=(finished - started).total_seconds(), **base, **extra,  # type: ignore[arg-type]
         )
-        level = "INFO" if report.ok else "WARNING" if result == DEFERRED else "ERROR"
-        text = report.message or "sentinel written"
-        log.bind(**report.fields()).log(level, f"{job.name}: run {run_id} {result}: {text}")
-        metrics.write_run(config, report)
-        beat.finish(report)
-        return report
 
     try:
         s3.preflight(config.s3)
@@ -253,7 +239,7 @@ def run_job(
         "skipped_symlinks": summary.skipped_symlinks,
         "last_error": summary.last_error,
     }
-    verdict = judge_sync(result.exit_code, result.timed_out, summary)
+    verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
     if not verdict.ok:
         return finish(FAILED, result.exit_code, message=verdict.reason, **counts)
     try:

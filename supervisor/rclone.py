@@ -177,3 +177,30 @@ def parse_listing(stdout: str) -> list[ListedFile]:
     for f in files:
         f.modified  # noqa: B018 (raises ValueError now, not later in a guard)
     return files
+
+
+EXIT_MAX_DURATION = 10  # rclone's exit code when --max-duration stopped it
+
+
+@dataclass(frozen=True)
+class SyncVerdict:
+    ok: bool
+    reason: str
+
+
+def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
+    """A sync succeeded only if every signal agrees: exit 0, a final stats line with no
+    errors, and no error-level line. Any one of them alone can be fooled."""
+    if timed_out:
+        return SyncVerdict(False, "the job timeout was reached; the container was killed")
+    if exit_code == EXIT_MAX_DURATION:
+        return SyncVerdict(False, "rclone stopped at --max-duration before finishing")
+    if exit_code != 0:
+        return SyncVerdict(False, f"rclone exited with code {exit_code}")
+    if log.stats is None:
+        return SyncVerdict(False, "rclone printed no final stats; the run cannot be verified")
+    if log.stats.get("fatalError") or log.stat("errors"):
+        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s)")
+    if log.error_count:
+        return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0")
+    return SyncVerdict(True, "")

@@ -1,42 +1,61 @@
-"""The report of one run: built from what the container said, printed, logged, recorded."""
+"""What a run reports: one base (Report) for every kind of run, the result words, the run id.
+
+An upload run builds a RunReport from what its containers said; the drill a DrillReport
+(supervisor.drill). supervisor.recorder writes either to the ledger, the metrics, the heartbeat,
+the notifications and the journal, reading only what Report declares.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from supervisor import markers
-from supervisor.rclone import LogSummary
 
 SUCCESS, FAILED, REFUSED = "success", "failed", "refused"
 # Not a failure: the source is being written right now; nothing ran, try again after it settles.
 DEFERRED = "deferred"
-EXIT_MAX_DURATION = 10  # rclone's exit code when --max-duration stopped it
+RESULTS = (SUCCESS, FAILED, REFUSED, DEFERRED)  # how a run ends
+# What the ledger says of a run that has not ended (yet), or was cut short.
+RUNNING, INTERRUPTED = "running", "interrupted"
 
 
-@dataclass(frozen=True)
-class RunReport:
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """`20251218T011504Z-a1b2c3`: sortable, and unique enough for one host's runs."""
+    return f"{now_utc():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Report:
+    """What every run leaves behind, whatever ran: the ledger row, the metrics, the heartbeat,
+    the notifications and the final journal line read these fields and methods only."""
+
     job: str
     run_id: str
-    result: str  # SUCCESS | FAILED | REFUSED (a safety guard said no) | DEFERRED; see above
+    result: str  # one of RESULTS
     exit_code: int | None
     started_at: datetime
     finished_at: datetime
     duration_s: float
-    destination: str = ""
-    source_files: int = 0
-    files: int = 0
     bytes: int = 0
+    files: int = 0
     deletes: int = 0
     errors: int = 0
-    skipped_symlinks: int = 0
-    last_error: str = ""
-    sentinel_written: bool = False
     message: str = ""
 
     @property
     def ok(self) -> bool:
         return self.result == SUCCESS
+
+    @property
+    def level(self) -> str:
+        """The final journal line's priority: a deferral is no failure, but worth a look."""
+        return "INFO" if self.ok else "WARNING" if self.result == DEFERRED else "ERROR"
 
     def fields(self) -> dict[str, object]:
         """Journal-style fields of the run's final log line."""
@@ -50,11 +69,29 @@ class RunReport:
             "errors": self.errors,
         }
 
-    def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["started_at"] = self.started_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat()
-        return data
+    def gauges(self) -> dict[str, float]:
+        """Per-job values a kind of run measures beyond the common ones (metrics)."""
+        return {}
+
+    def final_line(self) -> str:
+        return f"{self.job}: run {self.run_id} {self.result}: {self.message}"
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class RunReport(Report):
+    """An upload run (supervisor.pipeline)."""
+
+    destination: str = ""
+    source_files: int = 0
+    skipped_symlinks: int = 0
+    last_error: str = ""
+    sentinel_written: bool = False
+
+    def final_line(self) -> str:
+        return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
 
     def summary(self) -> str:
         """The one-screen summary `run-once` prints."""
@@ -85,31 +122,3 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
-
-
-@dataclass(frozen=True)
-class SyncVerdict:
-    ok: bool
-    reason: str
-
-
-def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
-    """A sync succeeded only if every signal agrees: exit 0, a final stats line with no
-    errors, and no error-level line. Any one of them alone can be fooled."""
-    if timed_out:
-        return SyncVerdict(False, "the job timeout was reached; the container was killed")
-    if exit_code == EXIT_MAX_DURATION:
-        return SyncVerdict(False, "rclone stopped at --max-duration before finishing")
-    if exit_code != 0:
-        return SyncVerdict(False, f"rclone exited with code {exit_code}")
-    if log.stats is None:
-        return SyncVerdict(False, "rclone printed no final stats; the run cannot be verified")
-    if log.stats.get("fatalError") or log.stat("errors"):
-        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s)")
-    if log.error_count:
-        return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0")
-    return SyncVerdict(True, "")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -24,8 +24,9 @@ import docker
 
 from supervisor import docker_runner, dumpformat, dumps, markers, pgtools, rclone, s3
 from supervisor.config import Config
-from supervisor.pipeline import new_run_id, rclone_spec
-from supervisor.report import judge_sync
+from supervisor.pipeline import rclone_spec
+from supervisor.rclone import judge_sync
+from supervisor.report import new_run_id
 
 RESTORE_JOB = "receipts-restore"
 # The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S<suffix>).

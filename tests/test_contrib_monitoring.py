@@ -110,19 +110,20 @@ class Story:
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     cfg = make_config(tmp_path_factory.mktemp("metrics"))
-    drill = DrillReport(run_id="drill-1", started_at=DRILL.at - timedelta(minutes=3),
-                        result=SUCCESS, finished_at=DRILL.at, duration_s=180, dump_key=DUMP.key,
+    drill = DrillReport(job="restore-drill", run_id="drill-1", started_at=DRILL.at - timedelta(minutes=3),
+                        result=SUCCESS, exit_code=None, finished_at=DRILL.at, duration_s=180,
+                        dump_key=DUMP.key,
                         bytes=DUMP.size, download_s=20, restore_s=75)
     metrics.write_run(cfg, drill)
     metrics.write_run(cfg, run("db-upload", SUCCESS, DB_OK, files=1, bytes=DUMP.size))
     metrics.write_run(cfg, run("receipts-upload", SUCCESS, RECEIPTS_OK, files=7, bytes=900_000))
     ok = status_at(HEALTHY_AT, in_s3=True)
-    metrics.write_status(cfg, ok)
+    metrics.write_status(cfg, ok.values())
     healthy = snapshot(cfg)
     metrics.write_run(cfg, run("db-upload", REFUSED, BROKEN_AT - timedelta(minutes=5)))
     metrics.write_run(cfg, run("receipts-upload", FAILED, BROKEN_AT - timedelta(minutes=4)))
     bad = status_at(BROKEN_AT, in_s3=False)
-    metrics.write_status(cfg, bad)
+    metrics.write_status(cfg, bad.values())
     return Story(healthy, snapshot(cfg), (ok.state, bad.state))
 
 

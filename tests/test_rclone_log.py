@@ -7,7 +7,7 @@ import pytest
 
 from supervisor import rclone
 from supervisor.config import S3Config
-from supervisor.report import judge_sync
+from supervisor.rclone import judge_sync
 
 STATS = {"bytes": 3, "checks": 0, "deletes": 1, "errors": 0, "fatalError": False,
          "transfers": 1, "lastError": None}
