@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import cli, config, dbbackup, pipeline, s3
+from supervisor import cli, config, dbbackup, pipeline, recorder, s3
 from supervisor.report import DEFERRED, REFUSED, SUCCESS
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
@@ -94,7 +94,9 @@ def sentinel_at(cfg: config.Config, job: str, hours_ago: float) -> None:
 
 
 def run(cfg: config.Config, job: str, **kw: object):
-    return pipeline.run_job(cfg, job, **kw)  # type: ignore[arg-type]
+    """A run recorded as the daemon and `run-once` record it (ledger, metrics, heartbeats)."""
+    book = recorder.Recorder(cfg, recorder.open_ledger(cfg))
+    return book.record(job, lambda run_id: pipeline.run_job(cfg, job, run_id=run_id, **kw))
 
 
 @pytest.mark.parametrize(
