@@ -81,6 +81,13 @@ def restore_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
     return _sync(remote(bucket, prefix), f"{DEST_MOUNT}/", timeout_s)
 
 
+def rfc3339(at: datetime) -> str:
+    """An aware time as RFC 3339 in UTC with `Z` (fractions kept), as rclone reads times."""
+    at = at.astimezone(UTC)
+    fraction = f".{at.microsecond:06d}" if at.microsecond else ""
+    return f"{at:%Y-%m-%dT%H:%M:%S}{fraction}Z"
+
+
 def list_command() -> list[str]:
     """Lists the source exactly as rclone will see it (symlinks skipped)."""
     return ["lsjson", "--recursive", "--files-only", f"{SOURCE_MOUNT}/", *_LOGGING]
