@@ -170,26 +170,40 @@ def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
     return body
 
 
-def head(s3: S3Config, key: str) -> dict[str, Any]:
-    """HEAD of one object; a missing key is an S3Error that names it."""
+def _version(version_id: str | None) -> dict[str, str]:
+    """The VersionId argument of one object version; none = the current version."""
+    return {"VersionId": version_id} if version_id else {}
+
+
+def _named(key: str, version_id: str | None) -> str:
+    return f"{key} (version {version_id})" if version_id else key
+
+
+def head(s3: S3Config, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """HEAD of one object (or one version of it); a missing key is an S3Error that names it."""
     try:
-        return client(s3).head_object(Bucket=s3.bucket, Key=key)
+        return client(s3).head_object(Bucket=s3.bucket, Key=key, **_version(version_id))
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey"):
-            raise S3Error(f"s3://{s3.bucket}/{key} does not exist") from None
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey",
+                                                                  "NoSuchVersion"):
+            raise S3Error(f"s3://{s3.bucket}/{_named(key, version_id)} does not exist") from None
         raise S3Error(describe(exc, s3)) from None
     except BotoCoreError as exc:
         raise S3Error(describe(exc, s3)) from None
 
 
 def download(
-    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None
+    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None,
+    version_id: str | None = None,
 ) -> None:
-    """Downloads one object to a file (ranged, parallel GETs for large objects)."""
+    """Downloads one object (or one version of it) to a file (ranged, parallel GETs for large
+    objects)."""
     try:
-        client(s3).download_file(s3.bucket, key, dest, Callback=progress)
+        client(s3).download_file(s3.bucket, key, dest, Callback=progress,
+                                 ExtraArgs=_version(version_id) or None)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"downloading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"downloading s3://{s3.bucket}/{_named(key, version_id)} failed: "
+                      f"{describe(exc, s3)}") from None
 
 
 def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
@@ -201,10 +215,12 @@ def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
         raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
 
 
-def read_head(s3: S3Config, key: str, size: int) -> bytes:
-    """The first `size` bytes of an object (a ranged GET): enough to tell its format."""
+def read_head(s3: S3Config, key: str, size: int, version_id: str | None = None) -> bytes:
+    """The first `size` bytes of an object or version (a ranged GET): enough to tell its
+    format."""
     try:
-        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}")
+        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}",
+                                     **_version(version_id))
         return resp["Body"].read(size)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
@@ -220,6 +236,7 @@ class S3Object:
     size: int
     etag: str
     last_modified: datetime
+    version_id: str | None = None  # None: the current version
 
 
 def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:

@@ -1,24 +1,36 @@
-"""Undoing a bad sync: a prefix as a versioned bucket held it at a past time.
+"""Undoing a bad sync: a prefix as a versioned bucket held it at a past time, and restores as
+of that time.
 
-The choice of a version is tested on its own (examples and a hypothesis property), the listing
-against SeaweedFS with versioning.
+The choice of a version is tested on its own (examples and a hypothesis property); the rest
+runs against the real thing: SeaweedFS with versioning, the real upload pipeline in rclone
+containers, pg_dump/pg_restore on a real PostgreSQL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import docker
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor import config, versions
+from supervisor import config, pipeline, rclone, restore, versions
+from supervisor.report import REFUSED
 from supervisor.versions import Entry
+from tests.harness.files import settle
+from tests.harness.pgtree import fill_volume, make_backups_tree, volume_mountpoint
+from tests.harness.poll import poll
+from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
+from tests.test_restore import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, _counts, _source_db
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+NEWEST = "postgres/last/ardua-20260302-010000.dump"
 
 
 # -- parse_at -------------------------------------------------------------------------------------
@@ -148,7 +160,186 @@ def test_page_without_document_order_merges_by_time(histories, offset, rnd) -> N
             == versions.choose(listing, at))
 
 
-# -- against SeaweedFS ----------------------------------------------------------------------------
+# -- the rclone command ---------------------------------------------------------------------------
+
+
+def test_restore_command_as_of_a_time() -> None:
+    at = datetime(2026, 3, 2, 10, 30, tzinfo=UTC) + timedelta(hours=1)
+    cmd = rclone.restore_command("b", "receipts", 3600, at)
+    assert cmd[:3] == ["sync", ":s3:b/receipts/", "/dest/"]
+    assert cmd[cmd.index("--s3-version-at") + 1] == "2026-03-02T11:30:00Z"
+    assert "--s3-version-deleted" not in cmd and "--s3-versions" not in cmd
+    assert "--s3-version-at" not in rclone.restore_command("b", "receipts", 3600)
+    with pytest.raises(ValueError):
+        rclone.restore_command("b", "receipts", 3600, datetime(2026, 3, 2))
+
+
+# -- against SeaweedFS, rclone and PostgreSQL -----------------------------------------------------
+
+
+def _server_now(client, bucket: str) -> datetime:
+    """The S3 server's clock (its Date header: whole seconds)."""
+    date = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]["date"]
+    return datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+
+
+def _newest_write(client, bucket: str) -> datetime:
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+    return max(e["LastModified"] for page in pages
+               for e in [*page.get("Versions", []), *page.get("DeleteMarkers", [])])
+
+
+def _sha256s(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@dataclass
+class BadSync:
+    cfg: config.Config
+    at: datetime  # a time when S3 held the good state
+    receipts: dict[str, str]  # rel path -> sha256, as uploaded before the bad sync
+    dumps: list[tuple[str, int]]  # (key, size) as restore list showed them before
+
+
+@pytest.fixture
+def bad_sync(
+    tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3server: S3Server,
+    write_config, docker_client: docker.DockerClient,
+) -> BadSync:
+    """Versioning on, dumps and receipts uploaded by the real pipeline, T recorded, then a bad
+    local state forced through: most receipts deleted, one overwritten, every dump truncated."""
+    admin = s3server.client()
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    dumps = []
+    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
+                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
+        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
+        dumps.append((when, path.read_bytes()))
+    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
+    receipts = tmp_path / "receipts"
+    for i in range(12):
+        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
+        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
+    cfg = config.load(write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
+                                   receipts_dir=settle(receipts)))
+    for job in ("db-upload", "receipts-upload"):
+        report = pipeline.run_job(cfg, job, client=docker_client)
+        assert report.ok, report.summary()
+    good = BadSync(cfg, _newest_write(admin, bucket), _sha256s(receipts),
+                   [(d.key, d.size) for d in restore.list_dumps(cfg)])
+    assert (NEWEST, len(dumps[1][1])) in good.dumps and len(good.receipts) == 12
+
+    # Everything from here on must carry a later LastModified than T (S3 stamps whole
+    # seconds): wait for the server's clock to pass T, a condition, not a fixed sleep.
+    poll(lambda: _server_now(admin, bucket) > good.at, "the S3 clock to pass T", 5)
+
+    for i in range(2, 12):  # a wrong mount, a wiped folder: 10 of 12 receipts gone
+        (receipts / f"2026/03/{i:02d}/r{i}.pdf").unlink()
+    (receipts / "2026/03/00/r0.pdf").write_bytes(b"overwritten by a broken scanner")
+    root = volume_mountpoint(docker_client, pg_volume)
+    for dump in (root / "last").iterdir():  # the hard links in daily/ etc. share the inode
+        if dump.is_file() and not dump.is_symlink():
+            with open(dump, "r+b") as f:
+                f.truncate(64)
+    settle(receipts), settle(root)
+    for job in ("db-upload", "receipts-upload"):  # the guard stops it...
+        assert pipeline.run_job(cfg, job, client=docker_client).result == REFUSED
+    for job in ("db-upload", "receipts-upload"):  # ...until it is overridden
+        report = pipeline.run_job(cfg, job, client=docker_client, force_deletes=True)
+        assert report.ok, report.summary()
+    now = s3server.list_sizes(bucket, "receipts/")
+    assert sorted(now) == ["receipts/.last_success", "receipts/2026/03/00/r0.pdf",
+                           "receipts/2026/03/01/r1.pdf"]
+    assert {d.size for d in restore.list_dumps(cfg)} == {64}  # the bad state reached S3
+    return good
+
+
+@pytest.mark.docker
+def test_restore_list_and_db_as_of_before_a_bad_sync(
+    bad_sync: BadSync, pg: PgServer, tmp_path: Path
+) -> None:
+    cfg = bad_sync.cfg
+    then = restore.list_dumps(cfg, at=bad_sync.at)
+    assert [(d.key, d.size) for d in then] == bad_sync.dumps
+    assert all(d.at == bad_sync.at for d in then)
+    assert all(o.version_id for d in then for o in d.objects)
+
+    # Today's dump is the truncated one: restoring it fails, restoring as of T works.
+    work = tmp_path / "work"
+    work.mkdir()
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    with pytest.raises(restore.RestoreError):
+        restore.restore_db(cfg, NEWEST, pg.dsn(target), workdir=work)
+    done = restore.restore_db(cfg, NEWEST, pg.dsn(target), workdir=work, at=bad_sync.at)
+    assert _counts(pg, target) == (NEW_ORDERS, CUSTOMERS)
+    assert done.fetched.size == dict(bad_sync.dumps)[NEWEST]
+    assert "MD5 = S3 ETag" in done.fetched.verified and "version " in done.fetched.verified
+
+    older = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(older)
+    restore.restore_db(cfg, "last/ardua-20260301-010000.dump", pg.dsn(older),
+                       workdir=work, at=bad_sync.at)
+    assert _counts(pg, older) == (OLD_ORDERS, CUSTOMERS)
+
+    # Before the first upload nothing existed; the message says when and how to look.
+    before = bad_sync.at - timedelta(days=1)
+    assert restore.list_dumps(cfg, at=before) == []
+    with pytest.raises(restore.RestoreError, match=r"did not exist at .*restore list --at"):
+        restore.find_dump(cfg, NEWEST, at=before)
+
+
+@pytest.mark.docker
+def test_restore_receipts_as_of_before_a_bad_sync(
+    bad_sync: BadSync, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    dest = tmp_path / "restored"
+    lines: list[str] = []
+    said = restore.restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, client=docker_client,
+                                    on_line=lines.append)
+    assert _sha256s(dest) == bad_sync.receipts  # byte-identical, the overwritten one too
+    assert not [p for p in dest.rglob(".*")]  # no sentinel, no drill marker, no delete marker
+    assert said.startswith("restored 12 file(s)") and versions.format_at(bad_sync.at) in said
+    assert "as of" in lines[0]
+
+    # Into a non-empty directory: refused, --force or not (an old state merged into today's
+    # files would be a directory that never existed).
+    for force in (False, True):
+        with pytest.raises(restore.RestoreError, match="not empty; a restore as of a time"):
+            restore.restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, force=force,
+                                     client=docker_client)
+
+    # Without --at: today's state, the damage included.
+    today = tmp_path / "today"
+    restore.restore_receipts(bad_sync.cfg, today, client=docker_client, on_line=lambda _: None)
+    assert sorted(_sha256s(today)) == ["2026/03/00/r0.pdf", "2026/03/01/r1.pdf"]
+
+
+@pytest.mark.docker
+def test_at_without_versioning_is_one_line(
+    tmp_path: Path, bucket: str, s3server: S3Server, write_config,
+    docker_client: docker.DockerClient,
+) -> None:
+    cfg = config.load(write_config(tmp_path, s3server, bucket))
+    s3server.put(bucket, NEWEST, b"PGDMP not really")
+    at = datetime.now(UTC)
+    expected = (f"bucket versioning is off on s3://{bucket}, so S3 kept no earlier versions "
+                f"to restore from; turn it on (it protects changes from then on): aws s3api "
+                f"put-bucket-versioning --bucket {bucket} --versioning-configuration "
+                f"Status=Enabled")
+    calls = [
+        lambda: restore.list_dumps(cfg, at=at),
+        lambda: restore.restore_db(cfg, NEWEST, "postgresql://x/y", workdir=tmp_path, at=at),
+        lambda: restore.restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client),
+        lambda: versions.state_at(cfg.s3, "receipts", at),
+    ]
+    for call in calls:
+        with pytest.raises(versions.VersioningOff) as err:
+            call()
+        assert str(err.value) == expected
+    assert not (tmp_path / "dest").exists()  # refused before anything was made
+    assert [d.key for d in restore.list_dumps(cfg)] == [NEWEST]  # without --at: as before
 
 
 @pytest.mark.docker
