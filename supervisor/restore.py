@@ -199,14 +199,17 @@ def _md5_of(path: Path) -> hashlib._Hash:
 
 def verify(path: Path, head: dict[str, Any]) -> str:
     """Checks the downloaded file against what S3 says; returns what was verified.
-    Single-part ETag = MD5 of the body. A multipart ETag is an MD5 of part MD5s; rclone then
+    Single-part ETag = MD5 of the body. A multipart ETag is an MD5 of part MD5s, and the ETag of
+    an SSE-KMS or SSE-C object is no MD5 at all (AWS's common response headers); rclone then
     stores the whole-file MD5 as metadata md5chksum, which we use when present."""
     size = path.stat().st_size
     expected = int(head["ContentLength"])
     if size != expected:
         raise RestoreError(f"downloaded {size} bytes but S3 holds {expected}; download is corrupt")
     etag = str(head.get("ETag", "")).strip('"')
-    if etag and "-" not in etag:
+    kms_or_c = bool(head.get("ServerSideEncryption") == "aws:kms"
+                    or head.get("SSECustomerAlgorithm"))
+    if etag and "-" not in etag and not kms_or_c:
         if _md5_of(path).hexdigest() != etag:
             raise RestoreError(f"MD5 of the download does not match the S3 ETag {etag}")
         return f"size {size} B and MD5 = S3 ETag"
@@ -214,8 +217,10 @@ def verify(path: Path, head: dict[str, Any]) -> str:
     if meta:
         if base64.b64encode(_md5_of(path).digest()).decode() != meta:
             raise RestoreError("MD5 of the download does not match rclone's md5chksum metadata")
-        return f"size {size} B and MD5 = rclone md5chksum metadata (multipart upload)"
-    return f"size {size} B only (multipart ETag {etag} without md5chksum metadata)"
+        why = "SSE-KMS/SSE-C object" if kms_or_c else "multipart upload"
+        return f"size {size} B and MD5 = rclone md5chksum metadata ({why})"
+    why = "an SSE-KMS/SSE-C ETag is no MD5" if kms_or_c else f"multipart ETag {etag}"
+    return f"size {size} B only ({why}, without md5chksum metadata)"
 
 
 def _fetch_object(config: Config, obj: s3.S3Object | versions.ObjectVersion, path: Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,18 +155,25 @@ def parse_sentinel(body: str) -> datetime:
     return datetime.strptime(parts[0], SENTINEL_FORMAT).replace(tzinfo=UTC)
 
 
-def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
+def put_text(
+    s3: S3Config, key: str, body: str, what: str, extra: Mapping[str, str] | None = None
+) -> None:
+    """`extra`: upload options for objects the daemon writes itself (StorageClass,
+    ServerSideEncryption, SSEKMSKeyId; see supervisor.upload_options.boto_extra_args)."""
     try:
         client(s3).put_object(
-            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain"
+            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
+            **dict(extra or {}),
         )
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(f"writing the {what} failed: {describe(exc, s3)}") from None
 
 
-def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
+def write_sentinel(
+    s3: S3Config, prefix: str, when: datetime, extra: Mapping[str, str] | None = None
+) -> str:
     body = format_sentinel(when)
-    put_text(s3, sentinel_key(prefix), body, "sentinel")
+    put_text(s3, sentinel_key(prefix), body, "sentinel", extra)
     return body
 
 
