@@ -408,7 +408,7 @@ def restore_receipts(
             f"{dest} is not empty; the sync would delete files that are not in S3. "
             f"Use an empty directory or pass --force"
         )
-    s3.preflight(config.s3)
+    s3.preflight(config.s3, prefix)
     if at is not None:
         versions.require_versioning(config.s3)
     # Created here, owned by us: Docker would create a missing bind path itself, as root.

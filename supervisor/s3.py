@@ -130,11 +130,19 @@ def describe(exc: Exception, s3: S3Config) -> str:
     return f"S3 at {where} failed: {exc}"
 
 
-def preflight(s3: S3Config) -> None:
-    """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket."""
+def preflight(s3: S3Config, prefix: str | None = None) -> None:
+    """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket.
+
+    With a prefix it lists one key under prefix/ instead of HEADing the bucket: AWS authorizes
+    HeadBucket as an s3:ListBucket without a prefix, which the least-privilege policy of
+    supervisor.doctor.iam_policy (ListBucket only on s3:prefix PREFIX/*) denies."""
     check_credentials_file(s3)
     try:
-        client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+        if prefix is None:
+            client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+        else:
+            client(s3, fast=True).list_objects_v2(Bucket=s3.bucket, Prefix=f"{prefix}/",
+                                                  MaxKeys=1)
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(describe(exc, s3), _transient(exc)) from None
 
