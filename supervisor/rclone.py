@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from supervisor import markers
+from supervisor import markers, upload_options
 from supervisor.config import S3Config
 
 SOURCE_MOUNT = "/source"
@@ -48,7 +48,7 @@ def environment(s3: S3Config) -> dict[str, str]:
     if s3.credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = CREDENTIALS_MOUNT
         env["AWS_PROFILE"] = s3.profile
-    return env
+    return env | upload_options.rclone_env(s3.upload_options)
 
 
 def max_duration_s(timeout_s: float) -> int:

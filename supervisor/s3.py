@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from supervisor import markers
+from supervisor import markers, upload_options
 from supervisor.config import S3Config
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
@@ -145,25 +145,21 @@ def preflight(s3: S3Config, prefix: str | None = None) -> None:
         raise S3Error(describe(exc, s3), _transient(exc)) from None
 
 
-def put_text(
-    s3: S3Config, key: str, body: str, what: str, extra: Mapping[str, str] | None = None
-) -> None:
-    """`extra`: upload options for objects the daemon writes itself (StorageClass,
-    ServerSideEncryption, SSEKMSKeyId; see supervisor.upload_options.boto_extra_args)."""
+def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
+    """A small object the daemon writes itself (sentinel, drill marker), with the configured
+    storage class and encryption like every upload."""
     try:
         client(s3).put_object(
             Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
-            **dict(extra or {}),
+            **upload_options.boto_extra_args(s3.upload_options),
         )
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(f"writing the {what} failed: {describe(exc, s3)}") from None
 
 
-def write_sentinel(
-    s3: S3Config, prefix: str, when: datetime, extra: Mapping[str, str] | None = None
-) -> str:
+def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
     body = markers.format_sentinel(when)
-    put_text(s3, markers.sentinel_key(prefix), body, "sentinel", extra)
+    put_text(s3, markers.sentinel_key(prefix), body, "sentinel")
     return body
 
 

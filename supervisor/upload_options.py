@@ -1,19 +1,9 @@
 """Upload options: storage class and server-side encryption of every object ardua-backup puts.
 
-One validated value, three renderings: rclone's environment (the syncs), rclone flags (the same,
-for a manual `docker compose run`), boto3 ExtraArgs (the objects the daemon writes itself: the
-sentinel, the drill marker). Pure: no I/O here.
-
-Seams (the lead adds the config keys and shows them in check-config):
-
-    validate_upload_options(storage_class: str, sse: str, kms_key_id: str) -> UploadOptions
-        config keys s3.storage_class, s3.server_side_encryption ("", "AES256", "aws:kms"),
-        s3.sse_kms_key_id; ValueError with a one-line message naming the key.
-    rclone_env(opts) -> dict[str, str]     merge into rclone.environment(s3cfg) for syncs
-    rclone_flags(opts) -> list[str]        the same as command-line flags
-    boto_extra_args(opts) -> dict[str, str]
-        pass as `extra` to s3.put_text / s3.write_sentinel (sentinel, drill marker)
-    describe(opts) -> str                  one line for check-config
+One validated value (the config keys s3.storage_class, s3.server_side_encryption, s3.sse_kms_key_id,
+checked together by validate_upload_options), two renderings: rclone's environment for every rclone
+container (rclone.environment merges rclone_env), boto3 ExtraArgs for the objects the daemon
+writes itself (s3.put_text: the sentinel, the drill marker). Pure: no I/O here.
 
 rclone reads RCLONE_S3_STORAGE_CLASS, RCLONE_S3_SERVER_SIDE_ENCRYPTION and
 RCLONE_S3_SSE_KMS_KEY_ID (`rclone help backend s3`, 1.75.2) and applies them with provider
@@ -94,17 +84,6 @@ def rclone_env(opts: UploadOptions) -> dict[str, str]:
     if opts.sse_kms_key_id:
         env["RCLONE_S3_SSE_KMS_KEY_ID"] = opts.sse_kms_key_id
     return env
-
-
-def rclone_flags(opts: UploadOptions) -> list[str]:
-    flags = []
-    if opts.storage_class:
-        flags += ["--s3-storage-class", opts.storage_class]
-    if opts.server_side_encryption:
-        flags += ["--s3-server-side-encryption", opts.server_side_encryption]
-    if opts.sse_kms_key_id:
-        flags += ["--s3-sse-kms-key-id", opts.sse_kms_key_id]
-    return flags
 
 
 def boto_extra_args(opts: UploadOptions) -> dict[str, str]:

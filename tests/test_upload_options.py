@@ -26,9 +26,6 @@ def test_validate_upload_options() -> None:
         "RCLONE_S3_SERVER_SIDE_ENCRYPTION": "aws:kms",
         "RCLONE_S3_SSE_KMS_KEY_ID": "arn:aws:kms:eu:1:key/x",
     }
-    assert upload_options.rclone_flags(opts) == [
-        "--s3-storage-class", "STANDARD_IA", "--s3-server-side-encryption", "aws:kms",
-        "--s3-sse-kms-key-id", "arn:aws:kms:eu:1:key/x"]
     assert upload_options.boto_extra_args(opts) == {
         "StorageClass": "STANDARD_IA", "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": "arn:aws:kms:eu:1:key/x"}
@@ -72,34 +69,44 @@ def test_verify_does_not_take_a_kms_etag_for_md5(tmp_path: Path) -> None:
 @pytest.mark.docker
 def test_upload_options_reach_the_objects(
     tmp_path: Path, bucket: str, s3server: S3Server, write_config,
-    docker_client: docker.DockerClient, monkeypatch,
+    docker_client: docker.DockerClient,
 ) -> None:
+    """s3.storage_class and s3.server_side_encryption reach rclone's uploads and the sentinel."""
     receipts = tmp_path / "receipts"
     receipts.mkdir()
     (receipts / "r.pdf").write_bytes(secrets.token_bytes(3000))
-    cfg = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=settle(receipts)))
-    opts = upload_options.validate_upload_options("STANDARD_IA", "AES256", "")
-    # Wired as the lead will wire it: the options' env merged into rclone.environment.
-    plain = rclone.environment
-    monkeypatch.setattr(rclone, "environment",
-                        lambda s3cfg: {**plain(s3cfg), **upload_options.rclone_env(opts)})
+    options = {"storage_class": "STANDARD_IA", "server_side_encryption": "AES256"}
+    cfg = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=settle(receipts),
+                                   s3=options))
     report = pipeline.run_job(cfg, "receipts-upload", client=docker_client)
     assert report.ok, report.summary()
-    s3.write_sentinel(cfg.s3, "postgres", datetime.now(UTC), upload_options.boto_extra_args(opts))
-
     admin = s3server.client()
-    for key in ("receipts/r.pdf", "postgres/.last_success"):
+    for key in ("receipts/r.pdf", "receipts/.last_success"):
         head = admin.head_object(Bucket=bucket, Key=key)
         # SeaweedFS keeps both and reports them on HEAD, as AWS does.
         assert head["StorageClass"] == "STANDARD_IA", key
         assert head["ServerSideEncryption"] == "AES256", key
-    plain_head = admin.head_object(Bucket=bucket, Key="receipts/.last_success")
+    plain = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=receipts))
+    s3.write_sentinel(plain.s3, "postgres", datetime.now(UTC))
+    plain_head = admin.head_object(Bucket=bucket, Key="postgres/.last_success")
     assert "StorageClass" not in plain_head and "ServerSideEncryption" not in plain_head
 
     # aws:kms: SeaweedFS here has no KMS configured and refuses the upload (HTTP 500
     # InternalError) instead of storing it unencrypted; on AWS the object would be stored with
     # SSE-KMS. Asserted as SeaweedFS does it, not faked.
-    kms = upload_options.validate_upload_options("", "aws:kms", "arn:aws:kms:us-east-1:1:key/x")
+    kms = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=receipts, s3={
+        "server_side_encryption": "aws:kms", "sse_kms_key_id": "arn:aws:kms:us-east-1:1:key/x"}))
     with pytest.raises(s3.S3Error, match=r"writing the sentinel failed.*InternalError"):
-        s3.write_sentinel(cfg.s3, "receipts", datetime.now(UTC),
-                          upload_options.boto_extra_args(kms))
+        s3.write_sentinel(kms.s3, "receipts", datetime.now(UTC))
+
+
+def test_upload_options_are_config_keys_checked_together(tmp_path: Path) -> None:
+    from tests.test_config import MINIMAL
+    text = MINIMAL.replace('bucket = "ardua-backups"', 'bucket = "ardua-backups"\n'
+                           'sse_kms_key_id = "alias/backups"')
+    with pytest.raises(config.ConfigError, match=r"/c.toml: s3.sse_kms_key_id is set but "
+                                                 r"s3.server_side_encryption is ''"):
+        config.parse(text, Path("/c.toml"))
+    good = config.parse(text.replace('sse_kms_key_id', 'server_side_encryption = "aws:kms"\n'
+                                                         'sse_kms_key_id'), Path("/c.toml"))
+    assert rclone.environment(good.s3)["RCLONE_S3_SSE_KMS_KEY_ID"] == "alias/backups"
