@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from supervisor import (
     alertsend,
     daemon,
+    doctor,
     drill,
     health,
     ledger,
@@ -29,6 +30,7 @@ from supervisor import (
     pipeline,
     restore,
     schedule,
+    versions,
 )
 from supervisor import config as config_mod
 from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
@@ -172,7 +174,7 @@ def cmd_status(cfg: Config, args: Args) -> int:
 
 
 def cmd_restore_list(cfg: Config, args: Args) -> int:
-    dumps, empty = restore.split_empty(restore.list_dumps(cfg))
+    dumps, empty = restore.split_empty(restore.list_dumps(cfg, args.at))
     print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
     if empty:
         print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
@@ -182,7 +184,8 @@ def cmd_restore_list(cfg: Config, args: Args) -> int:
 def cmd_restore_db(cfg: Config, args: Args) -> int:
     with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
         done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs, clean=args.clean,
-                                  privileges=args.privileges, workdir=Path(tmp), progress=True)
+                                  privileges=args.privileges, workdir=Path(tmp), progress=True,
+                                  at=args.at)
     f = done.fetched
     print(f"restored {f.key} ({f.format}): {f.size} B downloaded in {f.seconds:.1f} s "
           f"(verified {f.verified}), {done.detail}, restore {done.restore_s:.1f} s")
@@ -190,8 +193,18 @@ def cmd_restore_db(cfg: Config, args: Args) -> int:
 
 
 def cmd_restore_receipts(cfg: Config, args: Args) -> int:
-    print(restore.restore_receipts(cfg, args.dest, force=args.force))
+    print(restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at))
     return EXIT_OK
+
+
+def cmd_doctor(cfg: Config, args: Args) -> int:
+    prefixes = [job.prefix for job in cfg.jobs.values()]
+    if args.iam_policy:
+        print(json.dumps(doctor.iam_policy(cfg.s3.bucket, prefixes), indent=2))
+        return EXIT_OK
+    rows = doctor.diagnose(cfg.s3, prefixes, sse=cfg.s3.server_side_encryption)
+    print(json.dumps(doctor.to_json(rows), indent=2) if args.json else doctor.render(rows))
+    return doctor.exit_code(rows)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -225,7 +238,20 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="a JSON array instead of lines")
 
 
+def _at(text: str) -> datetime:
+    try:
+        return versions.parse_at(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _at_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", type=_at, help="as S3 held it at this time (ISO 8601 with Z or an "
+                                          "offset; needs bucket versioning)")
+
+
 def _restore_db_args(p: argparse.ArgumentParser) -> None:
+    _at_arg(p)
     p.add_argument("key", help="S3 key from `restore list` (or relative to the db prefix)")
     p.add_argument("--target", required=True, help="libpq DSN of the (empty) target database")
     p.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs (default 1)")
@@ -236,9 +262,16 @@ def _restore_db_args(p: argparse.ArgumentParser) -> None:
 
 
 def _restore_receipts_args(p: argparse.ArgumentParser) -> None:
+    _at_arg(p)
     p.add_argument("dest", type=Path, help="host directory to restore into")
     p.add_argument("--force", action="store_true",
                    help="sync into a non-empty DEST (deletes files not in S3)")
+
+
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--iam-policy", action="store_true",
+                   help="print the least-privilege IAM policy for this config instead")
 
 
 COMMANDS: dict[str, Command] = {
@@ -256,13 +289,15 @@ COMMANDS: dict[str, Command] = {
                       "3 UNKNOWN", cmd_status,
                       lambda p: p.add_argument("--json", action="store_true",
                                                help="machine-readable output")),
-    "restore list": Command("dumps in S3, newest first", cmd_restore_list),
+    "restore list": Command("dumps in S3, newest first", cmd_restore_list, _at_arg),
     "restore db": Command("download, verify and restore one dump", cmd_restore_db,
                           _restore_db_args),
     "restore receipts": Command("rclone sync the receipts from S3 into DEST",
                                 cmd_restore_receipts, _restore_receipts_args),
     "drill": Command("restore the newest S3 dumps into a throwaway PostgreSQL, check them",
                      cmd_drill),
+    "doctor": Command("what protects the bucket: versioning, lifecycle, object lock, "
+                      "encryption, public access; exit as status", cmd_doctor, _doctor_args),
 }
 GROUPS = {"restore": "get backups back out of S3"}
 

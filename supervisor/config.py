@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from supervisor import alertconfig
+from supervisor import alertconfig, upload_options
 from supervisor import configvalues as v
 from supervisor.configvalues import Source, parse_duration, show
+from supervisor.upload_options import UploadOptions
 
 __all__ = ["Source", "parse_duration"]  # re-exported: part of what a config holds
 
@@ -75,6 +76,12 @@ KEYS: tuple[Key, ...] = (
     Key("s3.credentials_file", v.optional_path, None,
         "AWS shared-credentials file, mode 0600; empty = IAM role / default chain"),
     Key("s3.profile", v.name, "default", "profile in that file"),
+    Key("s3.storage_class", v.string, "", "storage class of every object written (e.g. "
+        "STANDARD_IA); empty = the bucket's default"),
+    Key("s3.server_side_encryption", v.string, "", "'', 'AES256' or 'aws:kms' for every object "
+        "written; empty = the bucket's default encryption"),
+    Key("s3.sse_kms_key_id", v.string, "", "KMS key for 'aws:kms'; empty = the AWS managed "
+        "key"),
     Key("rclone.image", v.image, "rclone/rclone:1.75.2", "pinned upstream image; must be on "
         "the host"),
     Key("rclone.network_mode", v.docker_name, "bridge", "Docker network of the rclone "
@@ -177,6 +184,14 @@ class S3Config:
     endpoint_url: str = default("s3.endpoint_url")
     credentials_file: Path | None = default("s3.credentials_file")  # noqa: RUF009 - None
     profile: str = default("s3.profile")
+    storage_class: str = default("s3.storage_class")
+    server_side_encryption: str = default("s3.server_side_encryption")
+    sse_kms_key_id: str = default("s3.sse_kms_key_id")
+
+    @property
+    def upload_options(self) -> UploadOptions:
+        return UploadOptions(self.storage_class, self.server_side_encryption,
+                             self.sse_kms_key_id)
 
     @property
     def provider(self) -> str:
@@ -439,6 +454,11 @@ def parse(text: str, path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     root = _Table(path, "", data)
     s3 = S3Config(**_read(root.table("s3"), "s3"))
+    try:  # the three options are only valid together (a KMS key needs aws:kms)
+        upload_options.validate_upload_options(s3.storage_class, s3.server_side_encryption,
+                                               s3.sse_kms_key_id)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     rclone = RcloneConfig(**_read(root.table("rclone", required=False), "rclone"))
     jobs_table = root.table("jobs")
     jobs = {name: _read_job(jobs_table.table(name), name) for name in list(jobs_table.data)}

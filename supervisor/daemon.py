@@ -444,7 +444,9 @@ def main(config_path: Path) -> int:
 
     def preflight(config: Config) -> None:
         retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
-        retrying(lambda: s3.preflight(config.s3), "S3 preflight")
+        # One prefix of ours: a least-privilege key may list nothing else (doctor --iam-policy).
+        prefix = next(iter(config.jobs.values())).prefix
+        retrying(lambda: s3.preflight(config.s3, prefix), "S3 preflight")
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
     def run(config: Config, name: str, *, run_id: str) -> Report:

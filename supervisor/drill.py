@@ -297,7 +297,7 @@ def run_drill(
     log.info(f"{DRILL_JOB}: run {run_id} started")
     reasons: list[str] = []
     try:
-        s3.preflight(config.s3)
+        s3.preflight(config.s3, restore.db_prefix(config))
         listed, empty = restore.split_empty(restore.list_dumps(config))
         if empty:
             report.skipped = restore.skipped_note(empty)

@@ -454,7 +454,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
 def _gather_s3(config: Config, found: dict[str, object]) -> None:
     cfg = config.s3
     try:
-        s3.preflight(cfg)
+        s3.preflight(cfg, next(iter(config.jobs.values())).prefix)
         found["versioning"] = s3.versioning_status(cfg)
         found["sentinels"] = tuple(_read_sentinel(config, name) for name in config.jobs)
         databases: tuple[DatabaseDumps, ...] = found.get("databases", ())  # type: ignore[assignment]

@@ -205,7 +205,7 @@ def run_job(
         )
 
     try:
-        s3.preflight(config.s3)
+        s3.preflight(config.s3, job.prefix)
         run = _Run(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
         if reaped := docker_runner.reap_exited(run.client, job.name):

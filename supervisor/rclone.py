@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from supervisor import markers
+from supervisor import markers, upload_options
 from supervisor.config import S3Config
 
 SOURCE_MOUNT = "/source"
@@ -48,7 +48,7 @@ def environment(s3: S3Config) -> dict[str, str]:
     if s3.credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = CREDENTIALS_MOUNT
         env["AWS_PROFILE"] = s3.profile
-    return env
+    return env | upload_options.rclone_env(s3.upload_options)
 
 
 def max_duration_s(timeout_s: float) -> int:
@@ -74,9 +74,26 @@ def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
     return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s)
 
 
-def restore_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
-    """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3)."""
-    return _sync(remote(bucket, prefix), f"{DEST_MOUNT}/", timeout_s)
+def restore_command(
+    bucket: str, prefix: str, timeout_s: float, at: datetime | None = None
+) -> list[str]:
+    """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3). With `at`
+    (aware), the prefix as it was then: `--s3-version-at` lists each object's version live at
+    that time and leaves out what was deleted (delete markers show only with
+    --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot."""
+    command = _sync(remote(bucket, prefix), f"{DEST_MOUNT}/", timeout_s)
+    if at is not None:
+        if at.tzinfo is None:
+            raise ValueError("restore_command(at=...) needs an aware datetime")
+        command += ["--s3-version-at", rfc3339(at)]
+    return command
+
+
+def rfc3339(at: datetime) -> str:
+    """An aware time as RFC 3339 in UTC with `Z` (fractions kept), as rclone reads times."""
+    at = at.astimezone(UTC)
+    fraction = f".{at.microsecond:06d}" if at.microsecond else ""
+    return f"{at:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
 def list_command() -> list[str]:

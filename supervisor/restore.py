@@ -3,6 +3,18 @@
 Everything an operator needs on a bad day; the drill (supervisor.drill) reuses the same steps.
 Every postgres-backup-local format restores (supervisor.dumpformat): custom and directory dumps
 with pg_restore, plain and cluster SQL dumps with psql.
+
+Point in time (a versioned bucket, supervisor.versions): every step takes `at` (an aware
+datetime, None = now) and then works on the object versions S3 held at that time, so a bad sync
+(a wiped folder forced through, dumps overwritten) can be undone. Seams for the CLI:
+
+    list_dumps(config, at=None) -> list[StoredDump]            restore list --at TIME
+    find_dump(config, key, at=None) -> StoredDump
+    restore_db(config, key, target, ..., at=None)              restore db KEY --at TIME
+    restore_receipts(config, dest, ..., at=None) -> str        restore receipts DEST --at TIME
+
+`--at TIME` parses with supervisor.versions.parse_at; without versioning each raises
+versions.VersioningOff (an S3Error: one line naming the command that turns it on).
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +34,7 @@ from typing import Any
 
 import docker
 
-from supervisor import docker_runner, dumpformat, dumps, markers, pgtools, rclone, s3
+from supervisor import docker_runner, dumpformat, dumps, markers, pgtools, rclone, s3, versions
 from supervisor.config import Config
 from supervisor.pipeline import rclone_spec
 from supervisor.rclone import judge_sync
@@ -52,8 +64,10 @@ class StoredDump:
     database: str
     size: int  # a directory: the sum of its files
     uploaded: datetime  # S3's LastModified (a directory: its newest file)
-    objects: tuple[s3.S3Object, ...]  # the object, or the directory's files
+    # the object, or the directory's files; versions.ObjectVersion when listed as of a time
+    objects: tuple[s3.S3Object | versions.ObjectVersion, ...]
     dated: bool = True  # in dump_dir/ under its dated name, not a daily/weekly/monthly link
+    at: datetime | None = None  # listed as S3 held it at this time (None: as it is now)
 
     @property
     def is_directory(self) -> bool:
@@ -73,18 +87,22 @@ def _sort_key(d: StoredDump) -> tuple[bool, str, str]:
     return (d.dated, stamp, d.key)
 
 
-def list_dumps(config: Config) -> list[StoredDump]:
+def list_dumps(config: Config, at: datetime | None = None) -> list[StoredDump]:
     """Dumps under the db job's prefix, newest first, named as postgres-backup-local names them.
     `*-latest*` names are symlinks locally (rclone skips them) or, with
-    BACKUP_LATEST_TYPE=hardlink, copies of a dated dump: never offered."""
+    BACKUP_LATEST_TYPE=hardlink, copies of a dated dump: never offered.
+    With `at`: the dumps as S3 held them then (each object the version live at `at`)."""
     prefix = db_prefix(config)
-    held = s3.list_objects(config.s3, prefix)
+    held: Mapping[str, s3.S3Object | versions.ObjectVersion] = (
+        s3.list_objects(config.s3, prefix) if at is None
+        else versions.state_at(config.s3, prefix, at)
+    )
     found = dumps.find(((rel, o.size, o.last_modified) for rel, o in held.items()),
                        config.health.dump_dir)
     stored = [
         StoredDump(f"{prefix}/{f.dump.key}", f.database, f.dump.size, f.dump.modified,
                    tuple(held[rel] for rel, _ in f.dump.files or ((f.dump.key, 0),)),
-                   f.in_dump_dir)
+                   f.in_dump_dir, at)
         for f in found
     ]
     return sorted(stored, key=_sort_key, reverse=True)
@@ -117,10 +135,12 @@ def skipped_note(empty: list[StoredDump]) -> str:
 def format_of(config: Config, dump: StoredDump) -> str:
     """The dump's format from its first bytes in S3 (a ranged GET), or why it has none."""
     names = tuple(o.key for o in dump.objects) if dump.is_directory else ()
-    first = next((k for k in names if k.endswith(f"/{dumpformat.TOC}")), dump.key)
+    first = (next((o for o in dump.objects if o.key.endswith(f"/{dumpformat.TOC}")), None)
+             if dump.is_directory else dump.objects[0])
     try:
-        return dumpformat.detect(dump.key, s3.read_head(config.s3, first,
-                                                        dumpformat.HEAD_BYTES), names)
+        head = b"" if first is None else s3.read_head(config.s3, first.key,
+                                                      dumpformat.HEAD_BYTES, first.version_id)
+        return dumpformat.detect(dump.key, head, names)
     except dumpformat.FormatError:
         return "not-a-dump"
 
@@ -180,14 +200,17 @@ def _md5_of(path: Path) -> hashlib._Hash:
 
 def verify(path: Path, head: dict[str, Any]) -> str:
     """Checks the downloaded file against what S3 says; returns what was verified.
-    Single-part ETag = MD5 of the body. A multipart ETag is an MD5 of part MD5s; rclone then
+    Single-part ETag = MD5 of the body. A multipart ETag is an MD5 of part MD5s, and the ETag of
+    an SSE-KMS or SSE-C object is no MD5 at all (AWS's common response headers); rclone then
     stores the whole-file MD5 as metadata md5chksum, which we use when present."""
     size = path.stat().st_size
     expected = int(head["ContentLength"])
     if size != expected:
         raise RestoreError(f"downloaded {size} bytes but S3 holds {expected}; download is corrupt")
     etag = str(head.get("ETag", "")).strip('"')
-    if etag and "-" not in etag:
+    kms_or_c = bool(head.get("ServerSideEncryption") == "aws:kms"
+                    or head.get("SSECustomerAlgorithm"))
+    if etag and "-" not in etag and not kms_or_c:
         if _md5_of(path).hexdigest() != etag:
             raise RestoreError(f"MD5 of the download does not match the S3 ETag {etag}")
         return f"size {size} B and MD5 = S3 ETag"
@@ -195,35 +218,44 @@ def verify(path: Path, head: dict[str, Any]) -> str:
     if meta:
         if base64.b64encode(_md5_of(path).digest()).decode() != meta:
             raise RestoreError("MD5 of the download does not match rclone's md5chksum metadata")
-        return f"size {size} B and MD5 = rclone md5chksum metadata (multipart upload)"
-    return f"size {size} B only (multipart ETag {etag} without md5chksum metadata)"
+        why = "SSE-KMS/SSE-C object" if kms_or_c else "multipart upload"
+        return f"size {size} B and MD5 = rclone md5chksum metadata ({why})"
+    why = "an SSE-KMS/SSE-C ETag is no MD5" if kms_or_c else f"multipart ETag {etag}"
+    return f"size {size} B only ({why}, without md5chksum metadata)"
 
 
-def _fetch_object(config: Config, key: str, path: Path, progress: bool) -> str:
-    head = s3.head(config.s3, key)
+def _fetch_object(config: Config, obj: s3.S3Object | versions.ObjectVersion, path: Path,
+                  progress: bool) -> str:
+    """Downloads one object, or with a version_id that version, and verifies it against the
+    HEAD of that same version."""
+    key, version_id = obj.key, obj.version_id
+    head = s3.head(config.s3, key, version_id)
     size = int(head["ContentLength"])
     callback = Progress(key, size) if progress and sys.stderr.isatty() else None
-    s3.download(config.s3, key, str(path), callback)
+    s3.download(config.s3, key, str(path), callback, version_id)
     try:
-        return verify(path, head)
+        verified = verify(path, head)
     except RestoreError as exc:
-        raise RestoreError(f"{key}: {exc}") from None
+        raise RestoreError(f"{key}{f' (version {version_id})' if version_id else ''}: "
+                           f"{exc}") from None
+    return f"{verified}, version {version_id}" if version_id else verified
 
 
 def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool = False) -> Fetched:
     """Downloads one dump from S3 into workdir, verifies every file of it against S3 and reads
-    its format from the downloaded bytes."""
+    its format from the downloaded bytes. A dump listed with `at` (list_dumps/find_dump) is
+    fetched as the versions it was made of then, each verified against its own HEAD."""
     path = workdir / dump.key.rsplit("/", 1)[-1]
     started = time.monotonic()
     if dump.is_directory:
         path.mkdir()
         for obj in dump.objects:  # a -Fd dump's files sit flat in its directory
-            _fetch_object(config, obj.key, path / obj.key.rsplit("/", 1)[-1], progress)
+            _fetch_object(config, obj, path / obj.key.rsplit("/", 1)[-1], progress)
         verified = f"{len(dump.objects)} files, size and MD5 of each = S3"
         names = tuple(p.name for p in path.iterdir())
         first = path / dumpformat.TOC
     else:
-        verified = _fetch_object(config, dump.key, path, progress)
+        verified = _fetch_object(config, dump.objects[0], path, progress)
         names, first = (), path
     seconds = time.monotonic() - started
     try:
@@ -243,11 +275,16 @@ def resolve_key(config: Config, key: str) -> str:
     return key if key.startswith(f"{prefix}/") else f"{prefix}/{key.lstrip('/')}"
 
 
-def find_dump(config: Config, key: str) -> StoredDump:
+def find_dump(config: Config, key: str, at: datetime | None = None) -> StoredDump:
     key = resolve_key(config, key)
     if "-latest" in key.rsplit("/", 1)[-1]:
         raise RestoreError(f"{key}: *-latest names are moving links; pick a dated dump")
-    found = next((d for d in list_dumps(config) if d.key == key), None)
+    found = next((d for d in list_dumps(config, at) if d.key == key), None)
+    if found is None and at is not None:
+        when = versions.format_at(at)
+        raise RestoreError(f"s3://{config.s3.bucket}/{key} did not exist at {when} (or is not "
+                           f"named as postgres-backup-local names dumps); see `ardua-backup "
+                           f"restore list --at {when}`")
     if found is None:
         raise RestoreError(f"s3://{config.s3.bucket}/{key} does not exist (or is not named as "
                            f"postgres-backup-local names dumps); see `ardua-backup restore list`")
@@ -311,12 +348,13 @@ def _check_target(fmt: str, target: str, clean: bool, privileges: bool) -> None:
 
 def restore_db(
     config: Config, key: str, target: str, *, jobs: int = 1, clean: bool = False,
-    privileges: bool = True, workdir: Path, progress: bool = False,
+    privileges: bool = True, workdir: Path, progress: bool = False, at: datetime | None = None,
 ) -> RestoreResult:
     """Fetch, verify and restore one dump into the target DSN (for a cluster dump: a server,
     any database of it). The target is checked first, against the format the name and S3's
-    first bytes say, so an unusable target fails before minutes of download."""
-    dump = find_dump(config, key)
+    first bytes say, so an unusable target fails before minutes of download. With `at`: the
+    dump as S3 held it then (the versions live at that time)."""
+    dump = find_dump(config, key, at)
     _check_target(format_of(config, dump), target, clean, privileges)
     fetched = fetch_dump(config, dump, workdir, progress)
     if fetched.format in dumpformat.ARCHIVES:
@@ -349,32 +387,42 @@ def receipts_prefix(config: Config) -> str:
 
 
 def restore_receipts(
-    config: Config, dest: Path, *, force: bool = False,
+    config: Config, dest: Path, *, force: bool = False, at: datetime | None = None,
     client: docker.DockerClient | None = None,
     on_line: Callable[[str], None] = print,
 ) -> str:
     """rclone sync s3://BUCKET/<receipts prefix>/ -> dest in a one-shot container.
-    A sync deletes what the source lacks, so a non-empty dest needs force."""
+    A sync deletes what the source lacks, so a non-empty dest needs force.
+    With `at`: the prefix as it was then (rclone --s3-version-at; deleted files and delete
+    markers are not listed, the sentinel and drill marker are excluded as always), into an
+    empty dest only (--force does not apply: merging an old state into files of today would
+    make a directory that never existed)."""
     prefix = receipts_prefix(config)
     dest = dest.resolve()
     if dest.exists() and not dest.is_dir():
         raise RestoreError(f"{dest} exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()) and at is not None:
+        raise RestoreError(f"{dest} is not empty; a restore as of a time goes into an empty "
+                           f"directory (compare or move the files afterwards)")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise RestoreError(
             f"{dest} is not empty; the sync would delete files that are not in S3. "
             f"Use an empty directory or pass --force"
         )
+    s3.preflight(config.s3, prefix)
+    if at is not None:
+        versions.require_versioning(config.s3)
     # Created here, owned by us: Docker would create a missing bind path itself, as root.
     dest.mkdir(parents=True, exist_ok=True)
-    s3.preflight(config.s3)
     client = client or docker_runner.connect()
     docker_runner.ensure_image(client, config.rclone.image)
     owner = dest.stat()
     timeout_s = config.job(config.drill.receipts_job).timeout_s
-    on_line(f"restoring s3://{config.s3.bucket}/{prefix}/ -> {dest}")
+    as_of = f" as of {versions.format_at(at)}" if at is not None else ""
+    on_line(f"restoring s3://{config.s3.bucket}/{prefix}/{as_of} -> {dest}")
     spec = rclone_spec(
         config,
-        rclone.restore_command(config.s3.bucket, prefix, timeout_s),
+        rclone.restore_command(config.s3.bucket, prefix, timeout_s, at),
         docker_runner.file_mount(str(dest), rclone.DEST_MOUNT, read_only=False),
         {docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
         # As DEST's owner: the files land owned like the directory, and no capability is
@@ -388,7 +436,7 @@ def restore_receipts(
     if not verdict.ok:
         raise RestoreError(f"receipts restore failed: {verdict.reason}: {summary.last_error}")
     return (f"restored {summary.stat('transfers')} file(s), {summary.stat('bytes')} B "
-            f"into {dest}")
+            f"into {dest}{as_of}")
 
 
 def workdir_root(config: Config) -> Path:

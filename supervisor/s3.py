@@ -24,7 +24,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from supervisor import markers
+from supervisor import markers, upload_options
 from supervisor.config import S3Config
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
@@ -128,19 +128,30 @@ def describe(exc: Exception, s3: S3Config) -> str:
     return f"S3 at {where} failed: {exc}"
 
 
-def preflight(s3: S3Config) -> None:
-    """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket."""
+def preflight(s3: S3Config, prefix: str | None = None) -> None:
+    """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket.
+
+    With a prefix it lists one key under prefix/ instead of HEADing the bucket: AWS authorizes
+    HeadBucket as an s3:ListBucket without a prefix, which the least-privilege policy of
+    supervisor.doctor.iam_policy (ListBucket only on s3:prefix PREFIX/*) denies."""
     check_credentials_file(s3)
     try:
-        client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+        if prefix is None:
+            client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+        else:
+            client(s3, fast=True).list_objects_v2(Bucket=s3.bucket, Prefix=f"{prefix}/",
+                                                  MaxKeys=1)
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(describe(exc, s3), _transient(exc)) from None
 
 
 def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
+    """A small object the daemon writes itself (sentinel, drill marker), with the configured
+    storage class and encryption like every upload."""
     try:
         client(s3).put_object(
-            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain"
+            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
+            **upload_options.boto_extra_args(s3.upload_options),
         )
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(f"writing the {what} failed: {describe(exc, s3)}") from None
@@ -152,26 +163,40 @@ def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
     return body
 
 
-def head(s3: S3Config, key: str) -> dict[str, Any]:
-    """HEAD of one object; a missing key is an S3Error that names it."""
+def _version(version_id: str | None) -> dict[str, str]:
+    """The VersionId argument of one object version; none = the current version."""
+    return {"VersionId": version_id} if version_id else {}
+
+
+def _named(key: str, version_id: str | None) -> str:
+    return f"{key} (version {version_id})" if version_id else key
+
+
+def head(s3: S3Config, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """HEAD of one object (or one version of it); a missing key is an S3Error that names it."""
     try:
-        return client(s3).head_object(Bucket=s3.bucket, Key=key)
+        return client(s3).head_object(Bucket=s3.bucket, Key=key, **_version(version_id))
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey"):
-            raise S3Error(f"s3://{s3.bucket}/{key} does not exist") from None
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey",
+                                                                  "NoSuchVersion"):
+            raise S3Error(f"s3://{s3.bucket}/{_named(key, version_id)} does not exist") from None
         raise S3Error(describe(exc, s3)) from None
     except BotoCoreError as exc:
         raise S3Error(describe(exc, s3)) from None
 
 
 def download(
-    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None
+    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None,
+    version_id: str | None = None,
 ) -> None:
-    """Downloads one object to a file (ranged, parallel GETs for large objects)."""
+    """Downloads one object (or one version of it) to a file (ranged, parallel GETs for large
+    objects)."""
     try:
-        client(s3).download_file(s3.bucket, key, dest, Callback=progress)
+        client(s3).download_file(s3.bucket, key, dest, Callback=progress,
+                                 ExtraArgs=_version(version_id) or None)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"downloading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"downloading s3://{s3.bucket}/{_named(key, version_id)} failed: "
+                      f"{describe(exc, s3)}") from None
 
 
 def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
@@ -183,10 +208,12 @@ def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
         raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
 
 
-def read_head(s3: S3Config, key: str, size: int) -> bytes:
-    """The first `size` bytes of an object (a ranged GET): enough to tell its format."""
+def read_head(s3: S3Config, key: str, size: int, version_id: str | None = None) -> bytes:
+    """The first `size` bytes of an object or version (a ranged GET): enough to tell its
+    format."""
     try:
-        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}")
+        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}",
+                                     **_version(version_id))
         return resp["Body"].read(size)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
@@ -202,6 +229,7 @@ class S3Object:
     size: int
     etag: str
     last_modified: datetime
+    version_id: str | None = None  # None: the current version
 
 
 def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:

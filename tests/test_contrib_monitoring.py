@@ -110,10 +110,10 @@ class Story:
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     cfg = make_config(tmp_path_factory.mktemp("metrics"))
-    drill = DrillReport(job="restore-drill", run_id="drill-1", started_at=DRILL.at - timedelta(minutes=3),
-                        result=SUCCESS, exit_code=None, finished_at=DRILL.at, duration_s=180,
-                        dump_key=DUMP.key,
-                        bytes=DUMP.size, download_s=20, restore_s=75)
+    drill = DrillReport(job="restore-drill", run_id="drill-1",
+                        started_at=DRILL.at - timedelta(minutes=3), result=SUCCESS,
+                        exit_code=None, finished_at=DRILL.at, duration_s=180,
+                        dump_key=DUMP.key, bytes=DUMP.size, download_s=20, restore_s=75)
     metrics.write_run(cfg, drill)
     metrics.write_run(cfg, run("db-upload", SUCCESS, DB_OK, files=1, bytes=DUMP.size))
     metrics.write_run(cfg, run("receipts-upload", SUCCESS, RECEIPTS_OK, files=7, bytes=900_000))
