@@ -14,8 +14,9 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from loguru import logger
 
-from supervisor import config, doctor, s3
+from supervisor import cli, config, doctor, s3
 from supervisor.config import S3Config
 from supervisor.health import CRITICAL, OK, UNKNOWN, WARNING
 from tests.harness.s3server import S3Server
@@ -190,6 +191,8 @@ def test_doctor_names_missing_protections_then_passes(
     tmp_path: Path, bucket: str, s3server: S3Server, write_config
 ) -> None:
     cfg = config.load(write_config(tmp_path, s3server, bucket))
+    assert cli.main(["--config", str(cfg.path), "doctor", "--json"]) == 2  # versioning off
+    logger.remove()
     rows = {r.name: r for r in doctor.diagnose(cfg.s3, PREFIXES)}
     assert rows["access"].state == OK
     assert rows["versioning"].state == CRITICAL and "cannot be undone" in rows["versioning"].detail

@@ -18,8 +18,9 @@ import docker
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loguru import logger
 
-from supervisor import config, pipeline, rclone, restore, versions
+from supervisor import cli, config, pipeline, rclone, restore, versions
 from supervisor.report import REFUSED
 from supervisor.versions import Entry
 from tests.harness.files import settle
@@ -257,7 +258,7 @@ def bad_sync(
 
 @pytest.mark.docker
 def test_restore_list_and_db_as_of_before_a_bad_sync(
-    bad_sync: BadSync, pg: PgServer, tmp_path: Path
+    bad_sync: BadSync, pg: PgServer, tmp_path: Path, capsys
 ) -> None:
     cfg = bad_sync.cfg
     then = restore.list_dumps(cfg, at=bad_sync.at)
@@ -282,6 +283,19 @@ def test_restore_list_and_db_as_of_before_a_bad_sync(
     restore.restore_db(cfg, "last/ardua-20260301-010000.dump", pg.dsn(older),
                        workdir=work, at=bad_sync.at)
     assert _counts(pg, older) == (OLD_ORDERS, CUSTOMERS)
+
+    # The same through the CLI, as the runbook types it.
+    iso = versions.format_at(bad_sync.at)
+    capsys.readouterr()
+    assert cli.main(["--config", str(cfg.path), "restore", "list", "--at", iso]) == 0
+    listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == [d.key for d in then]
+    by_cli = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(by_cli)
+    assert cli.main(["--config", str(cfg.path), "restore", "db", NEWEST, "--at", iso,
+                     "--target", pg.dsn(by_cli)]) == 0
+    logger.remove()
+    assert _counts(pg, by_cli) == (NEW_ORDERS, CUSTOMERS)
 
     # Before the first upload nothing existed; the message says when and how to look.
     before = bad_sync.at - timedelta(days=1)
