@@ -197,6 +197,18 @@ def cmd_restore_receipts(cfg: Config, args: Args) -> int:
     return EXIT_OK
 
 
+def cmd_alerts_test(cfg: Config, args: Args) -> int:
+    """A test notification to every URL of alerts.urls_file, each one's result (URLs shown as
+    scheme://host: they carry tokens)."""
+    if not cfg.alert_urls:
+        print(f"ardua-backup: no alert URLs: set alerts.urls_file in {cfg.path}", file=sys.stderr)
+        return EXIT_FAILED
+    results = alertsend.test_all(cfg.alert_urls)
+    for shown, ok, error in results:
+        print(f"{'sent  ' if ok else 'FAILED'}  {shown}{'' if ok else f'  ({error})'}")
+    return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
+
+
 def cmd_doctor(cfg: Config, args: Args) -> int:
     prefixes = [job.prefix for job in cfg.jobs.values()]
     if args.iam_policy:
@@ -296,10 +308,12 @@ COMMANDS: dict[str, Command] = {
                                 cmd_restore_receipts, _restore_receipts_args),
     "drill": Command("restore the newest S3 dumps into a throwaway PostgreSQL, check them",
                      cmd_drill),
+    "alerts test": Command("send a test notification to every alert URL; show each result",
+                           cmd_alerts_test),
     "doctor": Command("what protects the bucket: versioning, lifecycle, object lock, "
                       "encryption, public access; exit as status", cmd_doctor, _doctor_args),
 }
-GROUPS = {"restore": "get backups back out of S3"}
+GROUPS = {"restore": "get backups back out of S3", "alerts": "the notifications"}
 
 
 def _parser() -> argparse.ArgumentParser:
