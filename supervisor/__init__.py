@@ -1,3 +1,1 @@
 """ardua-backup: mirrors Ardua Books' backups to S3 and proves they are there."""
-
-__version__ = "0.1.0"

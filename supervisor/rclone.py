@@ -109,7 +109,6 @@ class LogSummary:
     error_lines: list[str] = field(default_factory=list)
     error_count: int = 0
     skipped_symlinks: int = 0
-    notices: int = 0
 
     def stat(self, key: str) -> int:
         """A count from the final stats line (0 when there was none)."""
@@ -146,8 +145,6 @@ def parse_log(stderr: str) -> LogSummary:
             _add_error(summary, f"{obj}: {msg}" if obj else msg)
         elif SYMLINK_NOTICE in msg:
             summary.skipped_symlinks += 1
-        elif level == "notice":
-            summary.notices += 1
     return summary
 
 
