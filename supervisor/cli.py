@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 from supervisor import (
     alertsend,
+    configkeys,
     daemon,
     doctor,
     drill,
+    gather,
     health,
     ledger,
     logs,
@@ -89,8 +91,8 @@ def _shown(key: str, value: Any) -> str:
     if key.endswith("_url") and isinstance(value, str) and "://" in value:
         scheme, _, rest = value.partition("://")
         return f'"{scheme}://{rest.split("/", 1)[0].rsplit("@", 1)[-1]}/..."'
-    if config_mod.is_duration(key) and isinstance(value, float):
-        return f'"{config_mod.format_duration(value)}"'
+    if configkeys.is_duration(key) and isinstance(value, float):
+        return f'"{configkeys.format_duration(value)}"'
     if value is None:
         return "(unset)"
     return json.dumps(value if isinstance(value, str | int | float | bool | list | tuple)
@@ -167,7 +169,7 @@ def _dash(value: object) -> str:
 
 
 def cmd_status(cfg: Config, args: Args) -> int:
-    verdict = health.evaluate_status(cfg)
+    verdict = gather.evaluate_status(cfg)
     metrics.write_status(cfg, verdict.values())
     print(json.dumps(verdict.to_json(), indent=2) if args.json else verdict.render())
     return verdict.exit_code

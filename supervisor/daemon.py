@@ -34,7 +34,7 @@ from docker.errors import APIError, DockerException
 from loguru import logger
 
 from supervisor import config as config_module
-from supervisor import docker_runner, drill, health, logs, metrics, pipeline, s3
+from supervisor import docker_runner, drill, gather, health, logs, metrics, pipeline, s3
 from supervisor.alerts import Alerter
 from supervisor.config import EXIT_CONFIG, Config, ConfigError
 from supervisor.ledger import Ledger
@@ -454,5 +454,5 @@ def main(config_path: Path) -> int:
             return drill.run_drill(config, run_id=run_id)
         return pipeline.run_job(config, name, run_id=run_id)
 
-    daemon = Daemon(config_path, run, containers, preflight, check_health=health.evaluate_status)
+    daemon = Daemon(config_path, run, containers, preflight, check_health=gather.evaluate_status)
     return run_service(daemon)

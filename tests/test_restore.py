@@ -20,7 +20,7 @@ import docker
 import pytest
 from loguru import logger
 
-from supervisor import cli, config, drill, health, pipeline, rclone, restore, spotcheck
+from supervisor import cli, config, drill, gather, pipeline, rclone, restore, spotcheck
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
@@ -273,7 +273,7 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
     # with other test sessions creating named volumes.)
     assert _anonymous_volumes(docker_client) <= volumes_before
     # `status` reads the marker back from S3 (schema: README, `status --json`).
-    seen = health.gather(uploaded.cfg, docker_client).drill
+    seen = gather.gather(uploaded.cfg, docker_client).drill
     assert seen is not None and seen.ok and seen.dump_key == uploaded.newest_key
     print(report.summary())
 
