@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -345,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     name = " ".join(filter(None, (args.command, getattr(args, "subcommand", None))))
     command = COMMANDS[name]
     path = config_mod.resolve_path(args.config)
+    if name != "run":
+        # `ardua-backup next | head`: end quietly when the reader goes, as Unix tools do.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if not command.loads_config:
         return command.handler(path, args)
     logs.setup()

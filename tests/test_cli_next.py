@@ -1,5 +1,7 @@
 """`ardua-backup next --after` through the real CLI: Vixie-cron semantics across DST."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,12 @@ def test_config_option_before_or_after_the_command(tmp_path) -> None:
     assert run_cli(*args, config=None, env={"ARDUA_BACKUP_CONFIG": str(good)}).returncode == 0
     restore = run_cli("restore", "list", "--config", str(bad))
     assert restore.returncode == 78 and "jobs.nightly.schedule" in restore.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`ardua-backup next | head -1`: SIGPIPE ends it as it ends Unix tools, no traceback."""
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run(
+        f"{sys.executable} -m supervisor --config config.example.toml next -n 500 | head -1",
+        shell=True, cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.stdout.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
