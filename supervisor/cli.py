@@ -31,6 +31,7 @@ from supervisor import (
     logs,
     metrics,
     pipeline,
+    receipts_restore,
     restore,
     schedule,
     versions,
@@ -196,7 +197,7 @@ def cmd_restore_db(cfg: Config, args: Args) -> int:
 
 
 def cmd_restore_receipts(cfg: Config, args: Args) -> int:
-    print(restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at))
+    print(receipts_restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at))
     return EXIT_OK
 
 

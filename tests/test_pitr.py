@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from supervisor import cli, config, pipeline, rclone, restore, versions
+from supervisor.receipts_restore import restore_receipts
 from supervisor.report import REFUSED
 from supervisor.versions import Entry
 from tests.harness.files import settle
@@ -310,7 +311,7 @@ def test_restore_receipts_as_of_before_a_bad_sync(
 ) -> None:
     dest = tmp_path / "restored"
     lines: list[str] = []
-    said = restore.restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, client=docker_client,
+    said = restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, client=docker_client,
                                     on_line=lines.append)
     assert _sha256s(dest) == bad_sync.receipts  # byte-identical, the overwritten one too
     assert not [p for p in dest.rglob(".*")]  # no sentinel, no drill marker, no delete marker
@@ -321,12 +322,12 @@ def test_restore_receipts_as_of_before_a_bad_sync(
     # files would be a directory that never existed).
     for force in (False, True):
         with pytest.raises(restore.RestoreError, match="not empty; a restore as of a time"):
-            restore.restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, force=force,
+            restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, force=force,
                                      client=docker_client)
 
     # Without --at: today's state, the damage included.
     today = tmp_path / "today"
-    restore.restore_receipts(bad_sync.cfg, today, client=docker_client, on_line=lambda _: None)
+    restore_receipts(bad_sync.cfg, today, client=docker_client, on_line=lambda _: None)
     assert sorted(_sha256s(today)) == ["2026/03/00/r0.pdf", "2026/03/01/r1.pdf"]
 
 
@@ -345,7 +346,7 @@ def test_at_without_versioning_is_one_line(
     calls = [
         lambda: restore.list_dumps(cfg, at=at),
         lambda: restore.restore_db(cfg, NEWEST, "postgresql://x/y", workdir=tmp_path, at=at),
-        lambda: restore.restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client),
+        lambda: restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client),
         lambda: versions.state_at(cfg.s3, "receipts", at),
     ]
     for call in calls:

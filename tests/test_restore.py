@@ -20,7 +20,16 @@ import docker
 import pytest
 from loguru import logger
 
-from supervisor import cli, config, drill, gather, pipeline, rclone, restore, spotcheck
+from supervisor import (
+    cli,
+    config,
+    drill,
+    gather,
+    pipeline,
+    rclone,
+    restore,
+    spotcheck,
+)
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
