@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from supervisor import (
     alertsend,
     configkeys,
-    daemon,
     doctor,
     drill,
     gather,
@@ -34,6 +33,7 @@ from supervisor import (
     receipts_restore,
     restore,
     schedule,
+    service,
     versions,
 )
 from supervisor import config as config_mod
@@ -54,7 +54,7 @@ Args = argparse.Namespace
 
 
 def cmd_run(path: Path, args: Args) -> int:
-    return daemon.main(path)  # sets up its own logging, exits EXIT_CONFIG on a bad config
+    return service.main(path)  # sets up its own logging, exits EXIT_CONFIG on a bad config
 
 
 def cmd_check_config(path: Path, now: datetime | None = None) -> int:

@@ -27,20 +27,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import docker
-import requests
-import tenacity
-from docker.errors import APIError, DockerException
 from loguru import logger
 
 from supervisor import config as config_module
-from supervisor import docker_runner, drill, gather, health, logs, metrics, pipeline, s3
+from supervisor import health, metrics
 from supervisor.alerts import Alerter
 from supervisor.config import EXIT_CONFIG, Config, ConfigError
 from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
 from supervisor.recorder import Recorder, Recording
 from supervisor.report import DEFERRED, FAILED, Report
+from supervisor.retry import retrying
 from supervisor.schedule import missed_fire, next_fire
 
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
@@ -71,35 +68,6 @@ class Containers(Protocol):
     def running(self, job: str) -> bool: ...
 
     def stop(self, job: str, timeout_s: float) -> None: ...
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: connection trouble and server-side errors, not auth or missing things."""
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return True
-    if isinstance(exc, APIError):
-        return exc.is_server_error()
-    if isinstance(exc, DockerException):
-        # docker.from_env() wraps "cannot connect" in a bare DockerException.
-        return isinstance(exc.__context__, requests.exceptions.ConnectionError)
-    # supervisor.s3.S3Error says itself whether it is worth retrying.
-    return bool(getattr(exc, "transient", False))
-
-
-def retrying(call: Callable[[], T], what: str) -> T:
-    """Bounded retry (about 15 s at most) of the daemon's own Docker and S3 calls."""
-    for attempt in tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_transient),
-        stop=tenacity.stop_after_attempt(5) | tenacity.stop_after_delay(15),
-        wait=tenacity.wait_exponential(multiplier=0.5, max=8),
-        before_sleep=lambda state: logger.warning(
-            "{} failed ({}), retrying", what, state.outcome.exception() if state.outcome else "?"
-        ),
-        reraise=True,
-    ):
-        with attempt:
-            return call()
-    raise AssertionError("unreachable: tenacity reraises")
 
 
 @dataclass
@@ -417,42 +385,3 @@ def run_service(daemon: Daemon) -> int:
         logger.error("{}", exc)
         return EXIT_CONFIG
     return daemon.serve()
-
-
-class DockerContainers:
-    """Containers via the Docker socket; the client is created on first use and kept."""
-
-    def __init__(self) -> None:
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = retrying(docker.from_env, "connect to Docker")
-        return self._client
-
-    def running(self, job: str) -> bool:
-        return bool(docker_runner.job_containers(self.client(), job))
-
-    def stop(self, job: str, timeout_s: float) -> None:
-        docker_runner.stop_job_containers(self.client(), job, timeout_s)
-
-
-def main(config_path: Path) -> int:
-    """`ardua-backup run [--config PATH]` with the real pipeline, Docker and S3."""
-    logs.setup()
-    containers = DockerContainers()
-
-    def preflight(config: Config) -> None:
-        retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
-        # One prefix of ours: a least-privilege key may list nothing else (doctor --iam-policy).
-        prefix = next(iter(config.jobs.values())).prefix
-        retrying(lambda: s3.preflight(config.s3, prefix), "S3 preflight")
-
-    # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
-    def run(config: Config, name: str, *, run_id: str) -> Report:
-        if name == config_module.DRILL_JOB:
-            return drill.run_drill(config, run_id=run_id)
-        return pipeline.run_job(config, name, run_id=run_id)
-
-    daemon = Daemon(config_path, run, containers, preflight, check_health=gather.evaluate_status)
-    return run_service(daemon)

@@ -18,10 +18,11 @@ import pytest
 from loguru import logger
 
 from supervisor.config import Config
-from supervisor.daemon import Daemon, is_transient
+from supervisor.daemon import Daemon
 from supervisor.ledger import Ledger
 from supervisor.notify import Notifier
 from supervisor.report import RunReport
+from supervisor.retry import is_transient
 from tests.cli_helpers import Notifications
 from tests.harness.poll import poll
 

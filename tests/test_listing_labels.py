@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from supervisor import docker_runner
-from supervisor.daemon import DockerContainers
+from supervisor.service import DockerContainers
 from tests.cli_helpers import run_cli, service
 from tests.harness import dockerd
 from tests.harness.freeze import ListingFreezer, SyncFreezer

@@ -1,0 +1,55 @@
+"""`ardua-backup run` as systemd runs it: the daemon (supervisor.daemon) with the real pipeline,
+the real drill, Docker through its socket, S3, and status's signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from supervisor import config as config_module
+from supervisor import docker_runner, drill, gather, logs, pipeline, s3
+from supervisor.config import Config
+from supervisor.daemon import Daemon, run_service
+from supervisor.report import Report
+from supervisor.retry import retrying
+
+
+class DockerContainers:
+    """Containers via the Docker socket; the client is created on first use and kept."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = retrying(docker.from_env, "connect to Docker")
+        return self._client
+
+    def running(self, job: str) -> bool:
+        return bool(docker_runner.job_containers(self.client(), job))
+
+    def stop(self, job: str, timeout_s: float) -> None:
+        docker_runner.stop_job_containers(self.client(), job, timeout_s)
+
+
+def main(config_path: Path) -> int:
+    """`ardua-backup run [--config PATH]` with the real pipeline, Docker and S3."""
+    logs.setup()
+    containers = DockerContainers()
+
+    def preflight(config: Config) -> None:
+        retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
+        # One prefix of ours: a least-privilege key may list nothing else (doctor --iam-policy).
+        prefix = next(iter(config.jobs.values())).prefix
+        retrying(lambda: s3.preflight(config.s3, prefix), "S3 preflight")
+
+    # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
+    def run(config: Config, name: str, *, run_id: str) -> Report:
+        if name == config_module.DRILL_JOB:
+            return drill.run_drill(config, run_id=run_id)
+        return pipeline.run_job(config, name, run_id=run_id)
+
+    daemon = Daemon(config_path, run, containers, preflight, check_health=gather.evaluate_status)
+    return run_service(daemon)
