@@ -1,13 +1,18 @@
-"""One-shot containers through the Docker SDK: start, bound, read, always remove."""
+"""One-shot containers through the Docker SDK: start, bound, read, always remove.
+
+Every public function here raises one error type, DockerError (one line; `.transient` says
+whether a retry could help), whatever the SDK or the connection raised, so callers catch that.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import docker
 import requests
@@ -16,6 +21,7 @@ from docker.models.containers import Container
 from docker.types import Mount
 
 from supervisor.config import S3Config, Source
+from supervisor.retry import is_transient
 
 LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
@@ -29,6 +35,25 @@ KILLED_BY_TIMEOUT = 137
 
 class DockerError(Exception):
     """A Docker problem, phrased as one line that says what to fix."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _api(call: Callable[P, T]) -> Callable[P, T]:
+    """The SDK's and the connection's errors from `call` as a DockerError."""
+    @functools.wraps(call)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return call(*args, **kwargs)
+        except (DockerException, requests.RequestException) as exc:
+            raise DockerError(f"Docker API error: {_reason(exc)}", is_transient(exc)) from None
+    return wrapped
 
 
 @dataclass(frozen=True)
@@ -45,9 +70,10 @@ def connect() -> docker.DockerClient:
     try:
         client = docker.from_env(timeout=30)
         client.ping()
-    except DockerException as exc:
+    except (DockerException, requests.RequestException) as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise DockerError(f"Docker engine at {host} is not reachable: {_reason(exc)}") from None
+        raise DockerError(f"Docker engine at {host} is not reachable: {_reason(exc)}",
+                          is_transient(exc)) from None
     return client
 
 
@@ -55,7 +81,8 @@ def ping(client: docker.DockerClient) -> None:
     try:
         client.ping()
     except (DockerException, requests.RequestException) as exc:
-        raise DockerError(f"Docker engine is not reachable: {_reason(exc)}") from None
+        raise DockerError(f"Docker engine is not reachable: {_reason(exc)}",
+                          is_transient(exc)) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -63,6 +90,7 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+@_api
 def ensure_image(client: docker.DockerClient, image: str, setting: str = "rclone.image") -> None:
     """Requires the image to be on the host. Never pulls: a 3 a.m. pull of an unpinned or
     moved tag is a surprise, and the operator pulls once at set-up (see README)."""
@@ -75,6 +103,7 @@ def ensure_image(client: docker.DockerClient, image: str, setting: str = "rclone
         ) from None
 
 
+@_api
 def source_mount(client: docker.DockerClient, source: Source, target: str) -> Mount:
     """A read-only mount of the source. Refuses what Docker would silently create empty:
     a missing bind path becomes an empty directory and a missing volume an empty volume,
@@ -134,6 +163,7 @@ def _create(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
     )
 
 
+@_api
 def run_oneshot(client: docker.DockerClient, spec: Spec, timeout_s: float) -> ContainerRun:
     """Runs a container with a read-only root fs to completion, killing it at timeout_s. The
     container is removed whatever happens (error, timeout, KeyboardInterrupt); logs are read
@@ -173,12 +203,12 @@ def service(client: docker.DockerClient, spec: Spec) -> Iterator[Container]:
     """A long-running container for the length of a with-block, removed whatever happens.
     Its anonymous volumes go with it: an image VOLUME (PGDATA in postgres images) would
     otherwise leave one volume behind per run."""
-    container = _create(client, spec)
+    container = _api(_create)(client, spec)
     try:
-        container.start()
+        _api(container.start)()
         yield container
     finally:
-        _remove(container)
+        _api(_remove)(container)
 
 
 @dataclass(frozen=True)
@@ -189,6 +219,7 @@ class ExecResult:
     duration_s: float
 
 
+@_api
 def exec_in(
     container: Container, command: Sequence[str], *, env: Mapping[str, str], timeout_s: float
 ) -> ExecResult:
@@ -208,6 +239,12 @@ def exec_in(
     )
 
 
+@_api
+def refresh(container: Container) -> None:
+    """Re-reads the container's state (its `.status`)."""
+    container.reload()
+
+
 def log_tail(container: Container, lines: int = 5) -> str:
     with contextlib.suppress(DockerException, requests.RequestException):
         text = container.logs(tail=lines).decode("utf-8", "replace").strip()
@@ -225,6 +262,7 @@ def _remove(container: Container) -> None:
             raise
 
 
+@_api
 def job_containers(
     client: docker.DockerClient, job: str, *, readers: bool = False
 ) -> list[Container]:
@@ -235,11 +273,13 @@ def job_containers(
     return [c for c in found if readers or LABEL_READS not in (c.labels or {})]
 
 
+@_api
 def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
     """Running containers that write to one S3 destination, whoever started them."""
     return client.containers.list(filters={"label": f"{LABEL_TARGET}={target}"})
 
 
+@_api
 def remove_job_containers(client: docker.DockerClient, job: str) -> int:
     """Removes a job's containers, running or not, with their anonymous volumes."""
     containers = client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job}"})
@@ -248,6 +288,7 @@ def remove_job_containers(client: docker.DockerClient, job: str) -> int:
     return len(containers)
 
 
+@_api
 def reap_exited(client: docker.DockerClient, job: str) -> int:
     """Removes a job's finished containers: only a process killed before its cleanup (SIGKILL,
     a crash) leaves them, and nothing else would ever remove them."""
@@ -263,6 +304,7 @@ def reap_exited(client: docker.DockerClient, job: str) -> int:
     return len(containers)
 
 
+@_api
 def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
     containers = job_containers(client, job, readers=True)
     for container in containers:

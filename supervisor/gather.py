@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import docker
-from docker.errors import DockerException
-from requests import RequestException
 
 from supervisor import dbbackup, docker_runner, drill, dumps, markers, pipeline, s3
 from supervisor.config import Config
@@ -53,7 +51,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
             found["databases"] = dumps.by_database(
                 ((f.path, f.size, f.modified) for f in listed), health.dump_dir,
                 health.databases)
-        except (docker_runner.DockerError, DockerException, RequestException) as exc:
+        except docker_runner.DockerError as exc:
             found["dump_error"] = str(exc)
 
 
