@@ -78,6 +78,8 @@ def write_run(config: Config, report: RunReport | DrillReport) -> None:
             last_run=report.finished_at.timestamp(), result=report.result,
             duration_s=report.duration_s, bytes=report.bytes, files=report.files,
             deletes=report.deletes,
+            # Only an upload leaves young files for the next run; a drill has no such count.
+            skipped_young=getattr(report, "skipped_young", None),
         )
         rto = getattr(report, "rto_s", None)  # only a drill measures a recovery time
         if rto is not None:
@@ -131,6 +133,8 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         "last_run_bytes": ("bytes", "Bytes uploaded by the job's last run."),
         "last_run_files": ("files", "Files uploaded by the job's last run."),
         "last_run_deletes": ("deletes", "Objects deleted in S3 by the job's last run."),
+        "last_run_skipped_young": ("skipped_young", "Files changed within guard.quiet_period "
+                                   "that the job's last run left for the next run."),
         "restore_drill_rto_seconds": ("rto_s", "Download + pg_restore time of the last restore "
                                       "drill: the measured RTO."),
     }

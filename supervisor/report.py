@@ -29,6 +29,8 @@ class RunReport:
     deletes: int = 0
     errors: int = 0
     skipped_symlinks: int = 0
+    # Files modified within guard.quiet_period, left out of this sync (both sides) for the next.
+    skipped_young: int = 0
     last_error: str = ""
     sentinel_written: bool = False
     message: str = ""
@@ -47,6 +49,7 @@ class RunReport:
             "files": self.files,
             "deletes": self.deletes,
             "errors": self.errors,
+            "skipped_young": self.skipped_young,
         }
 
     def to_dict(self) -> dict[str, object]:
@@ -68,6 +71,7 @@ class RunReport:
             f"  deleted in S3     {self.deletes}",
             f"  errors            {self.errors}",
             f"  skipped symlinks  {self.skipped_symlinks}",
+            f"  skipped young     {self.skipped_young}",
             f"  sentinel          {'written' if self.sentinel_written else 'not touched'}",
         ]
         if self.last_error:
