@@ -126,6 +126,8 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         "last_run_bytes": ("bytes", "Bytes uploaded by the job's last run."),
         "last_run_files": ("files", "Files uploaded by the job's last run."),
         "last_run_deletes": ("deletes", "Objects deleted in S3 by the job's last run."),
+        "last_run_skipped_young": ("skipped_young", "Files changed within guard.quiet_period "
+                                   "that the job's last run left for the next run."),
         "restore_drill_rto_seconds": ("rto_s", "Download + pg_restore time of the last restore "
                                       "drill: the measured RTO."),
     }

@@ -32,6 +32,12 @@ from supervisor.report import (
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 LIST_STEP, SYNC_STEP = "list", "sync"
+# Young files are excluded one by one on the sync's command line; beyond these bounds the run is
+# deferred instead (Linux takes ~2 MiB of arguments; a small business writes far fewer receipts
+# within one quiet period).
+MAX_SKIPPED_YOUNG = 1000
+MAX_SKIP_PATTERN_BYTES = 256 * 1024
+MAX_NAMED_YOUNG = 20  # in the log line that names the skipped files
 
 
 def destination_of(config: Config, job: JobConfig) -> str:
@@ -136,16 +142,40 @@ def list_source(
     return _list_source(_Run(config, job, run_id, client))
 
 
-def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
-    """Raises Deferred while the source may still be written."""
-    recent = guard.recently_modified(listed, now_utc(), run.config.guard.quiet_period_s)
-    if recent:
-        newest = max(recent, key=lambda f: f.modified)
+def skips_young(config: Config, job: JobConfig) -> bool:
+    """Does this job sync what has settled and leave younger files for the next run? A plain
+    folder (receipts) does. The dump job, and any volume, defers the whole run instead: a
+    postgres-backup-local run writes a dump and its daily/weekly/monthly links as one set, and
+    half a set in S3 is wrong."""
+    return job.source.kind == "path" and job.name != config.health.dump_job
+
+
+def _young_to_skip(run: _Run, listed: list[rclone.ListedFile]) -> list[rclone.ListedFile]:
+    """The source files modified within guard.quiet_period: they may still be written. Where
+    skips_young, the sync leaves exactly these out on both sides (not uploaded, not deleted);
+    otherwise, or when they are all there is or too many to name, raises Deferred."""
+    quiet = run.config.guard.quiet_period_s
+    recent = guard.recently_modified(listed, now_utc(), quiet)
+    if not recent:
+        return []
+    newest = max(recent, key=lambda f: f.modified)
+    what = (f"{len(recent)} source file(s) changed within guard.quiet_period ({quiet:.0f} s), "
+            f"e.g. {newest.path} at {newest.mod_time}")
+    if not skips_young(run.config, run.job):
+        raise Deferred(f"{what}; it may still be written. Nothing was uploaded")
+    if len(recent) == len(listed):
+        raise Deferred(f"{what}: nothing has settled yet. Nothing was uploaded")
+    pattern_bytes = sum(len(rclone.exact_pattern(f.path).encode()) for f in recent)
+    if len(recent) > MAX_SKIPPED_YOUNG or pattern_bytes > MAX_SKIP_PATTERN_BYTES:
         raise Deferred(
-            f"{len(recent)} source file(s) changed within guard.quiet_period "
-            f"({run.config.guard.quiet_period_s:.0f} s), e.g. {newest.path} at "
-            f"{newest.mod_time}; it may still be written. Nothing was uploaded"
+            f"{what}: too many to leave out of one sync (at most {MAX_SKIPPED_YOUNG} files, "
+            f"{MAX_SKIP_PATTERN_BYTES // 1024} KiB of names). Nothing was uploaded"
         )
+    return recent
+
+
+def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
+    """Raises Deferred while the dump container reports a backup in progress."""
     health = run.config.health
     if run.job.name != health.dump_job or not health.db_health_url:
         return
@@ -160,6 +190,18 @@ def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
             f"the dump container reports a backup in progress ({health.db_health_url}); "
             f"nothing was uploaded"
         )
+
+
+def _log_young(run: _Run, young: list[rclone.ListedFile]) -> None:
+    """One line naming the files left for the next run (the first MAX_NAMED_YOUNG)."""
+    names = ", ".join(f.path for f in young[:MAX_NAMED_YOUNG])
+    more = f" and {len(young) - MAX_NAMED_YOUNG} more" if len(young) > MAX_NAMED_YOUNG else ""
+    log = logger.bind(job=run.job.name, run_id=run.run_id, skipped_young=len(young))
+    log.info(
+        f"{run.job.name}: leaving {len(young)} file(s) changed within guard.quiet_period "
+        f"({run.config.guard.quiet_period_s:.0f} s) for the next run, in S3 neither uploaded "
+        f"nor deleted: {names}{more}"
+    )
 
 
 def _check_deletions(run: _Run, listed: list[rclone.ListedFile], force: bool) -> None:
@@ -213,12 +255,17 @@ def run_job(
         _check_no_sync_running(run)
         listed = _list_source(run)
         base["source_files"] = len(listed)
+        young = _young_to_skip(run, listed)
+        base["skipped_young"] = len(young)
         _check_settled(run, listed)
         _check_deletions(run, listed, force_deletes)
+        if young:
+            _log_young(run, young)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
-        result = run.container(SYNC_STEP, rclone.sync_command(config.s3.bucket, job.prefix,
-                                                           job.timeout_s), job.timeout_s)
+        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s,
+                                      exclude=[f.path for f in young])
+        result = run.container(SYNC_STEP, command, job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
     except Deferred as exc:
@@ -246,5 +293,8 @@ def run_job(
         body = s3.write_sentinel(config.s3, job.prefix, now_utc())
     except s3.S3Error as exc:
         return finish(FAILED, result.exit_code, message=str(exc), **counts)
-    return finish(SUCCESS, result.exit_code, sentinel_written=True,
-                  message=f"sentinel {body.strip()}", **counts)
+    message = f"sentinel {body.strip()}"
+    if young:
+        message += (f"; {len(young)} file(s) changed within guard.quiet_period left for the "
+                    f"next run")
+    return finish(SUCCESS, result.exit_code, sentinel_written=True, message=message, **counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -57,8 +58,22 @@ def max_duration_s(timeout_s: float) -> int:
     return max(1, int(timeout_s * 0.9))
 
 
-def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
-    excludes = [arg for name in markers.MARKER_NAMES for arg in ("--exclude", f"/{name}")]
+# rclone filter patterns are globs: these characters must be escaped to match themselves.
+_GLOB_SPECIAL = frozenset("*?[]{}\\")
+
+
+def exact_pattern(path: str) -> str:
+    """An rclone filter pattern that matches exactly one file: `path`, relative to the sync root
+    (anchored with a leading "/", every glob metacharacter escaped with a backslash)."""
+    return "/" + "".join(f"\\{c}" if c in _GLOB_SPECIAL else c for c in path)
+
+
+def _sync(src: str, dst: str, timeout_s: float, exclude: Sequence[str] = ()) -> list[str]:
+    """`exclude`: paths relative to the sync root, each excluded on BOTH sides: neither
+    transferred nor deleted (rclone deletes no excluded destination file without
+    --delete-excluded)."""
+    excludes = [arg for path in (*markers.MARKER_NAMES, *exclude)
+                for arg in ("--exclude", exact_pattern(path))]
     return [
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
@@ -70,8 +85,9 @@ def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
     ]  # fmt: skip
 
 
-def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
-    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s)
+def sync_command(bucket: str, prefix: str, timeout_s: float, exclude: Sequence[str] = ()
+                 ) -> list[str]:
+    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, exclude)
 
 
 def restore_command(

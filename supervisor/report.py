@@ -87,8 +87,17 @@ class RunReport(Report):
     destination: str = ""
     source_files: int = 0
     skipped_symlinks: int = 0
+    # Files modified within guard.quiet_period, left out of this sync (both sides) for the next.
+    skipped_young: int = 0
     last_error: str = ""
     sentinel_written: bool = False
+
+    def fields(self) -> dict[str, object]:
+        return {**super().fields(), "skipped_young": self.skipped_young}
+
+    def gauges(self) -> dict[str, float]:
+        # Only an upload leaves young files for the next run; a drill has no such count.
+        return {"skipped_young": float(self.skipped_young)}
 
     def final_line(self) -> str:
         return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
@@ -106,6 +115,7 @@ class RunReport(Report):
             f"  deleted in S3     {self.deletes}",
             f"  errors            {self.errors}",
             f"  skipped symlinks  {self.skipped_symlinks}",
+            f"  skipped young     {self.skipped_young}",
             f"  sentinel          {'written' if self.sentinel_written else 'not touched'}",
         ]
         if self.last_error:

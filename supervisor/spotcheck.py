@@ -79,7 +79,8 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
             mismatched.append(rel)
     notes = [] if objects else ["no objects under the receipts prefix"]
     since = _last_upload_start(config, name)
-    older = _files_changed_before(root, since) if since else {}
+    # Younger than guard.quiet_period at that run: left for the next one (pipeline.skips_young).
+    older = _files_changed_before(root, since, config.guard.quiet_period_s) if since else {}
     if since is None:
         notes.append(f"no successful {name} in the ledger: local files not checked")
     local_sample = rng.sample(sorted(older), min(k, len(older)))
@@ -97,9 +98,9 @@ def _last_upload_start(config: Config, job: str) -> datetime | None:
     return run.started_at if run else None
 
 
-def _files_changed_before(root: Path, cutoff: datetime) -> dict[str, int]:
+def _files_changed_before(root: Path, cutoff: datetime, quiet_s: float = 0) -> dict[str, int]:
     """Regular files under root (what rclone uploads: no symlinks, not our marker names at the
-    top) whose inode last changed before cutoff -> their size."""
+    top) whose inode last changed before cutoff, modified quiet_s before it -> their size."""
     found: dict[str, int] = {}
     limit = cutoff.timestamp()
     for folder, _dirs, names in os.walk(root):
@@ -110,6 +111,7 @@ def _files_changed_before(root: Path, cutoff: datetime) -> dict[str, int]:
             except FileNotFoundError:  # removed while we walk
                 continue
             rel = path.relative_to(root).as_posix()
-            if stat.S_ISREG(st.st_mode) and st.st_ctime < limit and rel not in markers.MARKER_NAMES:
+            if (stat.S_ISREG(st.st_mode) and st.st_ctime < limit
+                    and st.st_mtime < limit - quiet_s and rel not in markers.MARKER_NAMES):
                 found[rel] = st.st_size
     return found

@@ -63,7 +63,9 @@ def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_pat
     receipts = tmp_path / "receipts"
     receipts.mkdir()
     (receipts / "a.pdf").write_bytes(b"a")
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=settle(receipts))
+    settle(receipts)
+    (receipts / "young.pdf").write_bytes(b"being written")  # left for the next run
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     proc = subprocess.run(
@@ -81,9 +83,11 @@ def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_pat
     final = [e for e in entries if "RESULT" in e]
     assert len(final) == 1
     fields = {k: final[0][k] for k in ("RESULT", "EXIT_CODE", "FILES", "BYTES", "DELETES",
-                                       "ERRORS")}
+                                       "ERRORS", "SKIPPED_YOUNG")}
     assert fields == {"RESULT": "success", "EXIT_CODE": "0", "FILES": "1", "BYTES": "1",
-                      "DELETES": "0", "ERRORS": "0"}
+                      "DELETES": "0", "ERRORS": "0", "SKIPPED_YOUNG": "1"}
+    skipped = [e for e in entries if e["MESSAGE"].startswith("receipts-upload: leaving 1 file")]
+    assert len(skipped) == 1 and skipped[0]["MESSAGE"].endswith(": young.pdf")
     assert float(final[0]["DURATION_S"]) > 0
     assert final[0]["PRIORITY"] == "6"
     # Under journald nothing goes to stderr, and no secret reaches the journal.

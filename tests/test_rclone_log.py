@@ -89,6 +89,15 @@ def test_sync_command_shape() -> None:
     assert "copy" not in cmd
 
 
+def test_young_files_are_excluded_exactly_by_name() -> None:
+    # rclone globs: * ? [ ] { } and \ are escaped; the leading / anchors at the sync root.
+    assert rclone.exact_pattern("2026/a[1] {x,y}*?\\b.pdf") == \
+        "/2026/a\\[1\\] \\{x,y\\}\\*\\?\\\\b.pdf"
+    cmd = rclone.sync_command("b", "receipts", 60, exclude=["new receipt.pdf"])
+    excludes = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--exclude"]
+    assert excludes == ["/.last_success", "/.last_restore_drill", "/new receipt.pdf"]
+
+
 def test_environment_carries_no_secret() -> None:
     s3 = S3Config("b", "us-west-2", "", Path("/etc/ardua-backup/aws-credentials"), "prod")
     env = rclone.environment(s3)
