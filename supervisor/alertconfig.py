@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from supervisor.alertstate import OK, SEVERITY
-from supervisor.configvalues import parse_duration
+from supervisor.configvalues import parse_duration, private_file_problem
 
 
 def parse_urls_file(value: Any) -> Path | None:
@@ -76,19 +75,8 @@ def load_urls(path: Path) -> list[str]:
     (like the S3 credentials file: ``chmod 600``), holds no URL, or a line apprise cannot send
     to (named by its number: the URL itself is never echoed, it may hold a token)."""
     where = f"alerts.urls_file {path}"
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ValueError(f"{where} does not exist") from None
-    except OSError as exc:
-        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{where} is not a regular file")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(
-            f"{where} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
-            f"run: chmod 600 {path}"
-        )
+    if problem := private_file_problem(path, "alerts.urls_file"):
+        raise ValueError(problem)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

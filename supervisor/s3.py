@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +24,7 @@ from botocore.exceptions import (
 
 from supervisor import markers, upload_options
 from supervisor.config import S3Config
+from supervisor.configvalues import private_file_problem
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
 _FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
@@ -53,21 +52,8 @@ def _transient(exc: Exception) -> bool:
 
 def check_credentials_file(s3: S3Config) -> None:
     path = s3.credentials_file
-    if path is None:
-        return
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise S3Error(f"s3.credentials_file {path} does not exist") from None
-    except OSError as exc:
-        raise S3Error(f"s3.credentials_file {path} cannot be read: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise S3Error(
-            f"s3.credentials_file {path} is readable by other users "
-            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-        )
-    if not os.access(path, os.R_OK):
-        raise S3Error(f"s3.credentials_file {path} is not readable by this user")
+    if path is not None and (problem := private_file_problem(path, "s3.credentials_file")):
+        raise S3Error(problem)
 
 
 def client(s3: S3Config, fast: bool = False) -> Any:

@@ -75,26 +75,20 @@ def validate_upload_options(storage_class: str, sse: str, kms_key_id: str) -> Up
     return UploadOptions(storage_class, sse, kms_key_id)
 
 
+# Each option: its UploadOptions field, rclone's environment variable, boto3's ExtraArgs key.
+_RENDERINGS = (
+    ("storage_class", "RCLONE_S3_STORAGE_CLASS", "StorageClass"),
+    ("server_side_encryption", "RCLONE_S3_SERVER_SIDE_ENCRYPTION", "ServerSideEncryption"),
+    ("sse_kms_key_id", "RCLONE_S3_SSE_KMS_KEY_ID", "SSEKMSKeyId"),
+)
+
+
 def rclone_env(opts: UploadOptions) -> dict[str, str]:
-    env = {}
-    if opts.storage_class:
-        env["RCLONE_S3_STORAGE_CLASS"] = opts.storage_class
-    if opts.server_side_encryption:
-        env["RCLONE_S3_SERVER_SIDE_ENCRYPTION"] = opts.server_side_encryption
-    if opts.sse_kms_key_id:
-        env["RCLONE_S3_SSE_KMS_KEY_ID"] = opts.sse_kms_key_id
-    return env
+    return {env: getattr(opts, f) for f, env, _ in _RENDERINGS if getattr(opts, f)}
 
 
 def boto_extra_args(opts: UploadOptions) -> dict[str, str]:
-    extra = {}
-    if opts.storage_class:
-        extra["StorageClass"] = opts.storage_class
-    if opts.server_side_encryption:
-        extra["ServerSideEncryption"] = opts.server_side_encryption
-    if opts.sse_kms_key_id:
-        extra["SSEKMSKeyId"] = opts.sse_kms_key_id
-    return extra
+    return {arg: getattr(opts, f) for f, _, arg in _RENDERINGS if getattr(opts, f)}
 
 
 def describe(opts: UploadOptions) -> str:

@@ -32,6 +32,7 @@ from supervisor.dumps import DatabaseDumps, Dump
 from supervisor.health import Sentinel, Signals
 from supervisor.markers import Marker
 from supervisor.report import FAILED, REFUSED, SUCCESS, RunReport
+from tests.test_config import MINIMAL
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "contrib" / "prometheus" / "ardua-backup.rules.yml"
@@ -48,14 +49,7 @@ HEALTHY_AT, BROKEN_AT = EPOCH, EPOCH + timedelta(minutes=90)
 # -- the product's own output ---------------------------------------------------------------------
 
 def make_config(tmp_path: Path) -> Config:
-    return config.parse(f"""
-state_dir = "{tmp_path}/state"
-[s3]
-bucket = "ardua-backups"
-[jobs.db-upload]
-schedule = "15 * * * *"
-source = "volume:pg_backups"
-prefix = "postgres"
+    return config.parse(f'state_dir = "{tmp_path}/state"\n' + MINIMAL + f"""
 [jobs.receipts-upload]
 schedule = "45 * * * *"
 source = "/data/receipts"

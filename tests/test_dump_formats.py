@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from supervisor import cli, config, drill
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import PERIOD_FORMATS, fill_volume, make_backups_tree
 from tests.harness.postgres import PgServer
+from tests.test_restore import _detach_cli_logging, _free_port  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.docker
 
@@ -42,18 +41,6 @@ FORMATS = {
 @pytest.fixture(scope="module")
 def postgres_image(docker_client) -> str:
     return ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
-
-
-@pytest.fixture(autouse=True)
-def _detach_cli_logging():
-    yield
-    logger.remove()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fill(pg: PgServer, db: str, orders: int) -> None:

@@ -25,11 +25,11 @@ from supervisor.receipts_restore import restore_receipts
 from supervisor.report import REFUSED
 from supervisor.versions import Entry
 from tests.harness.files import settle
-from tests.harness.pgtree import fill_volume, make_backups_tree, volume_mountpoint
+from tests.harness.pgtree import volume_mountpoint
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
-from tests.test_restore import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, _counts, _source_db
+from tests.test_restore import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, _counts, dumps_and_receipts
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NEWEST = "postgres/last/ardua-20260302-010000.dump"
@@ -213,16 +213,7 @@ def bad_sync(
     local state forced through: most receipts deleted, one overwritten, every dump truncated."""
     admin = s3server.client()
     admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    dumps = []
-    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
-                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
-        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
-        dumps.append((when, path.read_bytes()))
-    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
-    receipts = tmp_path / "receipts"
-    for i in range(12):
-        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
-        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
+    dumps, receipts = dumps_and_receipts(pg, tmp_path, docker_client, pg_volume)
     cfg = config.load(write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
                                    receipts_dir=settle(receipts)))
     for job in ("db-upload", "receipts-upload"):

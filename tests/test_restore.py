@@ -85,6 +85,24 @@ def _counts(pg: PgServer, db: str) -> tuple[int, int]:
     return int(orders), int(customers)
 
 
+def dumps_and_receipts(
+    pg: PgServer, tmp_path: Path, client: docker.DockerClient, volume: str
+) -> tuple[list[tuple[datetime, bytes]], Path]:
+    """Two real dumps (OLD_ORDERS on 2026-03-01, NEW_ORDERS on 03-02) in a postgres-backup-local
+    tree in `volume`, and 12 receipts under tmp_path/receipts (not yet settled)."""
+    dumps = []
+    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
+                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
+        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
+        dumps.append((when, path.read_bytes()))
+    fill_volume(client, volume, lambda root: make_backups_tree(root, dumps))
+    receipts = tmp_path / "receipts"
+    for i in range(12):
+        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
+        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
+    return dumps, receipts
+
+
 @dataclass
 class Uploaded:
     path: Path
@@ -100,16 +118,7 @@ def uploaded(
 ) -> Uploaded:
     """Two dumps (an old small one, a new big one) in a postgres-backup-local tree, receipts on
     disk, both uploaded by the real pipeline."""
-    dumps = []
-    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
-                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
-        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
-        dumps.append((when, path.read_bytes()))
-    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
-    receipts = tmp_path / "receipts"
-    for i in range(12):
-        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
-        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
+    _, receipts = dumps_and_receipts(pg, tmp_path, docker_client, pg_volume)
     path = write_config(
         tmp_path, s3server, bucket, db_volume=pg_volume, receipts_dir=settle(receipts),
         drill={
