@@ -15,7 +15,7 @@ from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, guard, rclone, s3
+from supervisor import dbbackup, docker_runner, guard, hardlinks, rclone, s3, servercopy
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
 from supervisor.report import (
@@ -32,6 +32,7 @@ from supervisor.report import (
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 LIST_STEP, SYNC_STEP = "list", "sync"
+WRITER_STEPS = frozenset({SYNC_STEP, hardlinks.SEED_STEP})  # containers that write to S3
 
 
 def destination_of(config: Config, job: JobConfig) -> str:
@@ -66,7 +67,7 @@ class _Run:
             docker_runner.LABEL_RUN: self.run_id,
             docker_runner.LABEL_STEP: step,
         }
-        if step == SYNC_STEP:
+        if step in WRITER_STEPS:
             labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
         else:
             labels[docker_runner.LABEL_READS] = str(self.job.source)
@@ -162,22 +163,49 @@ def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
         )
 
 
-def _check_deletions(run: _Run, listed: list[rclone.ListedFile], force: bool) -> None:
-    plan = guard.plan_sync(listed, s3.list_objects(run.config.s3, run.job.prefix))
+def _check_deletions(
+    run: _Run, listed: list[rclone.ListedFile], force: bool
+) -> dict[str, s3.S3Object]:
+    """Raises Refused when the guard says no; returns the mirror's listing."""
+    mirror = s3.list_objects(run.config.s3, run.job.prefix)
+    plan = guard.plan_sync(listed, mirror)
     log = logger.bind(job=run.job.name, run_id=run.run_id)
     reason = guard.deletion_refusal(plan, run.config.guard)
     if not reason:
         log.info(f"{run.job.name}: deletion guard passed: {plan.numbers()}")
-        return
+        return mirror
     if force:
         log.warning(f"{run.job.name}: deletion guard overridden by --force-deletes: {reason}; "
                     f"{plan.numbers()}")
-        return
+        return mirror
     raise Refused(
         f"deletion guard: {reason} ({plan.numbers()}) under "
         f"{destination_of(run.config, run.job)}. Nothing was changed. If this is "
         f"intended, run once with --force-deletes"
     )
+
+
+def _copy_same_files(
+    run: _Run, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object]
+) -> servercopy.Outcome:
+    """Hard links in S3 as server-side copies instead of uploads (supervisor.hardlinks). Never
+    fails the run: what it does not do, the sync uploads."""
+    log = logger.bind(job=run.job.name, run_id=run.run_id)
+    try:
+        plans = servercopy.plan(run.container, listed, mirror,
+                                min(LIST_TIMEOUT_S, run.job.timeout_s))
+        if plans:
+            _check_no_sync_running(run)  # the seed step writes to the prefix
+        outcome = servercopy.carry_out(run.container, run.config.s3, run.job.prefix, plans,
+                                       run.job.timeout_s, log)
+    except DockerError as exc:
+        log.warning(f"{run.job.name}: no server-side copies this run: {exc}")
+        return servercopy.Outcome()
+    if plans:
+        log.info(f"{run.job.name}: {outcome.copied} key(s) copied server-side "
+                 f"({outcome.bytes_saved} B not uploaded), {outcome.seed_files} uploaded to "
+                 f"copy from, {outcome.failed} left to the sync")
+    return outcome
 
 
 def run_job(
@@ -214,7 +242,8 @@ def run_job(
         listed = _list_source(run)
         base["source_files"] = len(listed)
         _check_settled(run, listed)
-        _check_deletions(run, listed, force_deletes)
+        mirror = _check_deletions(run, listed, force_deletes)
+        copies = _copy_same_files(run, listed, mirror)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
         result = run.container(SYNC_STEP, rclone.sync_command(config.s3.bucket, job.prefix,
@@ -232,8 +261,10 @@ def run_job(
     for line in summary.error_lines:
         log.warning(f"{job.name}: rclone: {line}")
     counts = {
-        "files": summary.stat("transfers"),
-        "bytes": summary.stat("bytes"),
+        "files": summary.stat("transfers") + copies.seed_files,
+        "bytes": summary.stat("bytes") + copies.seed_bytes,
+        "copied_server_side": copies.copied,
+        "bytes_saved": copies.bytes_saved,
         "deletes": summary.stat("deletes"),
         "errors": max(summary.stat("errors"), summary.error_count),
         "skipped_symlinks": summary.skipped_symlinks,

@@ -89,6 +89,14 @@ class RunReport(Report):
     skipped_symlinks: int = 0
     last_error: str = ""
     sentinel_written: bool = False
+    # Keys made with a server-side copy of content already in S3 (hard links), verified, and
+    # the bytes they did not upload (supervisor.hardlinks).
+    copied_server_side: int = 0
+    bytes_saved: int = 0
+
+    def fields(self) -> dict[str, object]:
+        return super().fields() | {"copied_server_side": self.copied_server_side,
+                                   "bytes_saved": self.bytes_saved}
 
     def final_line(self) -> str:
         return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
@@ -103,6 +111,8 @@ class RunReport(Report):
             f"  ({self.duration_s:.1f} s, rclone exit code {code})",
             f"  source files      {self.source_files}",
             f"  transferred       {self.files} files, {_human(self.bytes)}",
+            f"  copied in S3      {self.copied_server_side} files, {_human(self.bytes_saved)} "
+            f"not uploaded (hard links)",
             f"  deleted in S3     {self.deletes}",
             f"  errors            {self.errors}",
             f"  skipped symlinks  {self.skipped_symlinks}",
