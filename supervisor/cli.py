@@ -124,7 +124,7 @@ def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) ->
 def cmd_run_once(cfg: Config, args: Args) -> int:
     cfg.job(args.job)  # unknown job: a config error, before anything runs
     report = _recorded(cfg, args.job, lambda run_id: pipeline.run_job(
-        cfg, args.job, force_deletes=args.force_deletes, run_id=run_id))
+        cfg, args.job, force_deletes=args.force_deletes, run_id=run_id, deep=args.deep))
     print(report.summary())
     if report.result == DEFERRED:
         return EXIT_DEFERRED
@@ -238,6 +238,8 @@ def _run_once_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
                    help="override the deletion guard once: sync even when it deletes more than "
                         "guard.max_delete_share of the mirror, or all of it (empty source)")
+    p.add_argument("--deep", action="store_true",
+                   help="compare by checksum this once, whatever the job's compare mode")
 
 
 def _next_args(p: argparse.ArgumentParser) -> None:

@@ -78,6 +78,8 @@ class JobConfig:
     timeout_s: float = default("jobs.*.timeout")
     catch_up: bool = default("jobs.*.catch_up")
     heartbeat_url: str = default("jobs.*.heartbeat_url")
+    compare: str = default("jobs.*.compare")
+    deep_every_s: float = default("jobs.*.deep_every")
 
 
 @dataclass(frozen=True)

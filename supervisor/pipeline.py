@@ -15,7 +15,7 @@ from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, guard, hardlinks, rclone, s3, servercopy
+from supervisor import compare, dbbackup, docker_runner, guard, hardlinks, rclone, s3, servercopy
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
 from supervisor.report import (
@@ -215,6 +215,7 @@ def run_job(
     client: docker.DockerClient | None = None,
     force_deletes: bool = False,
     run_id: str | None = None,
+    deep: bool = False,
 ) -> RunReport:
     """One upload run; its report says how it ended (supervisor.recorder records it)."""
     job = config.job(job_name)
@@ -223,7 +224,10 @@ def run_job(
     started = now_utc()
     destination = destination_of(config, job)
     log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
-    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
+    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
+                             deep)
+    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination,
+            "compare": choice.mode}
 
     def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
         finished = now_utc()
@@ -244,10 +248,10 @@ def run_job(
         _check_settled(run, listed)
         mirror = _check_deletions(run, listed, force_deletes)
         copies = _copy_same_files(run, listed, mirror)
-        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
+        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing, {choice.reason}")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
-        result = run.container(SYNC_STEP, rclone.sync_command(config.s3.bucket, job.prefix,
-                                                           job.timeout_s), job.timeout_s)
+        result = run.container(SYNC_STEP, rclone.sync_command(
+            config.s3.bucket, job.prefix, job.timeout_s, choice.flags), job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
     except Deferred as exc:

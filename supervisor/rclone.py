@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -57,12 +58,16 @@ def max_duration_s(timeout_s: float) -> int:
     return max(1, int(timeout_s * 0.9))
 
 
-def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
+CHECKSUM = ("--checksum",)
+
+
+def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM) -> list[str]:
     excludes = [arg for name in markers.MARKER_NAMES for arg in ("--exclude", f"/{name}")]
     return [
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
-        "--checksum", "--fast-list",
+        # A job's cheap passes compare by size or server time instead (supervisor.compare).
+        *compare, "--fast-list",
         *excludes,
         *_BOUNDS,
         "--max-duration", f"{max_duration_s(timeout_s)}s",
@@ -70,8 +75,9 @@ def _sync(src: str, dst: str, timeout_s: float) -> list[str]:
     ]  # fmt: skip
 
 
-def sync_command(bucket: str, prefix: str, timeout_s: float) -> list[str]:
-    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s)
+def sync_command(bucket: str, prefix: str, timeout_s: float,
+                 compare: Sequence[str] = CHECKSUM) -> list[str]:
+    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, compare)
 
 
 def restore_command(

@@ -47,6 +47,7 @@ class Report:
     deletes: int = 0
     errors: int = 0
     message: str = ""
+    compare: str = ""  # an upload's compare mode (supervisor.compare); "" for other runs
 
     @property
     def ok(self) -> bool:
@@ -96,7 +97,7 @@ class RunReport(Report):
 
     def fields(self) -> dict[str, object]:
         return super().fields() | {"copied_server_side": self.copied_server_side,
-                                   "bytes_saved": self.bytes_saved}
+                                   "bytes_saved": self.bytes_saved, "compare": self.compare}
 
     def final_line(self) -> str:
         return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
@@ -110,6 +111,7 @@ class RunReport(Report):
             f"  finished          {markers.timestamp(self.finished_at)}"
             f"  ({self.duration_s:.1f} s, rclone exit code {code})",
             f"  source files      {self.source_files}",
+            f"  compared by       {self.compare or '-'}",
             f"  transferred       {self.files} files, {_human(self.bytes)}",
             f"  copied in S3      {self.copied_server_side} files, {_human(self.bytes_saved)} "
             f"not uploaded (hard links)",
