@@ -67,6 +67,7 @@ class S3Config:
 class RcloneConfig:
     image: str = default("rclone.image")
     network_mode: str = default("rclone.network_mode")
+    bwlimit: str = default("rclone.bwlimit")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class JobConfig:
     heartbeat_url: str = default("jobs.*.heartbeat_url")
     compare: str = default("jobs.*.compare")
     deep_every_s: float = default("jobs.*.deep_every")
+    bwlimit: str = default("jobs.*.bwlimit")
 
 
 @dataclass(frozen=True)

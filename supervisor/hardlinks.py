@@ -198,11 +198,12 @@ def plan_copies(
     return plans
 
 
-def seed_command(bucket: str, prefix: str, timeout_s: float, paths: Sequence[str]) -> list[str]:
+def seed_command(bucket: str, prefix: str, timeout_s: float, paths: Sequence[str],
+                 extra: Sequence[str] = ()) -> list[str]:
     """Uploads exactly these files (one per identity class): `rclone copy`, never deleting, with
-    the sync's checks and bounds."""
+    the sync's checks, bounds and `extra` flags (--bwlimit)."""
     return [
         "copy", f"{rclone.SOURCE_MOUNT}/", rclone.remote(bucket, prefix),
         "--checksum", "--fast-list", *_includes(paths), *rclone._BOUNDS,
-        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *rclone._LOGGING,
+        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone._LOGGING,
     ]  # fmt: skip

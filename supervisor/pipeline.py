@@ -8,6 +8,7 @@ daemon treat every outcome the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import docker
 from docker.errors import DockerException
@@ -15,7 +16,17 @@ from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
-from supervisor import compare, dbbackup, docker_runner, guard, hardlinks, rclone, s3, servercopy
+from supervisor import (
+    bwlimit,
+    compare,
+    dbbackup,
+    docker_runner,
+    guard,
+    hardlinks,
+    rclone,
+    s3,
+    servercopy,
+)
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
 from supervisor.report import (
@@ -185,8 +196,14 @@ def _check_deletions(
     )
 
 
+def upload_flags(config: Config, job: JobConfig, now: datetime) -> list[str]:
+    """Flags of every container that uploads: the job's bandwidth limit, else rclone's."""
+    return bwlimit.flags(job.bwlimit or config.rclone.bwlimit, config.timezone, now)
+
+
 def _copy_same_files(
-    run: _Run, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object]
+    run: _Run, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
+    extra: list[str],
 ) -> servercopy.Outcome:
     """Hard links in S3 as server-side copies instead of uploads (supervisor.hardlinks). Never
     fails the run: what it does not do, the sync uploads."""
@@ -197,7 +214,7 @@ def _copy_same_files(
         if plans:
             _check_no_sync_running(run)  # the seed step writes to the prefix
         outcome = servercopy.carry_out(run.container, run.config.s3, run.job.prefix, plans,
-                                       run.job.timeout_s, log)
+                                       run.job.timeout_s, log, extra)
     except DockerError as exc:
         log.warning(f"{run.job.name}: no server-side copies this run: {exc}")
         return servercopy.Outcome()
@@ -247,11 +264,12 @@ def run_job(
         base["source_files"] = len(listed)
         _check_settled(run, listed)
         mirror = _check_deletions(run, listed, force_deletes)
-        copies = _copy_same_files(run, listed, mirror)
+        extra = upload_flags(config, job, started)
+        copies = _copy_same_files(run, listed, mirror, extra)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing, {choice.reason}")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
         result = run.container(SYNC_STEP, rclone.sync_command(
-            config.s3.bucket, job.prefix, job.timeout_s, choice.flags), job.timeout_s)
+            config.s3.bucket, job.prefix, job.timeout_s, choice.flags, extra), job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
     except Deferred as exc:

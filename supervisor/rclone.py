@@ -61,7 +61,8 @@ def max_duration_s(timeout_s: float) -> int:
 CHECKSUM = ("--checksum",)
 
 
-def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM) -> list[str]:
+def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM,
+          extra: Sequence[str] = ()) -> list[str]:
     excludes = [arg for name in markers.MARKER_NAMES for arg in ("--exclude", f"/{name}")]
     return [
         "sync", src, dst,
@@ -71,13 +72,15 @@ def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSU
         *excludes,
         *_BOUNDS,
         "--max-duration", f"{max_duration_s(timeout_s)}s",
+        *extra,
         *_LOGGING,
     ]  # fmt: skip
 
 
 def sync_command(bucket: str, prefix: str, timeout_s: float,
-                 compare: Sequence[str] = CHECKSUM) -> list[str]:
-    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, compare)
+                 compare: Sequence[str] = CHECKSUM, extra: Sequence[str] = ()) -> list[str]:
+    """`extra`: more flags, e.g. --bwlimit (supervisor.bwlimit)."""
+    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, compare, extra)
 
 
 def restore_command(

@@ -123,7 +123,7 @@ def plan(run_step: RunStep, listed: Iterable[ListedFile], mirror: Mapping[str, S
 
 def carry_out(
     run_step: RunStep, config: S3Config, prefix: str, plans: list[hardlinks.CopyPlan],
-    timeout_s: float, log: Any = logger,
+    timeout_s: float, log: Any = logger, extra: list[str] | None = None,
 ) -> Outcome:
     """Seeds, then copies, each verified. Never raises for S3 or rclone trouble: what fails is
     left to the sync. (A Docker API error starting the seed container does raise.)"""
@@ -131,7 +131,7 @@ def carry_out(
     seeds = [p for p in plans if p.seed]
     if seeds:
         result = run_step(hardlinks.SEED_STEP, hardlinks.seed_command(
-            config.bucket, prefix, timeout_s, [p.source for p in seeds]), timeout_s)
+            config.bucket, prefix, timeout_s, [p.source for p in seeds], extra or ()), timeout_s)
         ok, summary = _counts(result)
         out.seed_files, out.seed_bytes = summary.stat("transfers"), summary.stat("bytes")
         if not ok:
