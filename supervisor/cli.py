@@ -24,6 +24,7 @@ from supervisor import (
     configkeys,
     doctor,
     drill,
+    dryrun,
     gather,
     health,
     ledger,
@@ -124,8 +125,12 @@ def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) ->
 
 def cmd_run_once(cfg: Config, args: Args) -> int:
     cfg.job(args.job)  # unknown job: a config error, before anything runs
+    if args.dry_run:  # changes nothing, so it is not recorded either
+        plan = dryrun.dry_run(cfg, args.job, force_deletes=args.force_deletes, deep=args.deep)
+        print(plan.summary())
+        return plan.exit_code
     report = _recorded(cfg, args.job, lambda run_id: pipeline.run_job(
-        cfg, args.job, force_deletes=args.force_deletes, run_id=run_id))
+        cfg, args.job, force_deletes=args.force_deletes, run_id=run_id, deep=args.deep))
     print(report.summary())
     if report.result == DEFERRED:
         return EXIT_DEFERRED
@@ -239,6 +244,11 @@ def _run_once_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force-deletes", "--allow-empty", action="store_true", dest="force_deletes",
                    help="override the deletion guard once: sync even when it deletes more than "
                         "guard.max_delete_share of the mirror, or all of it (empty source)")
+    p.add_argument("--deep", action="store_true",
+                   help="compare by checksum this once, whatever the job's compare mode")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what the sync would upload, copy server-side and delete, and the "
+                        "guard's verdict, changing nothing (not in the ledger)")
 
 
 def _next_args(p: argparse.ArgumentParser) -> None:

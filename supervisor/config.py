@@ -67,6 +67,7 @@ class S3Config:
 class RcloneConfig:
     image: str = default("rclone.image")
     network_mode: str = default("rclone.network_mode")
+    bwlimit: str = default("rclone.bwlimit")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class JobConfig:
     timeout_s: float = default("jobs.*.timeout")
     catch_up: bool = default("jobs.*.catch_up")
     heartbeat_url: str = default("jobs.*.heartbeat_url")
+    compare: str = default("jobs.*.compare")
+    deep_every_s: float = default("jobs.*.deep_every")
+    bwlimit: str = default("jobs.*.bwlimit")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import alertconfig
+from supervisor import alertconfig, bwlimit, compare
 from supervisor import configvalues as v
 from supervisor.configvalues import parse_duration
 
@@ -69,6 +69,8 @@ KEYS: tuple[Key, ...] = (
         "the host"),
     Key("rclone.network_mode", v.docker_name, "bridge", "Docker network of the rclone "
         "containers"),
+    Key("rclone.bwlimit", bwlimit.parse, "", "upload bandwidth limit, rclone's --bwlimit: a "
+        "rate ('1M') or a timetable in `timezone` ('08:00,1M 19:00,off'); empty = none"),
     Key("jobs.*.schedule", v.schedule, REQUIRED, "5-field cron expression in `timezone`"),
     Key("jobs.*.source", v.source, REQUIRED,
         "'volume:NAME' (Docker named volume) or an absolute host path"),
@@ -77,6 +79,14 @@ KEYS: tuple[Key, ...] = (
         "timeout_s"),
     Key("jobs.*.catch_up", v.boolean, True, "run once at start-up if a run was missed"),
     Key("jobs.*.heartbeat_url", v.url, "", "healthchecks.io-style ping URL; empty = none"),
+    Key("jobs.*.compare", compare.parse_mode, "checksum", "how a run finds changed files: "
+        "'checksum' (reads every file), 'size' or 'mtime' (read none; a deep checksum pass "
+        "every deep_every)"),
+    Key("jobs.*.deep_every", parse_duration, 86400.0, "with compare 'size' or 'mtime', a run "
+        "is a checksum pass when the last successful one started longer ago than this",
+        "deep_every_s"),
+    Key("jobs.*.bwlimit", bwlimit.parse, "", "this job's bandwidth limit ('off' = none); "
+        "empty = rclone.bwlimit"),
     Key("health.dump_job", v.string, DERIVED, f"job whose source is postgres-backup-local's "
         f"/backups (default {DEFAULT_DB_JOB!r} if configured)"),
     Key("health.dump_dir", v.prefix, "last", "folder in that source with the timestamped dumps"),

@@ -35,14 +35,17 @@ CREATE TABLE IF NOT EXISTS runs (
     deletes     INTEGER,
     errors      INTEGER,
     message     TEXT NOT NULL DEFAULT '',
-    pid         INTEGER
+    pid         INTEGER,
+    compare     TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started_at);
 """
 _COLUMNS = (
     "run_id, job, started_at, finished_at, result, exit_code, duration_s, bytes, files, deletes, "
-    "errors, message"
+    "errors, message, compare"
 )
+# Rows written before the compare column existed: every upload then compared by checksum.
+_DEEP = "COALESCE(compare, 'checksum') = 'checksum'"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Run:
     deletes: int | None
     errors: int | None
     message: str
+    compare: str | None = None  # how an upload compared: checksum (deep) / size / mtime
 
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -95,6 +99,13 @@ class Ledger:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "compare" not in columns:  # a ledger from before the column
+                try:
+                    db.execute("ALTER TABLE runs ADD COLUMN compare TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -123,6 +134,7 @@ class Ledger:
             report.deletes,
             report.errors,
             report.message,
+            report.compare or None,
         )
         with self._connect() as db:
             db.execute(
@@ -170,6 +182,11 @@ class Ledger:
 
     def last_success(self, job: str) -> Run | None:
         return self._last(job, "result = 'success'")
+
+    def last_deep_success(self, job: str) -> datetime | None:
+        """When the job's last successful deep (checksum) pass started."""
+        run = self._last(job, f"result = 'success' AND {_DEEP}")
+        return run.started_at if run else None
 
     def _last(self, job: str, condition: str) -> Run | None:
         runs = self._select(

@@ -8,6 +8,7 @@ daemon treat every outcome the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import docker
 from docker.errors import DockerException
@@ -15,7 +16,17 @@ from docker.types import Mount
 from loguru import logger
 from requests import RequestException
 
-from supervisor import dbbackup, docker_runner, guard, rclone, s3
+from supervisor import (
+    bwlimit,
+    compare,
+    dbbackup,
+    docker_runner,
+    guard,
+    hardlinks,
+    rclone,
+    s3,
+    servercopy,
+)
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
 from supervisor.report import (
@@ -38,6 +49,7 @@ LIST_STEP, SYNC_STEP = "list", "sync"
 MAX_SKIPPED_YOUNG = 1000
 MAX_SKIP_PATTERN_BYTES = 256 * 1024
 MAX_NAMED_YOUNG = 20  # in the log line that names the skipped files
+WRITER_STEPS = frozenset({SYNC_STEP, hardlinks.SEED_STEP})  # containers that write to S3
 
 
 def destination_of(config: Config, job: JobConfig) -> str:
@@ -72,7 +84,7 @@ class _Run:
             docker_runner.LABEL_RUN: self.run_id,
             docker_runner.LABEL_STEP: step,
         }
-        if step == SYNC_STEP:
+        if step in WRITER_STEPS:
             labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
         else:
             labels[docker_runner.LABEL_READS] = str(self.job.source)
@@ -204,22 +216,55 @@ def _log_young(run: _Run, young: list[rclone.ListedFile]) -> None:
     )
 
 
-def _check_deletions(run: _Run, listed: list[rclone.ListedFile], force: bool) -> None:
-    plan = guard.plan_sync(listed, s3.list_objects(run.config.s3, run.job.prefix))
+def _check_deletions(
+    run: _Run, listed: list[rclone.ListedFile], force: bool
+) -> dict[str, s3.S3Object]:
+    """Raises Refused when the guard says no; returns the mirror's listing."""
+    mirror = s3.list_objects(run.config.s3, run.job.prefix)
+    plan = guard.plan_sync(listed, mirror)
     log = logger.bind(job=run.job.name, run_id=run.run_id)
     reason = guard.deletion_refusal(plan, run.config.guard)
     if not reason:
         log.info(f"{run.job.name}: deletion guard passed: {plan.numbers()}")
-        return
+        return mirror
     if force:
         log.warning(f"{run.job.name}: deletion guard overridden by --force-deletes: {reason}; "
                     f"{plan.numbers()}")
-        return
+        return mirror
     raise Refused(
         f"deletion guard: {reason} ({plan.numbers()}) under "
         f"{destination_of(run.config, run.job)}. Nothing was changed. If this is "
         f"intended, run once with --force-deletes"
     )
+
+
+def upload_flags(config: Config, job: JobConfig, now: datetime) -> list[str]:
+    """Flags of every container that uploads: the job's bandwidth limit, else rclone's."""
+    return bwlimit.flags(job.bwlimit or config.rclone.bwlimit, config.timezone, now)
+
+
+def _copy_same_files(
+    run: _Run, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
+    extra: list[str],
+) -> servercopy.Outcome:
+    """Hard links in S3 as server-side copies instead of uploads (supervisor.hardlinks). Never
+    fails the run: what it does not do, the sync uploads."""
+    log = logger.bind(job=run.job.name, run_id=run.run_id)
+    try:
+        plans = servercopy.plan(run.container, listed, mirror,
+                                min(LIST_TIMEOUT_S, run.job.timeout_s))
+        if plans:
+            _check_no_sync_running(run)  # the seed step writes to the prefix
+        outcome = servercopy.carry_out(run.container, run.config.s3, run.job.prefix, plans,
+                                       run.job.timeout_s, log, extra)
+    except DockerError as exc:
+        log.warning(f"{run.job.name}: no server-side copies this run: {exc}")
+        return servercopy.Outcome()
+    if plans:
+        log.info(f"{run.job.name}: {outcome.copied} key(s) copied server-side "
+                 f"({outcome.bytes_saved} B not uploaded), {outcome.seed_files} uploaded to "
+                 f"copy from, {outcome.failed} left to the sync")
+    return outcome
 
 
 def run_job(
@@ -229,6 +274,7 @@ def run_job(
     client: docker.DockerClient | None = None,
     force_deletes: bool = False,
     run_id: str | None = None,
+    deep: bool = False,
 ) -> RunReport:
     """One upload run; its report says how it ended (supervisor.recorder records it)."""
     job = config.job(job_name)
@@ -237,7 +283,10 @@ def run_job(
     started = now_utc()
     destination = destination_of(config, job)
     log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
-    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination}
+    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
+                             deep)
+    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination,
+            "compare": choice.mode}
 
     def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
         finished = now_utc()
@@ -258,13 +307,16 @@ def run_job(
         young = _young_to_skip(run, listed)
         base["skipped_young"] = len(young)
         _check_settled(run, listed)
-        _check_deletions(run, listed, force_deletes)
+        mirror = _check_deletions(run, listed, force_deletes)
         if young:
             _log_young(run, young)
-        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing")
+        extra = upload_flags(config, job, started)
+        settled = [f for f in listed if f not in young]  # a young file is neither hashed nor copied
+        copies = _copy_same_files(run, settled, mirror, extra)
+        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing, {choice.reason}")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
-        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s,
-                                      exclude=[f.path for f in young])
+        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
+                                      extra, exclude=[f.path for f in young])
         result = run.container(SYNC_STEP, command, job.timeout_s)
     except Refused as exc:
         return finish(REFUSED, message=str(exc))
@@ -279,8 +331,10 @@ def run_job(
     for line in summary.error_lines:
         log.warning(f"{job.name}: rclone: {line}")
     counts = {
-        "files": summary.stat("transfers"),
-        "bytes": summary.stat("bytes"),
+        "files": summary.stat("transfers") + copies.seed_files,
+        "bytes": summary.stat("bytes") + copies.seed_bytes,
+        "copied_server_side": copies.copied,
+        "bytes_saved": copies.bytes_saved,
         "deletes": summary.stat("deletes"),
         "errors": max(summary.stat("errors"), summary.error_count),
         "skipped_symlinks": summary.skipped_symlinks,

@@ -60,6 +60,7 @@ def max_duration_s(timeout_s: float) -> int:
 
 # rclone filter patterns are globs: these characters must be escaped to match themselves.
 _GLOB_SPECIAL = frozenset("*?[]{}\\")
+CHECKSUM = ("--checksum",)
 
 
 def exact_pattern(path: str) -> str:
@@ -68,7 +69,8 @@ def exact_pattern(path: str) -> str:
     return "/" + "".join(f"\\{c}" if c in _GLOB_SPECIAL else c for c in path)
 
 
-def _sync(src: str, dst: str, timeout_s: float, exclude: Sequence[str] = ()) -> list[str]:
+def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM,
+          extra: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
     """`exclude`: paths relative to the sync root, each excluded on BOTH sides: neither
     transferred nor deleted (rclone deletes no excluded destination file without
     --delete-excluded)."""
@@ -77,17 +79,21 @@ def _sync(src: str, dst: str, timeout_s: float, exclude: Sequence[str] = ()) -> 
     return [
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
-        "--checksum", "--fast-list",
+        # A job's cheap passes compare by size or server time instead (supervisor.compare).
+        *compare, "--fast-list",
         *excludes,
         *_BOUNDS,
         "--max-duration", f"{max_duration_s(timeout_s)}s",
+        *extra,
         *_LOGGING,
     ]  # fmt: skip
 
 
-def sync_command(bucket: str, prefix: str, timeout_s: float, exclude: Sequence[str] = ()
-                 ) -> list[str]:
-    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, exclude)
+def sync_command(bucket: str, prefix: str, timeout_s: float,
+                 compare: Sequence[str] = CHECKSUM, extra: Sequence[str] = (),
+                 exclude: Sequence[str] = ()) -> list[str]:
+    """`extra`: more flags, e.g. --bwlimit (supervisor.bwlimit); `exclude`: see _sync."""
+    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, compare, extra, exclude)
 
 
 def restore_command(

@@ -47,6 +47,7 @@ class Report:
     deletes: int = 0
     errors: int = 0
     message: str = ""
+    compare: str = ""  # an upload's compare mode (supervisor.compare); "" for other runs
 
     @property
     def ok(self) -> bool:
@@ -91,9 +92,15 @@ class RunReport(Report):
     skipped_young: int = 0
     last_error: str = ""
     sentinel_written: bool = False
+    # Keys made with a server-side copy of content already in S3 (hard links), verified, and
+    # the bytes they did not upload (supervisor.hardlinks).
+    copied_server_side: int = 0
+    bytes_saved: int = 0
 
     def fields(self) -> dict[str, object]:
-        return {**super().fields(), "skipped_young": self.skipped_young}
+        return super().fields() | {"copied_server_side": self.copied_server_side,
+                                   "bytes_saved": self.bytes_saved, "compare": self.compare,
+                                   "skipped_young": self.skipped_young}
 
     def gauges(self) -> dict[str, float]:
         # Only an upload leaves young files for the next run; a drill has no such count.
@@ -111,7 +118,10 @@ class RunReport(Report):
             f"  finished          {markers.timestamp(self.finished_at)}"
             f"  ({self.duration_s:.1f} s, rclone exit code {code})",
             f"  source files      {self.source_files}",
+            f"  compared by       {self.compare or '-'}",
             f"  transferred       {self.files} files, {_human(self.bytes)}",
+            f"  copied in S3      {self.copied_server_side} files, {_human(self.bytes_saved)} "
+            f"not uploaded (hard links)",
             f"  deleted in S3     {self.deletes}",
             f"  errors            {self.errors}",
             f"  skipped symlinks  {self.skipped_symlinks}",

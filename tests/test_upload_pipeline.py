@@ -94,7 +94,9 @@ def test_backups_tree_is_mirrored_exactly(docker_client, s3server, bucket, pg_vo
     written = datetime.strptime(match.group(1).decode(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before <= written <= datetime.now(UTC)
     assert re.search(r"skipped symlinks\s+4\b", result.stdout)  # the four *-latest.dump links
-    assert re.search(r"transferred\s+8 files", result.stdout)
+    # 8 keys, 3 dumps: each dump uploaded once, its hard links copied server-side
+    assert re.search(r"transferred\s+3 files", result.stdout)
+    assert re.search(r"copied in S3\s+5 files", result.stdout)
     assert_no_secret(s3server, result.stdout, result.stderr)
 
 

@@ -1,0 +1,176 @@
+"""`ardua-backup run-once JOB --dry-run`: what the sync would do, changing nothing in S3 and
+leaving the sentinel, the ledger and the metrics alone.
+
+The same steps as a run (supervisor.pipeline), each only reading: the preflight, the source
+listing, the in-progress check, the deletion guard's numbers and verdict, the hard-link plan
+(the candidates are hashed in a read-only container), the compare mode this run would use,
+then the sync itself with `rclone --dry-run` in a container labelled as a reader (so it never
+makes a real sync refuse). Its "Skipped copy/delete as --dry-run is set" lines are the files
+and bytes that would be uploaded and the objects that would be deleted; keys the hard-link step
+would copy server-side are counted apart from the uploads. Operators run it before
+--force-deletes. A step that cannot run (S3 down, Docker) ends the plan with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import docker
+from docker.errors import DockerException
+from requests import RequestException
+
+from supervisor import compare, docker_runner, guard, hardlinks, pipeline, rclone, s3, servercopy
+from supervisor.config import Config
+from supervisor.docker_runner import DockerError
+from supervisor.report import _human, new_run_id, now_utc
+
+DRY_RUN_STEP = "dry-run"  # not a writer step: the container carries the reader label
+EXIT_OK, EXIT_FAILED, EXIT_DEFERRED = 0, 1, 75
+SHOWN = 20  # names listed per kind
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One file rclone --dry-run skipped: what it would have copied or deleted."""
+
+    action: str  # "copy" | "delete"
+    path: str
+    size: int
+
+
+def parse_skipped(stderr: str) -> list[Skipped]:
+    """rclone's `--dry-run` notices (JSON log: "skipped", "object", "size")."""
+    found = []
+    for line in stderr.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("skipped") in ("copy", "delete"):
+            found.append(Skipped(str(entry["skipped"]), str(entry.get("object", "")),
+                                 int(entry.get("size") or 0)))
+    return found
+
+
+@dataclass
+class DryRun:
+    job: str
+    destination: str
+    force_deletes: bool = False
+    compare: str = ""
+    compare_reason: str = ""
+    source_files: int = 0
+    source_bytes: int = 0
+    deferred: str = ""  # why a real run would be deferred now
+    guard_numbers: str = ""
+    refusal: str = ""  # why the guard would refuse ("" = it passes)
+    copies: list[hardlinks.CopyPlan] = field(default_factory=list)
+    copy_note: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+    error: str = ""  # a step that could not run
+
+    @property
+    def copied_keys(self) -> set[str]:
+        return {t for p in self.copies for t in p.targets}
+
+    @property
+    def uploads(self) -> list[Skipped]:
+        """What would cross the uplink: rclone's copies minus the keys made server-side."""
+        made = self.copied_keys
+        return [s for s in self.skipped if s.action == "copy" and s.path not in made]
+
+    @property
+    def deletes(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.action == "delete"]
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return f"a run would fail: {self.error}"
+        if self.deferred:
+            return f"a run would be deferred: {self.deferred}"
+        if self.refusal and not self.force_deletes:
+            return (f"a run would be REFUSED by the deletion guard: {self.refusal}; "
+                    f"--force-deletes would let it do what is listed here")
+        if self.refusal:
+            return f"the deletion guard would refuse, overridden by --force-deletes: {self.refusal}"
+        return "a run would sync as listed"
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or (self.refusal and not self.force_deletes):
+            return EXIT_FAILED
+        return EXIT_DEFERRED if self.deferred else EXIT_OK
+
+    def summary(self) -> str:
+        uploads, deletes = self.uploads, self.deletes
+        copied = sum(p.bytes_saved for p in self.copies)
+        lines = [
+            f"{self.job}  DRY RUN  (nothing changed in S3; sentinel, ledger, metrics untouched)",
+            f"  destination       {self.destination}",
+            f"  compared by       {self.compare or '-'}  ({self.compare_reason or '-'})",
+            f"  source files      {self.source_files}, {_human(self.source_bytes)}",
+            f"  deletion guard    {self.guard_numbers or '-'}",
+            f"  would upload      {len(uploads)} files, "
+            f"{_human(sum(s.size for s in uploads))}",
+            f"  copy in S3        {len(self.copied_keys)} keys, {_human(copied)} not uploaded "
+            f"(hard links){f'; {self.copy_note}' if self.copy_note else ''}",
+            f"  would delete      {len(deletes)} objects, {_human(sum(s.size for s in deletes))}",
+        ]
+        for title, items in (("upload", uploads), ("delete", deletes)):
+            for s in items[:SHOWN]:
+                lines.append(f"    {title:<6} {s.path} ({s.size} B)")
+            if len(items) > SHOWN:
+                lines.append(f"    ... and {len(items) - SHOWN} more to {title}")
+        for p in self.copies:
+            for target in p.targets:
+                how = "after uploading it" if p.seed else "already in S3"
+                lines.append(f"    copy   {p.source} -> {target} ({p.size} B; {how})")
+        lines.append(f"  => {self.verdict}")
+        return "\n".join(lines)
+
+
+def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
+            force_deletes: bool = False, deep: bool = False) -> DryRun:
+    job = config.job(job_name)
+    out = DryRun(job.name, pipeline.destination_of(config, job), force_deletes)
+    started = now_utc()
+    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
+                             deep)
+    out.compare, out.compare_reason = choice.mode, choice.reason
+    try:
+        s3.preflight(config.s3, job.prefix)
+        run = pipeline._Run(config, job, f"dryrun-{new_run_id()}",
+                            client or docker_runner.connect())
+        docker_runner.ensure_image(run.client, config.rclone.image)
+        listed = pipeline._list_source(run)
+        out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
+        try:
+            pipeline._check_settled(run, listed)
+        except pipeline.Deferred as exc:
+            out.deferred = str(exc)
+        mirror = s3.list_objects(config.s3, job.prefix)
+        plan = guard.plan_sync(listed, mirror)
+        out.guard_numbers = plan.numbers()
+        out.refusal = guard.deletion_refusal(plan, config.guard)
+        try:
+            out.copies = servercopy.plan(run.container, listed, mirror,
+                                         min(pipeline.LIST_TIMEOUT_S, job.timeout_s))
+        except DockerError as exc:
+            out.copy_note = f"not planned: {exc}"
+        extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]
+        result = run.container(DRY_RUN_STEP, rclone.sync_command(
+            config.s3.bucket, job.prefix, job.timeout_s, choice.flags, extra), job.timeout_s)
+    except (DockerError, s3.S3Error) as exc:
+        out.error = str(exc)
+        return out
+    except (DockerException, RequestException) as exc:
+        out.error = f"Docker API error: {exc}"
+        return out
+    log = rclone.parse_log(result.stderr)
+    verdict = rclone.judge_sync(result.exit_code, result.timed_out, log)
+    if not verdict.ok:
+        out.error = f"rclone --dry-run: {verdict.reason}: {log.last_error or 'no error text'}"
+    out.skipped = parse_skipped(result.stderr)
+    return out

@@ -1,0 +1,94 @@
+"""`run-once JOB --dry-run`: the plan (uploads, server-side copies, deletes, the guard's numbers and
+verdict) with S3, the sentinel and the ledger untouched, and a real run then doing exactly
+that. Real pg_dump tree in a Docker volume, real rclone, real SeaweedFS, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from supervisor import dryrun
+from tests.cli_helpers import run_cli
+from tests.harness.pgtree import make_backups_tree, volume_mountpoint
+from tests.test_server_copy import dumps  # noqa: F401 (the fixture)
+
+SENTINEL = "postgres/.last_success"
+
+
+def _count(pattern: str, text: str) -> int:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in:\n{text}"
+    return int(m.group(1))
+
+
+def _history(cfg) -> list[dict]:
+    return json.loads(run_cli("history", "db-upload", "--json", config=cfg).stdout)
+
+
+def test_dry_run_shows_what_the_run_then_does(docker_client, s3server, bucket, pg_volume,
+                                               dumps, write_config, tmp_path) -> None:  # noqa: F811
+    root = volume_mountpoint(docker_client, pg_volume)
+    make_backups_tree(root, dumps[:2])
+    cfg = write_config(tmp_path, s3server, bucket, db_volume=pg_volume)
+    assert run_cli("run-once", "db-upload", config=cfg).returncode == 0
+    # Day 3; and retention removes day 1's dump from last/ and daily/.
+    make_backups_tree(root, dumps)
+    (root / "last/ardua-20260301-010000.dump").unlink()
+    (root / "daily/ardua-20260301.dump").unlink()
+    before = s3server.list_keys(bucket, "postgres/")
+    runs = _history(cfg)
+
+    plan = run_cli("run-once", "db-upload", "--dry-run", config=cfg)
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "DRY RUN" in plan.stdout and "a run would sync as listed" in plan.stdout
+    assert s3server.list_keys(bucket, "postgres/") == before  # nothing changed, sentinel too
+    assert _history(cfg) == runs  # not recorded
+    assert _count(r"would upload\s+(\d+) files", plan.stdout) == 1  # the new dump, once
+    assert _count(r"copy in S3\s+(\d+) keys", plan.stdout) == 3  # daily, weekly, monthly
+    assert _count(r"would delete\s+(\d+) objects", plan.stdout) == 2
+    assert re.search(r"upload\s+\w+/ardua-20260303", plan.stdout)  # one name of the new dump
+    assert re.search(r"delete\s+last/ardua-20260301-010000.dump", plan.stdout)
+    assert "would delete 2 (" in plan.stdout  # the guard's own numbers
+
+    real = run_cli("run-once", "db-upload", config=cfg)
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert _count(r"transferred\s+(\d+) files", real.stdout) == 1
+    assert _count(r"copied in S3\s+(\d+) files", real.stdout) == 3
+    assert _count(r"deleted in S3\s+(\d+)", real.stdout) == 2
+
+
+def test_dry_run_before_force_deletes(docker_client, s3server, bucket, pg_volume, dumps,  # noqa: F811
+                                      write_config, tmp_path) -> None:
+    root = volume_mountpoint(docker_client, pg_volume)
+    make_backups_tree(root, dumps)
+    cfg = write_config(tmp_path, s3server, bucket, db_volume=pg_volume)
+    assert run_cli("run-once", "db-upload", config=cfg).returncode == 0
+    for path in [*root.glob("daily/*"), *root.glob("weekly/*"), *root.glob("monthly/*")]:
+        path.unlink()  # a wrong retention setting wiped most of the tree
+    before = s3server.list_keys(bucket, "postgres/")
+
+    refused = run_cli("run-once", "db-upload", "--dry-run", config=cfg)
+    forced = run_cli("run-once", "db-upload", "--dry-run", "--force-deletes", config=cfg)
+
+    assert refused.returncode == 1
+    assert "would be REFUSED by the deletion guard" in refused.stdout
+    assert _count(r"would delete\s+(\d+) objects", refused.stdout) == 6  # of 9
+    assert forced.returncode == 0
+    assert "overridden by --force-deletes" in forced.stdout
+    assert s3server.list_keys(bucket, "postgres/") == before
+    assert SENTINEL in before
+
+
+def test_skipped_lines_are_read() -> None:
+    stderr = "\n".join([
+        json.dumps({"level": "notice", "msg": "Skipped copy as --dry-run is set (size 3)",
+                    "skipped": "copy", "size": 3, "object": "a b.pdf"}),
+        json.dumps({"level": "notice", "msg": "Skipped delete as --dry-run is set (size 2)",
+                    "skipped": "delete", "size": 2, "object": "old"}),
+        json.dumps({"level": "notice", "msg": "Skipped make directory", "skipped": "make "
+                    "directory", "object": "d"}),
+        "not json",
+    ])
+    assert dryrun.parse_skipped(stderr) == [dryrun.Skipped("copy", "a b.pdf", 3),
+                                            dryrun.Skipped("delete", "old", 2)]
