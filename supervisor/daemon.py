@@ -107,6 +107,10 @@ class Daemon:
         self._health = ""  # the last health verdict line
         self._health_reads: list[threading.Thread] = []
         self._health_lock = threading.Lock()
+        # One health read at a time, in order (alerts must not see an older verdict after a
+        # newer one); a request while one runs makes it read once more when done.
+        self._health_running = False
+        self._health_again = False
         self._next_check: datetime | None = None  # the next alerts.check_every verdict
         self.config: Config
         self.ledger: Ledger
@@ -320,13 +324,27 @@ class Daemon:
     def _refresh_health(self) -> None:
         """Re-reads the real signals (a listing container, S3) on a thread of its own: neither
         the loop nor a finishing run (still "busy" until it returns) waits for it."""
-        if self.check_health is not None:
+        if self.check_health is None:
+            return
+        with self._health_lock:
+            if self._health_running:
+                self._health_again = True
+                return
+            self._health_running = True
             read = threading.Thread(
-                target=self._read_health, args=(self.check_health,), name="health", daemon=True
-            )
+                target=self._read_health_until_current, args=(self.check_health,),
+                name="health", daemon=True)
+            self._health_reads = [t for t in self._health_reads if t.is_alive()] + [read]
+        read.start()
+
+    def _read_health_until_current(self, check: Callable[[Config], health.Verdict]) -> None:
+        while True:
+            self._read_health(check)
             with self._health_lock:
-                self._health_reads = [t for t in self._health_reads if t.is_alive()] + [read]
-            read.start()
+                if not self._health_again:
+                    self._health_running = False
+                    return
+                self._health_again = False
 
     def _read_health(self, check: Callable[[Config], health.Verdict]) -> None:
         """The verdict goes to STATUS=, the metrics and the alerts."""
@@ -336,7 +354,10 @@ class Daemon:
         except Exception as exc:
             self._health = f"UNKNOWN: health check failed: {exc}"
         else:
-            self._health = verdict.status_line()
+            line = verdict.status_line()
+            if line.split(":", 1)[0] != self._health.split(":", 1)[0]:
+                logger.info("health: {}", line)  # on a change of state only
+            self._health = line
             metrics.write_status(config, verdict.values())
             if alerter:
                 alerter.on_verdict(

@@ -11,6 +11,10 @@ import socket
 import time
 from collections.abc import Mapping
 
+from loguru import logger
+
+SEND_TIMEOUT_S = 1.0
+
 
 class Notifier:
     """Sends datagrams to $NOTIFY_SOCKET; does nothing when not started by systemd."""
@@ -31,7 +35,13 @@ class Notifier:
             return
         lines = (f"{key}={str(value).replace(chr(10), ' ')}" for key, value in fields.items())
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto("\n".join(lines).encode("utf-8"), self.address)
+            # A datagram waits while the reader's queue is full: never let that stop the loop,
+            # a run or a health check (measured: a reader that fell behind froze all three).
+            sock.settimeout(SEND_TIMEOUT_S)
+            try:
+                sock.sendto("\n".join(lines).encode("utf-8"), self.address)
+            except OSError as exc:
+                logger.warning(f"sd_notify message dropped ({', '.join(fields)}): {exc}")
 
     def reloading(self) -> None:
         # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1 to order it against READY=1.

@@ -104,7 +104,10 @@ def test_stale_dump_alerts_once_then_recovers_once(
         fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(
             root, [(now - timedelta(minutes=5), os.urandom(4000))]))
         recovered = poll(lambda: [p for _, p in receiver.posts if "recovered" in p["title"]],
-                         timeout=90, what="a recovery notification")
+                         timeout=90, what=lambda: (
+                             f"a recovery notification; sent "
+                             f"{[p['title'] for _, p in receiver.posts]}, last STATUS "
+                             f"{[m.get('STATUS') for m in notify.seen[-2:]]}"))
         assert recovered[0]["title"].endswith(": OK (recovered from CRITICAL)")
         checks = 0
         while checks < 3:

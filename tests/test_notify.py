@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from supervisor.notify import Notifier
+from supervisor.notify import SEND_TIMEOUT_S, Notifier
 
 
 @pytest.fixture
@@ -62,3 +63,21 @@ def test_noop_without_socket() -> None:
 )
 def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
     assert Notifier(env).watchdog_interval_s == expected
+
+
+def test_a_reader_that_falls_behind_never_stops_the_sender(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    """A full datagram queue made sendto wait forever: the loop, a run and a health check all
+    froze in it (seen with a test that read its socket late). Now a message waits at most
+    SEND_TIMEOUT_S, then is dropped; the reader still gets what was queued."""
+    sock, path = receiver
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    for i in range(100_000):  # until the queue (net.unix.max_dgram_qlen) is full
+        started = time.monotonic()
+        notifier.send(STATUS=f"line {i}")
+        waited = time.monotonic() - started
+        if waited > SEND_TIMEOUT_S / 2:
+            break
+    assert SEND_TIMEOUT_S / 2 < waited < SEND_TIMEOUT_S + 1, "the queue never filled"
+    assert sock.recv(4096).decode() == "STATUS=line 0"
