@@ -7,6 +7,7 @@ daemon treat every outcome the same way.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -217,20 +218,19 @@ def _log_young(run: _Run, young: list[rclone.ListedFile]) -> None:
 
 
 def _check_deletions(
-    run: _Run, listed: list[rclone.ListedFile], force: bool
-) -> dict[str, s3.S3Object]:
-    """Raises Refused when the guard says no; returns the mirror's listing."""
-    mirror = s3.list_objects(run.config.s3, run.job.prefix)
+    run: _Run, listed: list[rclone.ListedFile], force: bool, mirror: dict[str, s3.S3Object]
+) -> None:
+    """Raises Refused when the guard says no."""
     plan = guard.plan_sync(listed, mirror)
     log = logger.bind(job=run.job.name, run_id=run.run_id)
     reason = guard.deletion_refusal(plan, run.config.guard)
     if not reason:
         log.info(f"{run.job.name}: deletion guard passed: {plan.numbers()}")
-        return mirror
+        return
     if force:
         log.warning(f"{run.job.name}: deletion guard overridden by --force-deletes: {reason}; "
                     f"{plan.numbers()}")
-        return mirror
+        return
     raise Refused(
         f"deletion guard: {reason} ({plan.numbers()}) under "
         f"{destination_of(run.config, run.job)}. Nothing was changed. If this is "
@@ -302,12 +302,16 @@ def run_job(
         if reaped := docker_runner.reap_exited(run.client, job.name):
             log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
         _check_no_sync_running(run)
-        listed = _list_source(run)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # S3 is listed for the guard while the source listing container runs.
+            mirror_listing = pool.submit(s3.list_objects, config.s3, job.prefix)
+            listed = _list_source(run)
+            mirror = mirror_listing.result()
         base["source_files"] = len(listed)
         young = _young_to_skip(run, listed)
         base["skipped_young"] = len(young)
         _check_settled(run, listed)
-        mirror = _check_deletions(run, listed, force_deletes)
+        _check_deletions(run, listed, force_deletes, mirror)
         if young:
             _log_young(run, young)
         extra = upload_flags(config, job, started)

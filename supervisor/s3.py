@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import botocore.session
+import botocore.utils
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -73,9 +74,21 @@ def _file_version(path: Path | None) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
 
 
+def _timestamp(value: str) -> datetime:
+    """botocore's timestamp parser, fast for the ISO 8601 a listing has on every object:
+    botocore's own goes through dateutil (~0.4 ms each, 8 s of a 20,000-object listing's 14 s,
+    measured). Anything else (a HEAD's RFC 1123 Last-Modified, epoch seconds) goes to it."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+    return parsed if parsed.tzinfo else botocore.utils.parse_timestamp(value)
+
+
 @functools.lru_cache(maxsize=16)
 def _client(s3: S3Config, fast: bool, _version: tuple[int, int, int] | None) -> Any:
     core = botocore.session.Session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
     if s3.credentials_file:
         core.set_config_variable("credentials_file", str(s3.credentials_file))
         core.set_config_variable("profile", s3.profile)
