@@ -29,7 +29,7 @@ import docker
 from loguru import logger
 
 from supervisor import config as config_mod
-from supervisor import docker_runner, pipeline, rclone, servercopy
+from supervisor import docker_runner, pipeline, rclone, rclone_containers, servercopy
 from supervisor.report import SUCCESS
 from tests.conftest import write_credentials
 from tests.harness import dockerd
@@ -117,7 +117,7 @@ def main() -> int:
                                    "prefix": "postgres"}},
         }))
         cfg = config_mod.load(cfg_path)
-        base_spec = pipeline.rclone_spec(
+        base_spec = rclone_containers.rclone_spec(
             cfg, rclone.sync_command(buckets["baseline"], "postgres", 3600),
             docker_runner.file_mount(str(root), rclone.SOURCE_MOUNT),
             {docker_runner.LABEL_JOB: "benchmark"})

@@ -33,7 +33,7 @@ from pathlib import Path
 import docker
 from loguru import logger
 
-from supervisor import compare, docker_runner, pipeline, rclone, s3
+from supervisor import compare, docker_runner, pipeline, rclone, rclone_containers, s3
 from supervisor import config as config_mod
 from supervisor.report import SUCCESS
 from tests.conftest import write_credentials
@@ -119,7 +119,7 @@ class Bench:
 
     def bare_spec(self, flags: tuple[str, ...], extra: tuple[str, ...] = ()):
         command = rclone.sync_command(self.bucket, "receipts", 7200, flags) + list(extra)
-        return pipeline.rclone_spec(
+        return rclone_containers.rclone_spec(
             self.config, command, docker_runner.file_mount(str(self.root), rclone.SOURCE_MOUNT),
             {docker_runner.LABEL_JOB: "benchmark"})
 

@@ -17,10 +17,18 @@ import json
 from dataclasses import dataclass, field
 
 import docker
-from docker.errors import DockerException
-from requests import RequestException
 
-from supervisor import compare, docker_runner, guard, hardlinks, pipeline, rclone, s3, servercopy
+from supervisor import (
+    compare,
+    docker_runner,
+    guard,
+    hardlinks,
+    pipeline,
+    rclone,
+    rclone_containers,
+    s3,
+    servercopy,
+)
 from supervisor.config import Config
 from supervisor.docker_runner import DockerError
 from supervisor.report import _human, new_run_id, now_utc
@@ -134,17 +142,17 @@ class DryRun:
 def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
             force_deletes: bool = False, deep: bool = False) -> DryRun:
     job = config.job(job_name)
-    out = DryRun(job.name, pipeline.destination_of(config, job), force_deletes)
+    out = DryRun(job.name, rclone_containers.destination_of(config, job), force_deletes)
     started = now_utc()
     choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
                              deep)
     out.compare, out.compare_reason = choice.mode, choice.reason
     try:
         s3.preflight(config.s3, job.prefix)
-        run = pipeline._Run(config, job, f"dryrun-{new_run_id()}",
+        run = rclone_containers.JobContainers(config, job, f"dryrun-{new_run_id()}",
                             client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
-        listed = pipeline._list_source(run)
+        listed = rclone_containers.list_source(run)
         out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
         try:
             pipeline._check_settled(run, listed)
@@ -156,7 +164,7 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         out.refusal = guard.deletion_refusal(plan, config.guard)
         try:
             out.copies = servercopy.plan(run.container, listed, mirror,
-                                         min(pipeline.LIST_TIMEOUT_S, job.timeout_s))
+                                         min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
         except DockerError as exc:
             out.copy_note = f"not planned: {exc}"
         extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]
@@ -164,9 +172,6 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
             config.s3.bucket, job.prefix, job.timeout_s, choice.flags, extra), job.timeout_s)
     except (DockerError, s3.S3Error) as exc:
         out.error = str(exc)
-        return out
-    except (DockerException, RequestException) as exc:
-        out.error = f"Docker API error: {exc}"
         return out
     log = rclone.parse_log(result.stderr)
     verdict = rclone.judge_sync(result.exit_code, result.timed_out, log)

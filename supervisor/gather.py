@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import docker
 
-from supervisor import dbbackup, docker_runner, drill, dumps, markers, pipeline, s3
+from supervisor import dbbackup, docker_runner, drill, dumps, markers, rclone_containers, s3
 from supervisor.config import Config
 from supervisor.dumps import DatabaseDumps
 from supervisor.health import Sentinel, Signals, Verdict, evaluate
@@ -46,8 +46,8 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
     if health.dump_job:
         try:
             docker_runner.ensure_image(client, config.rclone.image)
-            listed = pipeline.list_source(config, config.job(health.dump_job), client,
-                                          f"status-{new_run_id()}")
+            listed = rclone_containers.list_source(rclone_containers.JobContainers(
+                config, config.job(health.dump_job), f"status-{new_run_id()}", client))
             found["databases"] = dumps.by_database(
                 ((f.path, f.size, f.modified) for f in listed), health.dump_dir,
                 health.databases)

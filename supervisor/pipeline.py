@@ -8,14 +8,10 @@ daemon treat every outcome the same way.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 
 import docker
-from docker.errors import DockerException
-from docker.types import Mount
 from loguru import logger
-from requests import RequestException
 
 from supervisor import (
     bwlimit,
@@ -23,13 +19,19 @@ from supervisor import (
     dbbackup,
     docker_runner,
     guard,
-    hardlinks,
     rclone,
     s3,
     servercopy,
 )
 from supervisor.config import Config, JobConfig
 from supervisor.docker_runner import DockerError
+from supervisor.rclone_containers import (
+    LIST_TIMEOUT_S,
+    SYNC_STEP,
+    JobContainers,
+    destination_of,
+    list_source,
+)
 from supervisor.report import (
     DEFERRED,
     FAILED,
@@ -40,21 +42,13 @@ from supervisor.report import (
     now_utc,
 )
 
-# Read-only container, but it must read every file whatever its owner and mode.
-READ_ANY_FILE = ["DAC_READ_SEARCH"]
-LIST_TIMEOUT_S = 300.0
-LIST_STEP, SYNC_STEP = "list", "sync"
 # Young files are excluded one by one on the sync's command line; beyond these bounds the run is
 # deferred instead (Linux takes ~2 MiB of arguments; a small business writes far fewer receipts
 # within one quiet period).
 MAX_SKIPPED_YOUNG = 1000
 MAX_SKIP_PATTERN_BYTES = 256 * 1024
 MAX_NAMED_YOUNG = 20  # in the log line that names the skipped files
-WRITER_STEPS = frozenset({SYNC_STEP, hardlinks.SEED_STEP})  # containers that write to S3
 
-
-def destination_of(config: Config, job: JobConfig) -> str:
-    return f"s3://{config.s3.bucket}/{job.prefix}/"
 
 
 class Refused(Exception):
@@ -65,61 +59,7 @@ class Deferred(Exception):
     """The source is still being written; nothing was launched, try again later."""
 
 
-@dataclass
-class _Run:
-    """What the steps of one run share: config, job, the open Docker client."""
-
-    config: Config
-    job: JobConfig
-    run_id: str
-    client: docker.DockerClient
-
-    def labels(self, step: str) -> dict[str, str]:
-        """Every container carries the job (so a killed run's leftovers are reaped) and the run.
-        Only the sync writes to S3: it alone carries the writer label LABEL_TARGET, which makes
-        a second sync of the prefix refuse and the daemon skip a run. Any other step only reads
-        the source and says so (LABEL_READS): `status` lists the dump volume this way every few
-        minutes, and that must never block an upload."""
-        labels = {
-            docker_runner.LABEL_JOB: self.job.name,
-            docker_runner.LABEL_RUN: self.run_id,
-            docker_runner.LABEL_STEP: step,
-        }
-        if step in WRITER_STEPS:
-            labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
-        else:
-            labels[docker_runner.LABEL_READS] = str(self.job.source)
-        return labels
-
-    def container(self, step: str, command: list[str], timeout_s: float):
-        spec = rclone_spec(
-            self.config, command,
-            docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
-            self.labels(step),
-        )  # fmt: skip
-        return docker_runner.run_oneshot(self.client, spec, timeout_s)
-
-
-def rclone_spec(
-    config: Config, command: list[str], mount: Mount, labels: dict[str, str],
-    user: str | None = None,
-) -> docker_runner.Spec:
-    """An rclone one-shot container: the configured image and network, the S3 settings as
-    environment, the credentials file read-only, and `mount` (a job's source, a restore's
-    target)."""
-    return docker_runner.Spec(
-        image=config.rclone.image,
-        command=command,
-        mounts=[mount, *docker_runner.credentials_mounts(config.s3, rclone.CREDENTIALS_MOUNT)],
-        env=rclone.environment(config.s3),
-        labels=labels,
-        network_mode=config.rclone.network_mode,
-        cap_add=READ_ANY_FILE,
-        user=user,
-    )
-
-
-def _check_no_sync_running(run: _Run) -> None:
+def _check_no_sync_running(run: JobContainers) -> None:
     """Refuses while a sync container writes to the same prefix, whoever started it. Listings
     (of a run, of `status`) do not count: they only read."""
     destination = destination_of(run.config, run.job)
@@ -132,29 +72,6 @@ def _check_no_sync_running(run: _Run) -> None:
         )
 
 
-def _list_source(run: _Run) -> list[rclone.ListedFile]:
-    result = run.container(LIST_STEP, rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
-    log = rclone.parse_log(result.stderr)
-    if result.exit_code != 0 or log.error_count:
-        raise DockerError(
-            f"listing source {run.job.source} failed (exit {result.exit_code}): "
-            f"{log.last_error or 'no error text'}"
-        )
-    try:
-        return rclone.parse_listing(result.stdout)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DockerError(
-            f"listing source {run.job.source} gave unreadable output: {exc}"
-        ) from None
-
-
-def list_source(
-    config: Config, job: JobConfig, client: docker.DockerClient, run_id: str
-) -> list[rclone.ListedFile]:
-    """The job's source as rclone sees it, listed in a read-only one-shot container."""
-    return _list_source(_Run(config, job, run_id, client))
-
-
 def skips_young(config: Config, job: JobConfig) -> bool:
     """Does this job sync what has settled and leave younger files for the next run? A plain
     folder (receipts) does. The dump job, and any volume, defers the whole run instead: a
@@ -163,7 +80,7 @@ def skips_young(config: Config, job: JobConfig) -> bool:
     return job.source.kind == "path" and job.name != config.health.dump_job
 
 
-def _young_to_skip(run: _Run, listed: list[rclone.ListedFile]) -> list[rclone.ListedFile]:
+def _young_to_skip(run: JobContainers, listed: list[rclone.ListedFile]) -> list[rclone.ListedFile]:
     """The source files modified within guard.quiet_period: they may still be written. Where
     skips_young, the sync leaves exactly these out on both sides (not uploaded, not deleted);
     otherwise, or when they are all there is or too many to name, raises Deferred."""
@@ -187,7 +104,7 @@ def _young_to_skip(run: _Run, listed: list[rclone.ListedFile]) -> list[rclone.Li
     return recent
 
 
-def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
+def _check_settled(run: JobContainers, listed: list[rclone.ListedFile]) -> None:
     """Raises Deferred while the dump container reports a backup in progress."""
     health = run.config.health
     if run.job.name != health.dump_job or not health.db_health_url:
@@ -205,7 +122,7 @@ def _check_settled(run: _Run, listed: list[rclone.ListedFile]) -> None:
         )
 
 
-def _log_young(run: _Run, young: list[rclone.ListedFile]) -> None:
+def _log_young(run: JobContainers, young: list[rclone.ListedFile]) -> None:
     """One line naming the files left for the next run (the first MAX_NAMED_YOUNG)."""
     names = ", ".join(f.path for f in young[:MAX_NAMED_YOUNG])
     more = f" and {len(young) - MAX_NAMED_YOUNG} more" if len(young) > MAX_NAMED_YOUNG else ""
@@ -218,7 +135,7 @@ def _log_young(run: _Run, young: list[rclone.ListedFile]) -> None:
 
 
 def _check_deletions(
-    run: _Run, listed: list[rclone.ListedFile], force: bool, mirror: dict[str, s3.S3Object]
+    run: JobContainers, listed: list[rclone.ListedFile], force: bool, mirror: dict[str, s3.S3Object]
 ) -> None:
     """Raises Refused when the guard says no."""
     plan = guard.plan_sync(listed, mirror)
@@ -244,7 +161,7 @@ def upload_flags(config: Config, job: JobConfig, now: datetime) -> list[str]:
 
 
 def _copy_same_files(
-    run: _Run, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
+    run: JobContainers, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
     extra: list[str],
 ) -> servercopy.Outcome:
     """Hard links in S3 as server-side copies instead of uploads (supervisor.hardlinks). Never
@@ -297,7 +214,7 @@ def run_job(
 
     try:
         s3.preflight(config.s3, job.prefix)
-        run = _Run(config, job, run_id, client or docker_runner.connect())
+        run = JobContainers(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
         if reaped := docker_runner.reap_exited(run.client, job.name):
             log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
@@ -305,7 +222,7 @@ def run_job(
         with ThreadPoolExecutor(max_workers=1) as pool:
             # S3 is listed for the guard while the source listing container runs.
             mirror_listing = pool.submit(s3.list_objects, config.s3, job.prefix)
-            listed = _list_source(run)
+            listed = list_source(run)
             mirror = mirror_listing.result()
         base["source_files"] = len(listed)
         young = _young_to_skip(run, listed)
@@ -328,8 +245,6 @@ def run_job(
         return finish(DEFERRED, message=str(exc))
     except (DockerError, s3.S3Error) as exc:
         return finish(FAILED, message=str(exc))
-    except (DockerException, RequestException) as exc:
-        return finish(FAILED, message=f"Docker API error: {exc}")
 
     summary = rclone.parse_log(result.stderr)
     for line in summary.error_lines:

@@ -12,8 +12,8 @@ import docker
 
 from supervisor import docker_runner, rclone, s3, versions
 from supervisor.config import Config
-from supervisor.pipeline import rclone_spec
 from supervisor.rclone import judge_sync
+from supervisor.rclone_containers import rclone_spec
 from supervisor.report import new_run_id
 from supervisor.restore import RestoreError
 

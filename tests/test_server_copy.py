@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import config as config_mod
-from supervisor import docker_runner, pipeline, rclone, s3, servercopy
+from supervisor import docker_runner, pipeline, rclone, rclone_containers, s3, servercopy
 from supervisor.report import SUCCESS
 from tests.cli_helpers import run_cli
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
@@ -139,7 +139,7 @@ def test_multipart_objects_are_copied_with_their_md5(docker_client, s3server, bu
     os.utime(big, (ts, ts))
     cfg = _in_process(write_config, tmp_path, s3server, bucket, pg_volume)
     # rclone uploads last/ alone, in 5 MiB parts, as it would a dump over 200 MiB
-    spec = pipeline.rclone_spec(
+    spec = rclone_containers.rclone_spec(
         cfg, ["copy", "/source/", rclone.remote(bucket, "postgres"), "--config", "",
               "--include", "/last/**", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M"],
         docker_runner.source_mount(docker_client, cfg.jobs["db-upload"].source, "/source"),
