@@ -43,6 +43,8 @@ from tests.harness.s3server import S3Server
 from tests.harness.tomlw import dumps as toml_dumps
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Its own job name: the test engine is shared, and a run reaps exited containers of its job name.
+JOB = f"bench-receipts-{os.getpid()}"
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
@@ -110,7 +112,7 @@ class Bench:
                 "s3": {"bucket": self.bucket, "region": server.region,
                        "endpoint_url": server.endpoint_url, "credentials_file": str(creds)},
                 "rclone": {"image": image, "network_mode": "host"},
-                "jobs": {"receipts-upload": {"schedule": "45 * * * *", "source": str(root),
+                "jobs": {JOB: {"schedule": "45 * * * *", "source": str(root),
                                              "prefix": "receipts", "compare": mode,
                                              "deep_every": "3650d", "timeout": "2h"}},
             }))
@@ -133,7 +135,7 @@ class Bench:
         env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST}
         result = subprocess.run(
             [sys.executable, "-m", "supervisor", "--config", str(self.paths[mode]), "run-once",
-             "receipts-upload"], capture_output=True, text=True, env=env, timeout=7200)
+             JOB], capture_output=True, text=True, env=env, timeout=7200)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"compared by       {mode}" in result.stdout, result.stdout
         assert "transferred       0 files" in result.stdout, result.stdout
@@ -167,7 +169,7 @@ class Bench:
             c.meta.events.register("before-send.s3", sent)
         docker_runner.run_oneshot = dumping
         try:
-            report = pipeline.run_job(config, "receipts-upload", client=self.client)
+            report = pipeline.run_job(config, JOB, client=self.client)
         finally:
             docker_runner.run_oneshot = real
             for c in clients:

@@ -1,0 +1,102 @@
+"""Memory and file descriptors over many runs of the daemon's run path.
+
+The daemon runs every job as `Recorder.record(job, pipeline.run_job)` on a worker thread (ledger,
+metrics textfile, heartbeat, final journal line). This runs that path N times back to back in
+one process against a small receipts job (a new receipt each run, so every run uploads), and
+prints RSS and open fds every N/10 runs, against the process right after its imports (baseline,
+same run). Real rclone containers, real SeaweedFS, loopback.
+Run: sudo .venv/bin/python -m benchmarks.daemon_soak [N]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+from loguru import logger
+
+from supervisor import config as config_mod
+from supervisor import daemon, pipeline  # noqa: F401 (the daemon's imports: its baseline)
+from supervisor.recorder import Recorder, open_ledger
+from supervisor.report import SUCCESS
+from tests.conftest import write_credentials
+from tests.harness import dockerd
+from tests.harness.images import ensure_rclone_image
+from tests.harness.s3server import S3Server
+from tests.harness.tomlw import dumps as toml_dumps
+
+JOB = f"bench-soak-{os.getpid()}"
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    base_rss, base_fds = rss_kb(), fds()
+    client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
+    image = ensure_rclone_image(client)
+    rows = []
+    with S3Server() as server, tempfile.TemporaryDirectory(prefix="ardua-soak-") as tmp:
+        work = Path(tmp)
+        receipts = work / "receipts"
+        receipts.mkdir()
+        creds = write_credentials(work / "creds", server.access_key, server.secret_key)
+        path = work / "c.toml"
+        path.write_text(toml_dumps({
+            "state_dir": str(work / "state"),
+            "s3": {"bucket": server.create_bucket("soak"), "region": server.region,
+                   "endpoint_url": server.endpoint_url, "credentials_file": str(creds)},
+            "rclone": {"image": image, "network_mode": "host"},
+            "metrics": {"textfile": str(work / "ardua.prom")},
+            "jobs": {JOB: {"schedule": "* * * * *", "source": str(receipts),
+                           "prefix": "receipts", "compare": "mtime"}},
+        }))
+        cfg = config_mod.load(path)
+        recorder = Recorder(cfg, open_ledger(cfg))
+        t0 = time.monotonic()
+        for i in range(1, n + 1):
+            receipt = receipts / f"r{i:05d}.pdf"
+            receipt.write_bytes(os.urandom(2048))
+            old = time.time() - 3600
+            os.utime(receipt, (old, old))
+            result: dict = {}
+
+            def one_run(out: dict = result) -> None:
+                out["report"] = recorder.record(JOB, lambda run_id: pipeline.run_job(
+                    cfg, JOB, run_id=run_id, client=client))
+
+            worker = threading.Thread(target=one_run)  # the daemon runs jobs on worker threads
+            worker.start()
+            worker.join()
+            assert result["report"].result == SUCCESS, result["report"].message
+            if i == 1 or i % max(1, n // 10) == 0:
+                rows.append((i, rss_kb(), fds(), time.monotonic() - t0))
+                print(f"run {i}: RSS {rows[-1][1] / 1024:.1f} MB, {rows[-1][2]} fds",
+                      file=sys.stderr)
+    print(f"{n} runs of the daemon's run path in one process (Recorder.record(run_job) on a "
+          f"worker thread; one new receipt each)")
+    print(f"after imports: RSS {base_rss / 1024:.1f} MB, {base_fds} fds")
+    print(f"{'runs':>6} {'RSS MB':>8} {'vs run 1':>9} {'fds':>5} {'s':>7}")
+    for i, rss, nfd, elapsed in rows:
+        print(f"{i:>6} {rss / 1024:>8.1f} {rss / rows[0][1]:>8.3f}x {nfd:>5} {elapsed:>7.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
