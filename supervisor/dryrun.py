@@ -152,7 +152,7 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         run = rclone_containers.JobContainers(config, job, f"dryrun-{new_run_id()}",
                             client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
-        listed = rclone_containers.list_source(run)
+        listed = rclone_containers.list_source(run).files
         out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
         try:
             pipeline._check_settled(run, listed)

@@ -47,7 +47,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
         try:
             docker_runner.ensure_image(client, config.rclone.image)
             listed = rclone_containers.list_source(rclone_containers.JobContainers(
-                config, config.job(health.dump_job), f"status-{new_run_id()}", client))
+                config, config.job(health.dump_job), f"status-{new_run_id()}", client)).files
             found["databases"] = dumps.by_database(
                 ((f.path, f.size, f.modified) for f in listed), health.dump_dir,
                 health.databases)

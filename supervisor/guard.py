@@ -2,14 +2,18 @@
 
 rclone's own `--max-delete N` is no guard: it deletes N objects and only then fails (measured), so
 the comparison is done here, on the listings, before anything can change S3.
+
+The same listings also tell when a cheap pass (supervisor.compare) has nothing to do
+(first_difference): the run then starts no sync container, and S3 is not listed a second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from supervisor.compare import CHECKSUM, MTIME
 from supervisor.config import GuardConfig
 from supervisor.markers import MARKER_NAMES
 from supervisor.rclone import ListedFile
@@ -76,6 +80,34 @@ def deletion_refusal(plan: SyncPlan, limits: GuardConfig) -> str:
             f"(> guard.max_shrink_share {limits.max_shrink_share:.0%})"
         )
     return ""
+
+
+def first_difference(mode: str, source: Iterable[ListedFile], mirror: Mapping[str, S3Object],
+                     left_out: Collection[str] = ()) -> str | None:
+    """The first thing a sync in compare `mode` would do, judged from the listings alone, or
+    None when it would transfer and delete nothing. `left_out`: paths excluded on both sides.
+
+    Stricter than rclone, never looser: `size` skips a file of the same size (--size-only);
+    `mtime` one of the same size that S3 received no earlier than its mtime (--update skips a
+    destination that is newer, or as old and of the same size). Anything else is a difference,
+    and rclone decides. A checksum pass reads the files: always rclone's to make."""
+    if mode == CHECKSUM:
+        return "a checksum pass compares content"
+    skip = {*MARKER_NAMES, *left_out}
+    objects = {rel: obj for rel, obj in mirror.items() if rel not in skip}
+    for f in source:
+        if f.path in skip:
+            continue
+        obj = objects.pop(f.path, None)
+        if obj is None:
+            return f"{f.path} is not in S3"
+        if obj.size != f.size:
+            return f"{f.path} is {f.size} B, in S3 {obj.size} B"
+        if mode == MTIME and obj.last_modified < f.modified:
+            return f"{f.path} was modified after its upload"
+    if objects:
+        return f"{next(iter(objects))} is in S3, not in the source"
+    return None
 
 
 def recently_modified(

@@ -212,6 +212,20 @@ def run_job(
             duration_s=(finished - started).total_seconds(), **base, **extra,  # type: ignore[arg-type]
         )
 
+    young: list[rclone.ListedFile] = []
+
+    def succeed(exit_code: int | None, note: str, **counts: object) -> RunReport:
+        """Only a run whose every step succeeded writes the sentinel."""
+        try:
+            body = s3.write_sentinel(config.s3, job.prefix, now_utc())
+        except s3.S3Error as exc:
+            return finish(FAILED, exit_code, message=str(exc), **counts)
+        message = f"sentinel {body.strip()}{note}"
+        if young:
+            message += (f"; {len(young)} file(s) changed within guard.quiet_period left for the "
+                        f"next run")
+        return finish(SUCCESS, exit_code, sentinel_written=True, message=message, **counts)
+
     try:
         s3.preflight(config.s3, job.prefix)
         run = JobContainers(config, job, run_id, client or docker_runner.connect())
@@ -222,8 +236,9 @@ def run_job(
         with ThreadPoolExecutor(max_workers=1) as pool:
             # S3 is listed for the guard while the source listing container runs.
             mirror_listing = pool.submit(s3.list_objects, config.s3, job.prefix)
-            listed = list_source(run)
+            listing = list_source(run)
             mirror = mirror_listing.result()
+        listed = listing.files
         base["source_files"] = len(listed)
         young = _young_to_skip(run, listed)
         base["skipped_young"] = len(young)
@@ -231,10 +246,17 @@ def run_job(
         _check_deletions(run, listed, force_deletes, mirror)
         if young:
             _log_young(run, young)
+        difference = guard.first_difference(choice.mode, listed, mirror, {f.path for f in young})
+        if difference is None:
+            log.info(f"{job.name}: S3 already holds the source's {len(listed) - len(young)} "
+                     f"settled file(s) ({choice.reason}): no sync needed, none started")
+            return succeed(None, f"; S3 already matched the source ({choice.mode} pass), no "
+                                 f"sync was needed", skipped_symlinks=listing.skipped_symlinks)
         extra = upload_flags(config, job, started)
         settled = [f for f in listed if f not in young]  # a young file is neither hashed nor copied
         copies = _copy_same_files(run, settled, mirror, extra)
-        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing, {choice.reason}")
+        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing ({difference}), "
+                 f"{choice.reason}")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
         command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
                                       extra, exclude=[f.path for f in young])
@@ -262,12 +284,4 @@ def run_job(
     verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
     if not verdict.ok:
         return finish(FAILED, result.exit_code, message=verdict.reason, **counts)
-    try:
-        body = s3.write_sentinel(config.s3, job.prefix, now_utc())
-    except s3.S3Error as exc:
-        return finish(FAILED, result.exit_code, message=str(exc), **counts)
-    message = f"sentinel {body.strip()}"
-    if young:
-        message += (f"; {len(young)} file(s) changed within guard.quiet_period left for the "
-                    f"next run")
-    return finish(SUCCESS, result.exit_code, sentinel_written=True, message=message, **counts)
+    return succeed(result.exit_code, "", **counts)

@@ -120,7 +120,8 @@ def rfc3339(at: datetime) -> str:
 
 def list_command() -> list[str]:
     """Lists the source exactly as rclone will see it (symlinks skipped)."""
-    return ["lsjson", "--recursive", "--files-only", f"{SOURCE_MOUNT}/", *_LOGGING]
+    return ["lsjson", "--recursive", "--files-only", "--no-mimetype", f"{SOURCE_MOUNT}/",
+            *_LOGGING]
 
 
 @dataclass

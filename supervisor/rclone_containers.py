@@ -80,8 +80,15 @@ def rclone_spec(
     )
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A job's source as rclone sees it: the files, and the symlinks it skips (as a sync would)."""
 
-def list_source(run: JobContainers) -> list[rclone.ListedFile]:
+    files: list[rclone.ListedFile]
+    skipped_symlinks: int
+
+
+def list_source(run: JobContainers) -> Listing:
     """The job's source as rclone sees it, listed in a read-only one-shot container."""
     result = run.container(LIST_STEP, rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
     log = rclone.parse_log(result.stderr)
@@ -91,7 +98,7 @@ def list_source(run: JobContainers) -> list[rclone.ListedFile]:
             f"{log.last_error or 'no error text'}"
         )
     try:
-        return rclone.parse_listing(result.stdout)
+        return Listing(rclone.parse_listing(result.stdout), log.skipped_symlinks)
     except (ValueError, KeyError, TypeError) as exc:
         raise DockerError(
             f"listing source {run.job.source} gave unreadable output: {exc}"
