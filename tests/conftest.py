@@ -116,7 +116,9 @@ def _no_leftover_job_containers(tmp_path_factory: pytest.TempPathFactory) -> Ite
         return
     client = docker.DockerClient(base_url=dockerd.DOCKER_HOST, timeout=60)
     try:
-        labelled = client.containers.list(all=True, filters={"label": JOB_LABEL})
+        # ignore_removed: another session may remove its container while this one lists.
+        labelled = client.containers.list(all=True, filters={"label": JOB_LABEL},
+                                          ignore_removed=True)
         leftovers = [c for c in labelled if _is_ours(c)]
         desc = [f"{c.name} ({c.status}, {JOB_LABEL}={c.labels.get(JOB_LABEL)})" for c in leftovers]
         for c in leftovers:

@@ -1,6 +1,7 @@
 """rclone command lines, JSON log reading and the success verdict (pure logic)."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,20 @@ def test_parse_listing() -> None:
     ]
     with pytest.raises(ValueError):
         rclone.parse_listing("")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2025-12-18T01:15:04.123456789-08:00", datetime(2025, 12, 18, 9, 15, 4, 123456, UTC)),
+    ("2025-12-18T01:15:04Z", datetime(2025, 12, 18, 1, 15, 4, tzinfo=UTC)),
+    ("2025-12-18T01:15:04.5Z", datetime(2025, 12, 18, 1, 15, 4, 500000, UTC)),
+    (" 2025-12-18T01:15:04.000000000+00:00\n", datetime(2025, 12, 18, 1, 15, 4, tzinfo=UTC)),
+])
+def test_parse_time_reads_go_timestamps(text: str, expected: datetime) -> None:
+    assert rclone.parse_time(text) == expected
+    assert rclone.parse_time(text).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["2025-12-18T01:15:04", "yesterday", ""])
+def test_parse_time_refuses_what_it_cannot_place(text: str) -> None:
+    with pytest.raises(ValueError):
+        rclone.parse_time(text)

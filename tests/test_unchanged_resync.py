@@ -107,13 +107,15 @@ def _mutations(folder: Path, cfg: config_mod.Config, uploaded: datetime) -> dict
         client.put_object(Bucket=bucket, Key=f"receipts/{key}", Body=b"stray")
         return lambda: client.delete_object(Bucket=bucket, Key=f"receipts/{key}")
 
+    same_size = b"receipt 2 total 99"
     return {
         "unchanged": lambda: (lambda: None),
         "new file": lambda: add("2026/r-new.pdf", older),
         "removed file": lambda: remove("2026/r1.pdf"),
-        "same-size rewrite, later mtime": lambda: rewrite("2026/r2.pdf", b"receipt 2 total 99", later),
-        "same-size rewrite, older mtime": lambda: rewrite("2026/r2.pdf", b"receipt 2 total 99", older),
-        "longer rewrite, later mtime": lambda: rewrite("2026/r3.pdf", b"receipt 3 total 1000", later),
+        "same-size rewrite, later mtime": lambda: rewrite("2026/r2.pdf", same_size, later),
+        "same-size rewrite, older mtime": lambda: rewrite("2026/r2.pdf", same_size, older),
+        "longer rewrite, later mtime": lambda: rewrite("2026/r3.pdf", b"receipt 3 total 100",
+                                                       later),
         "shorter rewrite, older mtime": lambda: rewrite("2026/r3.pdf", b"r3", older),
         "touched only": lambda: rewrite("2026/r4.pdf", b"receipt 4 total 14", later),
         "stray object in S3": lambda: extra_object("2026/stray.pdf"),
