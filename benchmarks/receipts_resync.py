@@ -7,9 +7,9 @@ For each mode (checksum, size, mtime) and each runner (bare, run-once):
 - receipt bytes read from disk by that cold run: every receipt is evicted (fsync, then
   posix_fadvise DONTNEED), the run happens, and mincore() says how many of their bytes are back
   in the page cache, i.e. were read;
-- S3 requests: rclone's `--dump headers` lines of every container the run starts, plus the
-  requests of the daemon's own boto3 client (preflight, the guard's listing, the sentinel),
-  counted by a botocore hook (in-process run, same code path as run-once).
+- S3 requests: rclone's `--dump headers` lines of every container the run starts, plus every
+  HTTP request of the daemon's own S3 clients (preflight, the guard's listing, the sentinel),
+  counted at their HTTP session (in-process run, same code path as run-once).
 
 Real rclone container, real SeaweedFS, the test Docker engine, loopback only.
 Run: sudo .venv/bin/python -m benchmarks.receipts_resync [N]
@@ -160,20 +160,26 @@ class Bench:
             kept = [line for line in result.stderr.splitlines() if line.startswith("{")]
             return dataclasses.replace(result, stderr="\n".join(kept))
 
-        def sent(**_kw) -> None:
-            count["n"] += 1
-
         config = config_mod.load(self.paths[mode])
-        clients = [s3.client(config.s3), s3.client(config.s3, fast=True)]
-        for c in clients:
-            c.meta.events.register("before-send.s3", sent)
+        sessions = [s3.client(config.s3)._endpoint.http_session,
+                    s3.client(config.s3, fast=True)._endpoint.http_session]
+        sends = [session.send for session in sessions]
+
+        def counting(send):
+            def wrapped(request):
+                count["n"] += 1
+                return send(request)
+            return wrapped
+
+        for session, send in zip(sessions, sends, strict=True):
+            session.send = counting(send)  # every HTTP request, botocore's and the presigned
         docker_runner.run_oneshot = dumping
         try:
             report = pipeline.run_job(config, JOB, client=self.client)
         finally:
             docker_runner.run_oneshot = real
-            for c in clients:
-                c.meta.events.unregister("before-send.s3", sent)
+            for session, send in zip(sessions, sends, strict=True):
+                session.send = send
         assert report.result == SUCCESS and report.files == 0, report.message
         assert report.compare == mode
         return count["n"]
