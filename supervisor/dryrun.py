@@ -31,7 +31,7 @@ from supervisor import (
 )
 from supervisor.config import Config
 from supervisor.docker_runner import DockerError
-from supervisor.report import _human, new_run_id, now_utc
+from supervisor.report import human_size, new_run_id, now_utc
 
 DRY_RUN_STEP = "dry-run"  # not a writer step: the container carries the reader label
 EXIT_OK, EXIT_FAILED, EXIT_DEFERRED = 0, 1, 75
@@ -118,13 +118,14 @@ class DryRun:
             f"{self.job}  DRY RUN  (nothing changed in S3; sentinel, ledger, metrics untouched)",
             f"  destination       {self.destination}",
             f"  compared by       {self.compare or '-'}  ({self.compare_reason or '-'})",
-            f"  source files      {self.source_files}, {_human(self.source_bytes)}",
+            f"  source files      {self.source_files}, {human_size(self.source_bytes)}",
             f"  deletion guard    {self.guard_numbers or '-'}",
             f"  would upload      {len(uploads)} files, "
-            f"{_human(sum(s.size for s in uploads))}",
-            f"  copy in S3        {len(self.copied_keys)} keys, {_human(copied)} not uploaded "
+            f"{human_size(sum(s.size for s in uploads))}",
+            f"  copy in S3        {len(self.copied_keys)} keys, {human_size(copied)} not uploaded "
             f"(hard links){f'; {self.copy_note}' if self.copy_note else ''}",
-            f"  would delete      {len(deletes)} objects, {_human(sum(s.size for s in deletes))}",
+            f"  would delete      {len(deletes)} objects, "
+            f"{human_size(sum(s.size for s in deletes))}",
         ]
         for title, items in (("upload", uploads), ("delete", deletes)):
             for s in items[:SHOWN]:
