@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import docker
@@ -30,6 +32,8 @@ LABEL_TARGET = "ardua-backup.target"  # s3://bucket/prefix/ the container writes
 # Instead of LABEL_TARGET on a container that only reads (a source listing, also `status`'s):
 # its value is the source it reads. A reader never blocks a sync nor makes the daemon skip a run.
 LABEL_READS = "ardua-backup.reads"
+# The process that created the container and alone reads and removes it: see owner_label.
+LABEL_OWNER = "ardua-backup.owner"
 KILLED_BY_TIMEOUT = 137
 
 
@@ -146,13 +150,82 @@ class Spec:
     user: str | None = None
 
 
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), None when no live process has the
+    pid. With the pid it names one process: a reused pid has another start time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the name (field 2, which may hold spaces and ")"): the state, then field 4 on.
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has ended
+
+
+@functools.cache
+def owner_label(pid: int) -> str:
+    """LABEL_OWNER of the containers process `pid` (this one) creates:
+    `BOOT_ID/PIDNS/PID/START`. The boot id and the pid namespace say where PID and START mean
+    something. Cached by pid: a forked child is another owner."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    pidns = os.readlink(f"/proc/{pid}/ns/pid").removeprefix("pid:[").rstrip("]")
+    return f"{boot}/{pidns}/{pid}/{_start_time(pid)}"
+
+
+# Containers of this process between their create and their removal (run_oneshot, service),
+# and the creates under way (whose ids are not known yet).
+_in_flight: set[str] = set()
+_creating = 0
+_in_flight_lock = threading.Lock()
+
+
+def _orphaned(container: Container) -> bool:
+    """Will no process ever read and remove this finished (or never started) container?
+
+    Exact, no timing guess: its owner (LABEL_OWNER) is gone, or is this process and no longer
+    uses it (a removal that failed). An owner in another pid namespace cannot be checked from
+    here: kept. Without the label (made before it existed) a finished container counts as
+    orphaned and a created one does not, as before."""
+    owner = (container.labels or {}).get(LABEL_OWNER)
+    if owner is None:
+        return container.status != "created"
+    mine = owner_label(os.getpid())
+    if owner == mine:
+        with _in_flight_lock:  # one being created now may be this one: kept
+            return _creating == 0 and container.id not in _in_flight
+    try:
+        boot, pidns, pid, start = owner.split("/")
+        my_boot, my_pidns, _, _ = mine.split("/")
+        pid_number = int(pid)
+    except ValueError:
+        return False  # not ours to judge
+    if boot != my_boot:
+        return True  # a reboot ended every process
+    if pidns != my_pidns:
+        return False  # its pids are not ours to look up
+    return _start_time(pid_number) != start
+
+
 def _create(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
+    global _creating
+    with _in_flight_lock:
+        _creating += 1
+    try:
+        container = _create_labelled(client, spec, **extra)
+        with _in_flight_lock:
+            _in_flight.add(container.id)
+        return container
+    finally:
+        with _in_flight_lock:
+            _creating -= 1
+
+
+def _create_labelled(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
     return client.containers.create(
         spec.image,
         command=list(spec.command),
         mounts=list(spec.mounts),
         environment=dict(spec.env),
-        labels=dict(spec.labels),
+        labels={**spec.labels, LABEL_OWNER: owner_label(os.getpid())},
         network_mode=spec.network_mode,
         cap_drop=["ALL"],
         cap_add=list(spec.cap_add) or None,
@@ -260,6 +333,10 @@ def _remove(container: Container) -> None:
     except APIError as exc:
         if exc.status_code != 409:  # 409: a removal is already in progress (engine or peer)
             raise
+    finally:
+        # Even when the removal failed: then the next run of this process reaps it.
+        with _in_flight_lock:
+            _in_flight.discard(container.id)
 
 
 @_api
@@ -290,14 +367,17 @@ def remove_job_containers(client: docker.DockerClient, job: str) -> int:
 
 @_api
 def reap_exited(client: docker.DockerClient, job: str) -> int:
-    """Removes a job's finished containers: only a process killed before its cleanup (SIGKILL,
-    a crash) leaves them, and nothing else would ever remove them."""
+    """Removes a job's finished (exited, dead) and never started (created) containers whose
+    owner will never remove them: a process killed before its cleanup (SIGKILL, a crash), or
+    between create and start. A live owner's container is left alone however long ago it
+    exited: its owner is about to read its logs (a run-once while the daemon runs the job)."""
     containers = [
         c
-        for status in ("exited", "dead")
+        for status in ("exited", "dead", "created")
         for c in client.containers.list(
             all=True, filters={"label": f"{LABEL_JOB}={job}", "status": status}
         )
+        if _orphaned(c)
     ]
     for container in containers:
         _remove(container)
