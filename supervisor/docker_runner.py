@@ -150,25 +150,50 @@ class Spec:
     user: str | None = None
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot), None when no live process has the
-    pid. With the pid it names one process: a reused pid has another start time."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # After the name (field 2, which may hold spaces and ")"): the state, then field 4 on.
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has ended
+UNKNOWN_BOOT = "-"
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 (the state) on; field 2, the name, may hold spaces and ")".
+    Raises OSError when /proc shows no such process."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 @functools.cache
 def owner_label(pid: int) -> str:
     """LABEL_OWNER of the containers process `pid` (this one) creates:
-    `BOOT_ID/PIDNS/PID/START`. The boot id and the pid namespace say where PID and START mean
-    something. Cached by pid: a forked child is another owner."""
-    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    pidns = os.readlink(f"/proc/{pid}/ns/pid").removeprefix("pid:[").rstrip("]")
-    return f"{boot}/{pidns}/{pid}/{_start_time(pid)}"
+    `BOOT_ID/PIDNS/PID/START`, START being field 22 of /proc/PID/stat (clock ticks since boot):
+    with the pid it names one process, a reused pid has another start time. The boot id and the
+    pid namespace say where PID and START mean something. The unit's ProcSubset=pid hides the
+    boot id: then "-" (a reboot is then not seen, so such leftovers are only kept longer).
+    Cached by pid: a forked child is another owner."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = UNKNOWN_BOOT
+    try:
+        pidns = os.readlink(f"/proc/{pid}/ns/pid").removeprefix("pid:[").rstrip("]")
+        start = _stat_fields(pid)[19]
+    except OSError:  # no /proc to read: no other process can judge these containers, only we
+        return f"{boot}/-/{pid}/-"
+    return f"{boot}/{pidns}/{pid}/{start}"
+
+
+def _gone(pid: int, start: str) -> bool:
+    """Has the process PID that started at START ended? Only a sure yes counts."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        # Ended, or another user's process hidden from us (the unit's ProtectProc=invisible):
+        # the kernel still tells which.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return fields[0] in ("Z", "X") or fields[19] != start  # a zombie has ended
 
 
 # Containers of this process between their create and their removal (run_oneshot, service),
@@ -198,11 +223,11 @@ def _orphaned(container: Container) -> bool:
         pid_number = int(pid)
     except ValueError:
         return False  # not ours to judge
-    if boot != my_boot:
+    if UNKNOWN_BOOT not in (boot, my_boot) and boot != my_boot:
         return True  # a reboot ended every process
-    if pidns != my_pidns:
+    if pidns != my_pidns or pidns == "-":
         return False  # its pids are not ours to look up
-    return _start_time(pid_number) != start
+    return _gone(pid_number, start)
 
 
 def _create(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:

@@ -126,3 +126,17 @@ def test_keeps_this_process_containers_in_use(docker_client, rclone_image, job) 
         assert docker_runner.reap_exited(docker_client, job) == 0
         assert ids(docker_client, job) == {container.id}
     assert ids(docker_client, job) == set()
+
+
+def test_a_process_hidden_from_proc_is_not_taken_for_gone(monkeypatch) -> None:
+    """Under the unit's ProtectProc=invisible the daemon sees no other user's process in /proc:
+    the kernel still tells a live pid from a dead one, and only a sure end counts."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+
+    def hidden(pid: int) -> list[str]:
+        raise FileNotFoundError(f"/proc/{pid}/stat")
+
+    monkeypatch.setattr(docker_runner, "_stat_fields", hidden)
+    assert docker_runner._gone(os.getppid(), "1") is False  # alive: kept, whatever its start
+    assert docker_runner._gone(ended.pid, "1") is True
