@@ -128,8 +128,7 @@ class DryRun:
             f"  compared by       {self.compare or '-'}  ({self.compare_reason or '-'})",
             f"  source files      {self.source_files}, {human_size(self.source_bytes)}",
             f"  skipped young     {len(self.young)}  (changed within guard.quiet_period, "
-            f"{self.quiet_period_s:.0f} s: left for the next run, in S3 neither uploaded nor "
-            f"deleted)",
+            f"{self.quiet_period_s:.0f} s: left for the next run on both sides)",
             f"  deletion guard    {self.guard_numbers or '-'}",
             f"  would upload      {len(uploads)} files, "
             f"{human_size(sum(s.size for s in uploads))}",
