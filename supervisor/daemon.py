@@ -11,9 +11,12 @@ interval so WATCHDOG=1 keeps flowing.
 
 Each job has a cursor: the instant up to which its fires were handled. At start-up it is the start
 of the job's last completed run (catch-up, see supervisor.schedule); afterwards the time of the
-previous pass. A job is never started while its previous run is alive here, nor while a container
-labelled with its name is running (the pipeline's label ardua-backup.job=<job>) that is not a
-read-only listing (label ardua-backup.reads: `status` lists the dump volume every few minutes).
+previous pass. A job is never started while its previous run is alive here, nor while a sync to
+its destination is running, whoever started it (the writer label ardua-backup.target=s3://BUCKET/
+PREFIX/, e.g. left by a predecessor killed with SIGKILL): two syncs of one prefix must never
+overlap, while another installation's job of the same name on the same engine writes elsewhere
+and must not block ours. Read-only listings (`status` lists the dump volume every few minutes)
+carry no writer label. The drill, which writes to no prefix, checks its own job label.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class SystemClock:
 class Containers(Protocol):
     """The daemon's own container calls (the pipeline makes the rest)."""
 
-    def running(self, job: str) -> bool: ...
+    def running(self, config: Config, job: str) -> bool: ...
 
     def stop(self, job: str, timeout_s: float) -> None: ...
 
@@ -279,7 +282,8 @@ class Daemon:
             log.warning("{} is still running: skipping its run due at {}", name, when)
             return
         try:
-            orphan = retrying(lambda: self.containers.running(name), "container check")
+            orphan = retrying(lambda: self.containers.running(self.config, name),
+                              "container check")
         except Exception as exc:
             # Docker is unreachable: the run will fail with its own clear error and be recorded.
             log.warning("cannot check for running containers of {}: {}", name, exc)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import docker
@@ -31,6 +32,8 @@ LABEL_TARGET = "ardua-backup.target"  # s3://bucket/prefix/ the container writes
 # Instead of LABEL_TARGET on a container that only reads (a source listing, also `status`'s):
 # its value is the source it reads. A reader never blocks a sync nor makes the daemon skip a run.
 LABEL_READS = "ardua-backup.reads"
+# The process that created the container and alone reads and removes it: see owner_label.
+LABEL_OWNER = "ardua-backup.owner"
 KILLED_BY_TIMEOUT = 137
 
 
@@ -147,13 +150,107 @@ class Spec:
     user: str | None = None
 
 
+UNKNOWN_BOOT = "-"
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 (the state) on; field 2, the name, may hold spaces and ")".
+    Raises OSError when /proc shows no such process."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+@functools.cache
+def owner_label(pid: int) -> str:
+    """LABEL_OWNER of the containers process `pid` (this one) creates:
+    `BOOT_ID/PIDNS/PID/START`, START being field 22 of /proc/PID/stat (clock ticks since boot):
+    with the pid it names one process, a reused pid has another start time. The boot id and the
+    pid namespace say where PID and START mean something. The unit's ProcSubset=pid hides the
+    boot id: then "-" (a reboot is then not seen, so such leftovers are only kept longer).
+    Cached by pid: a forked child is another owner."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = UNKNOWN_BOOT
+    try:
+        pidns = os.readlink(f"/proc/{pid}/ns/pid").removeprefix("pid:[").rstrip("]")
+        start = _stat_fields(pid)[19]
+    except OSError:  # no /proc to read: no other process can judge these containers, only we
+        return f"{boot}/-/{pid}/-"
+    return f"{boot}/{pidns}/{pid}/{start}"
+
+
+def _gone(pid: int, start: str) -> bool:
+    """Has the process PID that started at START ended? Only a sure yes counts."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        # Ended, or another user's process hidden from us (the unit's ProtectProc=invisible):
+        # the kernel still tells which.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return fields[0] in ("Z", "X") or fields[19] != start  # a zombie has ended
+
+
+# Containers of this process between their create and their removal (run_oneshot, service),
+# and the creates under way (whose ids are not known yet).
+_in_flight: set[str] = set()
+_creating = 0
+_in_flight_lock = threading.Lock()
+
+
+def _orphaned(container: Container) -> bool:
+    """Will no process ever read and remove this finished (or never started) container?
+
+    Exact, no timing guess: its owner (LABEL_OWNER) is gone, or is this process and no longer
+    uses it (a removal that failed). An owner in another pid namespace cannot be checked from
+    here: kept. Without the label (made before it existed) a finished container counts as
+    orphaned and a created one does not, as before."""
+    owner = (container.labels or {}).get(LABEL_OWNER)
+    if owner is None:
+        return container.status != "created"
+    mine = owner_label(os.getpid())
+    if owner == mine:
+        with _in_flight_lock:  # one being created now may be this one: kept
+            return _creating == 0 and container.id not in _in_flight
+    try:
+        boot, pidns, pid, start = owner.split("/")
+        my_boot, my_pidns, _, _ = mine.split("/")
+        pid_number = int(pid)
+    except ValueError:
+        return False  # not ours to judge
+    if UNKNOWN_BOOT not in (boot, my_boot) and boot != my_boot:
+        return True  # a reboot ended every process
+    if pidns != my_pidns or pidns == "-":
+        return False  # its pids are not ours to look up
+    return _gone(pid_number, start)
+
+
 def _create(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
+    global _creating
+    with _in_flight_lock:
+        _creating += 1
+    try:
+        container = _create_labelled(client, spec, **extra)
+        with _in_flight_lock:
+            _in_flight.add(container.id)
+        return container
+    finally:
+        with _in_flight_lock:
+            _creating -= 1
+
+
+def _create_labelled(client: docker.DockerClient, spec: Spec, **extra: Any) -> Container:
     return client.containers.create(
         spec.image,
         command=list(spec.command),
         mounts=list(spec.mounts),
         environment=dict(spec.env),
-        labels=dict(spec.labels),
+        labels={**spec.labels, LABEL_OWNER: owner_label(os.getpid())},
         network_mode=spec.network_mode,
         cap_drop=["ALL"],
         cap_add=list(spec.cap_add) or None,
@@ -300,6 +397,10 @@ def _remove(container: Container) -> None:
     except APIError as exc:
         if exc.status_code != 409:  # 409: a removal is already in progress (engine or peer)
             raise
+    finally:
+        # Even when the removal failed: then the next run of this process reaps it.
+        with _in_flight_lock:
+            _in_flight.discard(container.id)
 
 
 @_api
@@ -330,14 +431,17 @@ def remove_job_containers(client: docker.DockerClient, job: str) -> int:
 
 @_api
 def reap_exited(client: docker.DockerClient, job: str) -> int:
-    """Removes a job's finished containers: only a process killed before its cleanup (SIGKILL,
-    a crash) leaves them, and nothing else would ever remove them."""
+    """Removes a job's finished (exited, dead) and never started (created) containers whose
+    owner will never remove them: a process killed before its cleanup (SIGKILL, a crash), or
+    between create and start. A live owner's container is left alone however long ago it
+    exited: its owner is about to read its logs (a run-once while the daemon runs the job)."""
     containers = [
         c
-        for status in ("exited", "dead")
+        for status in ("exited", "dead", "created")
         for c in client.containers.list(
             all=True, filters={"label": f"{LABEL_JOB}={job}", "status": status}
         )
+        if _orphaned(c)
     ]
     for container in containers:
         _remove(container)

@@ -2,13 +2,15 @@
 leaving the sentinel, the ledger and the metrics alone.
 
 The same steps as a run (supervisor.pipeline), each only reading: the preflight, the source
-listing, the in-progress check, the deletion guard's numbers and verdict, the hard-link plan
-(the candidates are hashed in a read-only container), the compare mode this run would use,
-then the sync itself with `rclone --dry-run` in a container labelled as a reader (so it never
-makes a real sync refuse). Its "Skipped copy/delete as --dry-run is set" lines are the files
-and bytes that would be uploaded and the objects that would be deleted; keys the hard-link step
-would copy server-side are counted apart from the uploads. Operators run it before
---force-deletes. A step that cannot run (S3 down, Docker) ends the plan with its reason.
+listing, the in-progress checks (pipeline.check_in_progress, the run's own code: the young files
+a receipts run leaves out on both sides, or the deferral), the deletion guard's numbers and
+verdict, the hard-link plan (the candidates are hashed in a read-only container), the compare
+mode this run would use, then the sync itself (the young files excluded as the run excludes
+them) with `rclone --dry-run` in a container labelled as a reader (so it never makes a real sync
+refuse). Its "Skipped copy/delete as --dry-run is set" lines are the files and bytes that would
+be uploaded and the objects that would be deleted; keys the hard-link step would copy
+server-side are counted apart from the uploads. Operators run it before --force-deletes. A step
+that cannot run (S3 down, Docker) ends the plan with its reason.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from supervisor import (
 )
 from supervisor.config import Config
 from supervisor.docker_runner import DockerError
-from supervisor.report import _human, new_run_id, now_utc
+from supervisor.report import human_size, new_run_id, now_utc
 
 DRY_RUN_STEP = "dry-run"  # not a writer step: the container carries the reader label
 EXIT_OK, EXIT_FAILED, EXIT_DEFERRED = 0, 1, 75
@@ -70,6 +72,9 @@ class DryRun:
     compare_reason: str = ""
     source_files: int = 0
     source_bytes: int = 0
+    quiet_period_s: float = 0.0
+    # Changed within guard.quiet_period: left out of the sync on both sides, as a run would.
+    young: list[rclone.ListedFile] = field(default_factory=list)
     deferred: str = ""  # why a real run would be deferred now
     guard_numbers: str = ""
     refusal: str = ""  # why the guard would refuse ("" = it passes)
@@ -103,6 +108,9 @@ class DryRun:
                     f"--force-deletes would let it do what is listed here")
         if self.refusal:
             return f"the deletion guard would refuse, overridden by --force-deletes: {self.refusal}"
+        if self.young:
+            return (f"a run would sync as listed; {len(self.young)} file(s) changed within "
+                    f"guard.quiet_period left for the next run")
         return "a run would sync as listed"
 
     @property
@@ -118,15 +126,20 @@ class DryRun:
             f"{self.job}  DRY RUN  (nothing changed in S3; sentinel, ledger, metrics untouched)",
             f"  destination       {self.destination}",
             f"  compared by       {self.compare or '-'}  ({self.compare_reason or '-'})",
-            f"  source files      {self.source_files}, {_human(self.source_bytes)}",
+            f"  source files      {self.source_files}, {human_size(self.source_bytes)}",
+            f"  skipped young     {len(self.young)}  (changed within guard.quiet_period, "
+            f"{self.quiet_period_s:.0f} s: left for the next run on both sides)",
             f"  deletion guard    {self.guard_numbers or '-'}",
             f"  would upload      {len(uploads)} files, "
-            f"{_human(sum(s.size for s in uploads))}",
-            f"  copy in S3        {len(self.copied_keys)} keys, {_human(copied)} not uploaded "
+            f"{human_size(sum(s.size for s in uploads))}",
+            f"  copy in S3        {len(self.copied_keys)} keys, {human_size(copied)} not uploaded "
             f"(hard links){f'; {self.copy_note}' if self.copy_note else ''}",
-            f"  would delete      {len(deletes)} objects, {_human(sum(s.size for s in deletes))}",
+            f"  would delete      {len(deletes)} objects, "
+            f"{human_size(sum(s.size for s in deletes))}",
         ]
-        for title, items in (("upload", uploads), ("delete", deletes)):
+        shown = [("upload", uploads), ("delete", deletes),
+                 ("young", [Skipped("young", f.path, f.size) for f in self.young])]
+        for title, items in shown:
             for s in items[:SHOWN]:
                 lines.append(f"    {title:<6} {s.path} ({s.size} B)")
             if len(items) > SHOWN:
@@ -142,7 +155,8 @@ class DryRun:
 def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
             force_deletes: bool = False, deep: bool = False) -> DryRun:
     job = config.job(job_name)
-    out = DryRun(job.name, rclone_containers.destination_of(config, job), force_deletes)
+    out = DryRun(job.name, rclone_containers.destination_of(config, job), force_deletes,
+                 quiet_period_s=config.guard.quiet_period_s)
     started = now_utc()
     choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
                              deep)
@@ -155,21 +169,23 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         listed = rclone_containers.list_source(run).files
         out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
         try:
-            pipeline._check_settled(run, listed)
+            out.young = pipeline.check_in_progress(run, listed)
         except pipeline.Deferred as exc:
             out.deferred = str(exc)
         mirror = s3.list_objects(config.s3, job.prefix)
         plan = guard.plan_sync(listed, mirror)
         out.guard_numbers = plan.numbers()
         out.refusal = guard.deletion_refusal(plan, config.guard)
+        settled = [f for f in listed if f not in out.young]  # as run_job: young ones not hashed
         try:
-            out.copies = servercopy.plan(run.container, listed, mirror,
+            out.copies = servercopy.plan(run.container, settled, mirror,
                                          min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
         except DockerError as exc:
             out.copy_note = f"not planned: {exc}"
         extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]
-        result = run.container(DRY_RUN_STEP, rclone.sync_command(
-            config.s3.bucket, job.prefix, job.timeout_s, choice.flags, extra), job.timeout_s)
+        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
+                                      extra, exclude=[f.path for f in out.young])
+        result = run.container(DRY_RUN_STEP, command, job.timeout_s)
     except (DockerError, s3.S3Error) as exc:
         out.error = str(exc)
         return out

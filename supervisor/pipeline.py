@@ -122,6 +122,17 @@ def _check_settled(run: JobContainers, listed: list[rclone.ListedFile]) -> None:
         )
 
 
+def check_in_progress(
+    run: JobContainers, listed: list[rclone.ListedFile]
+) -> list[rclone.ListedFile]:
+    """Step 4's in-progress guards in run_job's order, for the dry run: returns the young files
+    the sync leaves out on both sides, or raises Deferred exactly when run_job would.
+    (run_job calls the two itself, to record skipped_young between them.)"""
+    young = _young_to_skip(run, listed)
+    _check_settled(run, listed)
+    return young
+
+
 def _log_young(run: JobContainers, young: list[rclone.ListedFile]) -> None:
     """One line naming the files left for the next run (the first MAX_NAMED_YOUNG)."""
     names = ", ".join(f.path for f in young[:MAX_NAMED_YOUNG])

@@ -119,8 +119,8 @@ class RunReport(Report):
             f"  ({self.duration_s:.1f} s, rclone exit code {code})",
             f"  source files      {self.source_files}",
             f"  compared by       {self.compare or '-'}",
-            f"  transferred       {self.files} files, {_human(self.bytes)}",
-            f"  copied in S3      {self.copied_server_side} files, {_human(self.bytes_saved)} "
+            f"  transferred       {self.files} files, {human_size(self.bytes)}",
+            f"  copied in S3      {self.copied_server_side} files, {human_size(self.bytes_saved)} "
             f"not uploaded (hard links)",
             f"  deleted in S3     {self.deletes}",
             f"  errors            {self.errors}",
@@ -135,7 +135,8 @@ class RunReport(Report):
         return "\n".join(lines)
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
+    """A byte count for people: `512 B`, `1.5 KiB`, … up to GiB (run and dry-run summaries)."""
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

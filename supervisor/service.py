@@ -12,6 +12,7 @@ from supervisor import config as config_module
 from supervisor import docker_runner, drill, gather, logs, pipeline, s3
 from supervisor.config import Config
 from supervisor.daemon import Daemon, run_service
+from supervisor.rclone_containers import destination_of
 from supervisor.report import Report
 from supervisor.retry import retrying
 
@@ -27,8 +28,16 @@ class DockerContainers:
             self._client = retrying(docker.from_env, "connect to Docker")
         return self._client
 
-    def running(self, job: str) -> bool:
-        return bool(docker_runner.job_containers(self.client(), job))
+    def running(self, config: Config, job: str) -> bool:
+        """Is a container at work that a run of `job` must not overlap? For an upload, a sync to
+        its destination (the writer label LABEL_TARGET), whoever started it: two syncs of one
+        prefix must never overlap, while another installation's job of the same name on this
+        engine writes elsewhere. The drill writes to no prefix: its job label, as before."""
+        upload = config.jobs.get(job)
+        if upload is None:
+            return bool(docker_runner.job_containers(self.client(), job))
+        destination = destination_of(config, upload)
+        return bool(docker_runner.target_containers(self.client(), destination))
 
     def stop(self, job: str, timeout_s: float) -> None:
         docker_runner.stop_job_containers(self.client(), job, timeout_s)

@@ -23,7 +23,7 @@ class StubContainers:
         self.ctl = ctl
         self.stopped: dict[str, threading.Event] = {}
 
-    def running(self, job: str) -> bool:
+    def running(self, config: Config, job: str) -> bool:
         return (self.ctl / f"container-{job}").exists()
 
     def stop(self, job: str, timeout_s: float) -> None:

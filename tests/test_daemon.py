@@ -90,7 +90,7 @@ class Runner:
 class FakeContainers:
     orphans: set[str] = field(default_factory=set)
 
-    def running(self, job: str) -> bool:
+    def running(self, config: Config, job: str) -> bool:
         return job in self.orphans
 
     def stop(self, job: str, timeout_s: float) -> None:

@@ -9,6 +9,7 @@ import re
 
 from supervisor import dryrun
 from tests.cli_helpers import run_cli
+from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.test_server_copy import dumps  # noqa: F401 (the fixture)
 
@@ -92,3 +93,60 @@ def test_skipped_lines_are_read() -> None:
     ])
     assert dryrun.parse_skipped(stderr) == [dryrun.Skipped("copy", "a b.pdf", 3),
                                             dryrun.Skipped("delete", "old", 2)]
+
+
+def test_dry_run_leaves_young_receipts_out_like_the_run(s3server, bucket, write_config,
+                                                        tmp_path) -> None:
+    """A busy receipts folder: the dry run applies the run's young-files rule (pipeline's own
+    code), so it lists neither a new receipt still being written nor one rewritten in place as
+    uploads, says they are left for the next run, and the real run then does just that."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    for i in range(4):
+        (receipts / f"old-{i}.pdf").write_bytes(b"settled receipt %d" % i)
+    settle(receipts)
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    assert run_cli("run-once", "receipts-upload", config=cfg).returncode == 0
+    (receipts / "new-a.pdf").write_bytes(b"written an hour ago")
+    (receipts / "new-b.pdf").write_bytes(b"also settled")
+    settle(receipts)
+    (receipts / "fresh.pdf").write_bytes(b"still being written")  # young
+    (receipts / "old-0.pdf").write_bytes(b"rewritten in place, young")  # young
+
+    plan = run_cli("run-once", "receipts-upload", "--dry-run", config=cfg)
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert _count(r"skipped young\s+(\d+)", plan.stdout) == 2
+    assert _count(r"would upload\s+(\d+) files", plan.stdout) == 2
+    assert _count(r"would delete\s+(\d+) objects", plan.stdout) == 0
+    assert re.search(r"young\s+fresh\.pdf", plan.stdout), plan.stdout
+    assert not re.search(r"upload\s+(fresh|old-0)\.pdf", plan.stdout), plan.stdout
+    assert ("a run would sync as listed; 2 file(s) changed within guard.quiet_period left for "
+            "the next run") in plan.stdout
+
+    real = run_cli("run-once", "receipts-upload", config=cfg)
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert _count(r"transferred\s+(\d+) files", real.stdout) == 2
+    assert _count(r"skipped young\s+(\d+)", real.stdout) == 2
+    assert _count(r"deleted in S3\s+(\d+)", real.stdout) == 0
+    assert s3server.get(bucket, "receipts/old-0.pdf") == b"settled receipt 0"
+    assert "receipts/fresh.pdf" not in s3server.list_keys(bucket, "receipts/")
+
+
+def test_dry_run_defers_a_dump_being_written_like_the_run(docker_client, s3server, bucket,
+                                                          pg_volume, write_config,
+                                                          tmp_path) -> None:
+    """The dump job defers on one young file (half a set in S3 is wrong): so does its dry run."""
+    root = volume_mountpoint(docker_client, pg_volume)
+    (root / "last").mkdir(parents=True, exist_ok=True)
+    (root / "last" / "ardua-20260303-010000.dump").write_bytes(b"half a dump")
+    cfg = write_config(tmp_path, s3server, bucket, db_volume=pg_volume)
+
+    plan = run_cli("run-once", "db-upload", "--dry-run", config=cfg)
+    real = run_cli("run-once", "db-upload", config=cfg)
+
+    assert plan.returncode == real.returncode == 75, plan.stdout + real.stdout
+    assert "a run would be deferred: 1 source file(s) changed within guard.quiet_period" \
+        in plan.stdout
+    assert "DEFERRED" in real.stdout
+    assert s3server.list_keys(bucket, "postgres/") == {}

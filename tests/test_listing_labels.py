@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import docker_runner
+from supervisor import config, docker_runner
 from supervisor.service import DockerContainers
 from tests.cli_helpers import run_cli, service
 from tests.harness import dockerd
@@ -98,7 +98,7 @@ def test_run_once_is_not_refused_while_a_status_listing_runs(
     held = frozen_status(cfg)
     assert_reader(held.attrs, job, pg_volume)
     # The daemon's check (the real Containers implementation) sees no running run of the job.
-    assert DockerContainers().running(job) is False
+    assert DockerContainers().running(config.load(cfg), job) is False
 
     result = run_cli("run-once", job, config=cfg)
 
@@ -149,7 +149,7 @@ def test_a_running_sync_still_refuses_a_second_one(docker_client, pg_volume, wri
             poll(lambda: freezer.sync_attrs, "the first run's sync to hang", timeout=60)
             server.resume()  # S3 answers again (the preflight); the first rclone stays frozen
             first_run = freezer.sync_attrs["Config"]["Labels"][docker_runner.LABEL_RUN]
-            assert DockerContainers().running(job) is True
+            assert DockerContainers().running(config.load(cfg), job) is True
 
             second = run_cli("run-once", job, config=cfg)
 

@@ -1,0 +1,142 @@
+"""Reaping a killed run's leftovers is exact: a job's finished or never started container is
+removed only when the process that made it (LABEL_OWNER: boot, pid namespace, pid, start time)
+is gone. A live owner's just-exited container (a daemon's run while `run-once` of the same job
+reaps) is its owner's to read and remove. Real containers on the test engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from supervisor import docker_runner
+from tests.harness import dockerd
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[1]
+
+# A process that makes one container of JOB the way the supervisor does (exited: it ran
+# `rclone version`; created: never started), prints its id, and holds it until ended.
+OWNER = """
+import sys
+from supervisor import docker_runner
+image, job, state = sys.argv[1:]
+client = docker_runner.connect()
+spec = docker_runner.Spec(image=image, command=["version"], mounts=[], env={},
+                          labels={docker_runner.LABEL_JOB: job}, network_mode="none")
+container = docker_runner._create(client, spec)
+if state == "exited":
+    container.start()
+    container.wait()
+print(container.id, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def job(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A job name of this test alone (the engine is shared); its containers removed after."""
+    name = f"reap-test-{secrets.token_hex(4)}"
+    yield name
+    for c in docker_client.containers.list(
+            all=True, filters={"label": f"{docker_runner.LABEL_JOB}={name}"}):
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True)
+
+
+def owner_process(image: str, job: str, state: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNER, image, job, state], cwd=ROOT, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env={**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def ids(client: docker.DockerClient, job: str) -> set[str]:
+    return {c.id for c in client.containers.list(
+        all=True, filters={"label": f"{docker_runner.LABEL_JOB}={job}"})}
+
+
+def test_reaps_only_containers_whose_owner_is_gone(docker_client, rclone_image, job) -> None:
+    exited_owner, exited = owner_process(rclone_image, job, "exited")
+    created_owner, created = owner_process(rclone_image, job, "created")
+    try:
+        assert docker_client.containers.get(exited).status == "exited"
+        assert docker_client.containers.get(created).status == "created"
+        # Owners alive: a live run's container is left to its owner, however long it waits.
+        assert docker_runner.reap_exited(docker_client, job) == 0
+        assert ids(docker_client, job) == {exited, created}
+
+        exited_owner.kill()  # SIGKILL: no cleanup of its own
+        exited_owner.wait()
+        assert docker_runner.reap_exited(docker_client, job) == 1
+        assert ids(docker_client, job) == {created}
+
+        created_owner.kill()  # killed between create and start
+        created_owner.wait()
+        assert docker_runner.reap_exited(docker_client, job) == 1
+        assert ids(docker_client, job) == set()
+    finally:
+        for proc in (exited_owner, created_owner):
+            proc.kill()
+            proc.wait()
+
+
+def test_owner_label_names_one_process(docker_client, rclone_image, job) -> None:
+    """A reused pid (same pid, another start time) is not the owner; an owner in another pid
+    namespace cannot be looked up from here and is kept; a container without the label (an
+    older version made it) keeps the old rule: finished ones go, created ones stay."""
+    boot, pidns, pid, _start = docker_runner.owner_label(os.getpid()).split("/")
+
+    def make(owner: str | None, start: bool) -> str:
+        labels = {docker_runner.LABEL_JOB: job}
+        if owner is not None:
+            labels[docker_runner.LABEL_OWNER] = owner
+        c = docker_client.containers.create(rclone_image, ["version"], labels=labels,
+                                            network_mode="none")
+        if start:
+            c.start()
+            c.wait()
+        return c.id
+
+    reused = make(f"{boot}/{pidns}/{pid}/1", start=True)
+    elsewhere = make(f"{boot}/1{pidns}/1/1", start=True)
+    rebooted = make(f"not-{boot}/{pidns}/{pid}/1", start=False)
+    old_exited = make(None, start=True)
+    old_created = make(None, start=False)
+
+    assert docker_runner.reap_exited(docker_client, job) == 3
+    assert ids(docker_client, job) == {elsewhere, old_created}
+    assert {reused, rebooted, old_exited}.isdisjoint(ids(docker_client, job))
+
+
+def test_keeps_this_process_containers_in_use(docker_client, rclone_image, job) -> None:
+    spec = docker_runner.Spec(image=rclone_image, command=["version"], mounts=[], env={},
+                              labels={docker_runner.LABEL_JOB: job}, network_mode="none")
+    with docker_runner.service(docker_client, spec) as container:
+        container.wait()  # exited, not yet read nor removed by its owner: this process
+        assert docker_runner.reap_exited(docker_client, job) == 0
+        assert ids(docker_client, job) == {container.id}
+    assert ids(docker_client, job) == set()
+
+
+def test_a_process_hidden_from_proc_is_not_taken_for_gone(monkeypatch) -> None:
+    """Under the unit's ProtectProc=invisible the daemon sees no other user's process in /proc:
+    the kernel still tells a live pid from a dead one, and only a sure end counts."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+
+    def hidden(pid: int) -> list[str]:
+        raise FileNotFoundError(f"/proc/{pid}/stat")
+
+    monkeypatch.setattr(docker_runner, "_stat_fields", hidden)
+    assert docker_runner._gone(os.getppid(), "1") is False  # alive: kept, whatever its start
+    assert docker_runner._gone(ended.pid, "1") is True
