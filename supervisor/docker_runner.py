@@ -403,6 +403,13 @@ def _remove(container: Container) -> None:
             _in_flight.discard(container.id)
 
 
+def _listed(client: docker.DockerClient, filters: dict[str, str], stopped: bool = False,
+            ) -> list[Container]:
+    """Containers matching `filters`. The SDK inspects each one it lists: one that another
+    run removes in between is left out (ignore_removed), not a failure of this run."""
+    return client.containers.list(all=stopped, filters=filters, ignore_removed=True)
+
+
 @_api
 def job_containers(
     client: docker.DockerClient, job: str, *, readers: bool = False
@@ -410,20 +417,20 @@ def job_containers(
     """Running containers of a job, also those a killed predecessor left behind. Read-only
     listings (LABEL_READS: `status` lists the dump volume every few minutes) count only with
     readers=True: they change nothing, so they must not make a run wait."""
-    found = client.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+    found = _listed(client, {"label": f"{LABEL_JOB}={job}"})
     return [c for c in found if readers or LABEL_READS not in (c.labels or {})]
 
 
 @_api
 def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
     """Running containers that write to one S3 destination, whoever started them."""
-    return client.containers.list(filters={"label": f"{LABEL_TARGET}={target}"})
+    return _listed(client, {"label": f"{LABEL_TARGET}={target}"})
 
 
 @_api
 def remove_job_containers(client: docker.DockerClient, job: str) -> int:
     """Removes a job's containers, running or not, with their anonymous volumes."""
-    containers = client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job}"})
+    containers = _listed(client, {"label": f"{LABEL_JOB}={job}"}, stopped=True)
     for container in containers:
         _remove(container)
     return len(containers)
@@ -438,9 +445,7 @@ def reap_exited(client: docker.DockerClient, job: str) -> int:
     containers = [
         c
         for status in ("exited", "dead", "created")
-        for c in client.containers.list(
-            all=True, filters={"label": f"{LABEL_JOB}={job}", "status": status}
-        )
+        for c in _listed(client, {"label": f"{LABEL_JOB}={job}", "status": status}, stopped=True)
         if _orphaned(c)
     ]
     for container in containers:

@@ -125,9 +125,8 @@ def _check_settled(run: JobContainers, listed: list[rclone.ListedFile]) -> None:
 def check_in_progress(
     run: JobContainers, listed: list[rclone.ListedFile]
 ) -> list[rclone.ListedFile]:
-    """Step 4's in-progress guards in run_job's order, for the dry run: returns the young files
-    the sync leaves out on both sides, or raises Deferred exactly when run_job would.
-    (run_job calls the two itself, to record skipped_young between them.)"""
+    """Step 4's in-progress guards, for the run and the dry run alike: returns the young files
+    the sync leaves out on both sides, or raises Deferred."""
     young = _young_to_skip(run, listed)
     _check_settled(run, listed)
     return young
@@ -251,9 +250,8 @@ def run_job(
             mirror = mirror_listing.result()
         listed = listing.files
         base["source_files"] = len(listed)
-        young = _young_to_skip(run, listed)
+        young = check_in_progress(run, listed)
         base["skipped_young"] = len(young)
-        _check_settled(run, listed)
         _check_deletions(run, listed, force_deletes, mirror)
         if young:
             _log_young(run, young)
