@@ -78,6 +78,9 @@ class DryRun:
     deferred: str = ""  # why a real run would be deferred now
     guard_numbers: str = ""
     refusal: str = ""  # why the guard would refuse ("" = it passes)
+    # What a run's sync would act on first, or None: the listings prove a cheap pass has
+    # nothing to do, and a run starts no sync container (guard.first_difference).
+    difference: str | None = ""
     copies: list[hardlinks.CopyPlan] = field(default_factory=list)
     copy_note: str = ""
     skipped: list[Skipped] = field(default_factory=list)
@@ -108,10 +111,12 @@ class DryRun:
                     f"--force-deletes would let it do what is listed here")
         if self.refusal:
             return f"the deletion guard would refuse, overridden by --force-deletes: {self.refusal}"
-        if self.young:
-            return (f"a run would sync as listed; {len(self.young)} file(s) changed within "
-                    f"guard.quiet_period left for the next run")
-        return "a run would sync as listed"
+        young = (f"; {len(self.young)} file(s) changed within guard.quiet_period left for the "
+                 f"next run" if self.young else "")
+        if self.difference is None:
+            return (f"a run would start no sync: S3 already matches the source ({self.compare} "
+                    f"pass){young}")
+        return f"a run would sync as listed{young}"
 
     @property
     def exit_code(self) -> int:
@@ -176,6 +181,8 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         plan = guard.plan_sync(listed, mirror)
         out.guard_numbers = plan.numbers()
         out.refusal = guard.deletion_refusal(plan, config.guard)
+        out.difference = guard.first_difference(choice.mode, listed, mirror,
+                                                {f.path for f in out.young})
         settled = [f for f in listed if f not in out.young]  # as run_job: young ones not hashed
         try:
             out.copies = servercopy.plan(run.container, settled, mirror,

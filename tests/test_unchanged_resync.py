@@ -189,6 +189,9 @@ def test_unchanged_cheap_pass_starts_no_sync(s3server, bucket, write_config, tmp
     assert re.search(r"transferred\s+5 files", first.stdout), first.stdout
     sentinel = s3server.get(bucket, "receipts/.last_success")
 
+    plan = run_cli("run-once", "receipts-upload", "--dry-run", config=cfg)
+    assert "a run would start no sync: S3 already matches the source (size pass)" in plan.stdout
+
     since = time.time() - 1
     again = run_cli("run-once", "receipts-upload", config=cfg)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -201,6 +204,8 @@ def test_unchanged_cheap_pass_starts_no_sync(s3server, bucket, write_config, tmp
 
     (folder / "r9.pdf").write_bytes(b"a new receipt")
     settle(folder)
+    plan = run_cli("run-once", "receipts-upload", "--dry-run", config=cfg)
+    assert "a run would sync as listed" in plan.stdout
     since = time.time() - 1
     changed = run_cli("run-once", "receipts-upload", config=cfg)
     assert re.search(r"transferred\s+1 files", changed.stdout), changed.stdout
