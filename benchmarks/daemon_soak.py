@@ -3,8 +3,12 @@
 The daemon runs every job as `Recorder.record(job, pipeline.run_job)` on a worker thread (ledger,
 metrics textfile, heartbeat, final journal line). This runs that path N times back to back in
 one process against a small receipts job (a new receipt each run, so every run uploads), and
-prints RSS and open fds every N/10 runs, against the process right after its imports (baseline,
-same run). Real rclone containers, real SeaweedFS, loopback.
+prints RSS and open fds every N/10 runs, against the process right after the daemon's imports
+(baseline, same run: taken before the test harness is imported, and nothing here imports pytest,
+so it is what the daemon itself loads). RSS is also read after every run: the summary gives the
+peak and the least-squares slope over the second half (the steady state; the first runs still
+load botocore's models, sqlite pages, the docker SDK's connection pool). Real rclone containers,
+real SeaweedFS, loopback. 1,000 runs take about 11 minutes.
 Run: sudo .venv/bin/python -m benchmarks.daemon_soak [N]
 """
 
@@ -24,11 +28,6 @@ from supervisor import config as config_mod
 from supervisor import daemon, pipeline  # noqa: F401 (the daemon's imports: its baseline)
 from supervisor.recorder import Recorder, open_ledger
 from supervisor.report import SUCCESS
-from tests.conftest import write_credentials
-from tests.harness import dockerd
-from tests.harness.images import ensure_rclone_image
-from tests.harness.s3server import S3Server
-from tests.harness.tomlw import dumps as toml_dumps
 
 JOB = f"bench-soak-{os.getpid()}"
 
@@ -49,14 +48,23 @@ def main() -> int:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     base_rss, base_fds = rss_kb(), fds()
+    from tests.harness import dockerd  # after the baseline: the daemon does not import these
+    from tests.harness.images import ensure_rclone_image
+    from tests.harness.s3server import S3Server
+    from tests.harness.tomlw import dumps as toml_dumps
+
     client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
     image = ensure_rclone_image(client)
     rows = []
+    every: list[int] = []  # RSS after each run, KB
     with S3Server() as server, tempfile.TemporaryDirectory(prefix="ardua-soak-") as tmp:
         work = Path(tmp)
         receipts = work / "receipts"
         receipts.mkdir()
-        creds = write_credentials(work / "creds", server.access_key, server.secret_key)
+        creds = work / "creds"
+        creds.write_text(f"[default]\naws_access_key_id = {server.access_key}\n"
+                         f"aws_secret_access_key = {server.secret_key}\n")
+        creds.chmod(0o600)
         path = work / "c.toml"
         path.write_text(toml_dumps({
             "state_dir": str(work / "state"),
@@ -85,6 +93,7 @@ def main() -> int:
             worker.start()
             worker.join()
             assert result["report"].result == SUCCESS, result["report"].message
+            every.append(rss_kb())
             if i == 1 or i % max(1, n // 10) == 0:
                 rows.append((i, rss_kb(), fds(), time.monotonic() - t0))
                 print(f"run {i}: RSS {rows[-1][1] / 1024:.1f} MB, {rows[-1][2]} fds",
@@ -95,7 +104,20 @@ def main() -> int:
     print(f"{'runs':>6} {'RSS MB':>8} {'vs run 1':>9} {'fds':>5} {'s':>7}")
     for i, rss, nfd, elapsed in rows:
         print(f"{i:>6} {rss / 1024:>8.1f} {rss / rows[0][1]:>8.3f}x {nfd:>5} {elapsed:>7.0f}")
+    half = every[n // 2:]
+    print(f"second half (runs {n // 2 + 1}-{n}): RSS min {min(half) / 1024:.1f}, "
+          f"max {max(half) / 1024:.1f} MB, slope {slope(half) * 100:+.1f} KB per 100 runs")
     return 0
+
+
+def slope(values: list[int]) -> float:
+    """Least-squares slope of values against their index (KB per run)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mx, my = (n - 1) / 2, sum(values) / n
+    return (sum((x - mx) * (y - my) for x, y in enumerate(values))
+            / sum((x - mx) ** 2 for x in range(n)))
 
 
 if __name__ == "__main__":
