@@ -68,7 +68,7 @@ def main() -> int:
         path = work / "c.toml"
         path.write_text(toml_dumps({
             "state_dir": str(work / "state"),
-            "s3": {"bucket": server.create_bucket("soak"), "region": server.region,
+            "s3": {"bucket": server.create_bucket(f"soak-{os.getpid()}"), "region": server.region,
                    "endpoint_url": server.endpoint_url, "credentials_file": str(creds)},
             "rclone": {"image": image, "network_mode": "host"},
             "metrics": {"textfile": str(work / "ardua.prom")},
