@@ -4,6 +4,7 @@ keys that need escaping, and fail with the same one-line errors. Real SeaweedFS.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,26 @@ def test_errors_are_the_same_one_line(s3server, bucket, tmp_path) -> None:
     with pytest.raises(s3.S3Error, match=r"is unreachable; check s3\.endpoint_url"):
         s3.list_objects(dead, "p")
     assert s3.list_objects(_config(s3server, bucket, tmp_path), "empty") == {}
+
+
+def test_a_wrong_early_token_is_not_trusted(s3server, bucket, tmp_path, monkeypatch) -> None:
+    """The next page is fetched early with the token read from the raw answer; if that hint is
+    not the parsed page's token, the page is fetched again with the right one."""
+    for i in range(20):
+        s3server.put(bucket, f"p/r{i:05d}.pdf", b"")
+    cfg = _config(s3server, bucket, tmp_path)
+    c = s3.client(cfg)
+    original = c.generate_presigned_url
+    tokens = []
+
+    def presign(operation, Params, **kw):
+        tokens.append(Params.get("ContinuationToken"))
+        return original(operation, Params={**Params, "MaxKeys": 7}, **kw)
+
+    monkeypatch.setattr(c, "generate_presigned_url", presign)
+    monkeypatch.setattr(s3, "_NEXT_TOKEN", re.compile(rb"<Key>([^<&]+)</Key>"))  # a wrong hint
+    listed = s3.list_objects(cfg, "p")
+    assert sorted(listed) == [f"r{i:05d}.pdf" for i in range(20)]
+    # 3 pages: the first, then per page a fetch with the wrong hint and (but for the last
+    # page, which has no next) one with the parsed token.
+    assert len(tokens) == 6 and tokens[0] is None
