@@ -21,6 +21,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
+from docker.utils.socket import STDERR, frames_iter
 
 from supervisor.config import S3Config, Source
 from supervisor.retry import is_transient
@@ -273,7 +274,10 @@ class _Output:
     frames. Attached before the start, so nothing is missed."""
 
     def __init__(self, container: Container) -> None:
-        self._frames = container.attach(stdout=True, stderr=True, stream=True, demux=True)
+        # The raw socket, not the SDK's frame generator: closed here as soon as the output
+        # ends, not whenever the generator happens to be collected.
+        self._socket = container.client.api.attach_socket(
+            container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
         self._out: list[bytes] = []
         self._err: list[bytes] = []
         self._failed: BaseException | None = None
@@ -282,13 +286,12 @@ class _Output:
 
     def _drain(self) -> None:
         try:
-            for out, err in self._frames:
-                if out:
-                    self._out.append(out)
-                if err:
-                    self._err.append(err)
+            for stream, data in frames_iter(self._socket, tty=False):
+                (self._err if stream == STDERR else self._out).append(data)
         except Exception as exc:  # raised again on the caller's thread
             self._failed = exc
+        finally:
+            self._socket.close()
 
     def result(self, container: Container) -> tuple[str, str]:
         self._thread.join(OUTPUT_AFTER_EXIT_S)
