@@ -281,6 +281,7 @@ class _Output:
         self._out: list[bytes] = []
         self._err: list[bytes] = []
         self._failed: BaseException | None = None
+        self._name = container.short_id
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
@@ -293,10 +294,10 @@ class _Output:
         finally:
             self._socket.close()
 
-    def result(self, container: Container) -> tuple[str, str]:
+    def result(self) -> tuple[str, str]:
         self._thread.join(OUTPUT_AFTER_EXIT_S)
         if self._thread.is_alive():
-            raise DockerError(f"the output of container {container.short_id} did not end "
+            raise DockerError(f"the output of container {self._name} did not end "
                               f"{OUTPUT_AFTER_EXIT_S:.0f} s after it exited")
         if self._failed is not None:
             raise self._failed
@@ -324,7 +325,7 @@ def run_oneshot(client: docker.DockerClient, spec: Spec, timeout_s: float) -> Co
             timed_out = True
             _kill(container)
             exit_code = int(container.wait(timeout=30).get("StatusCode", KILLED_BY_TIMEOUT))
-        stdout, stderr = output.result(container)
+        stdout, stderr = output.result()
         return ContainerRun(exit_code, stdout, stderr, timed_out, time.monotonic() - started)
     finally:
         _remove(container)

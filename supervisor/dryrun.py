@@ -183,10 +183,10 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         out.refusal = guard.deletion_refusal(plan, config.guard)
         out.difference = guard.first_difference(choice.mode, listed, mirror,
                                                 {f.path for f in out.young})
-        settled = [f for f in listed if f not in out.young]  # as run_job: young ones not hashed
         try:
-            out.copies = servercopy.plan(run.container, settled, mirror,
-                                         min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
+            out.copies = servercopy.plan(
+                run.container, pipeline.settled_files(listed, out.young), mirror,
+                min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
         except DockerError as exc:
             out.copy_note = f"not planned: {exc}"
         extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]

@@ -132,6 +132,14 @@ def check_in_progress(
     return young
 
 
+def settled_files(listed: list[rclone.ListedFile],
+                  young: list[rclone.ListedFile]) -> list[rclone.ListedFile]:
+    """The listed files but the young ones, which are neither hashed, copied nor synced. By
+    path: comparing whole entries against a list was 100,000 x 1,000 comparisons at worst."""
+    left_out = {f.path for f in young}
+    return [f for f in listed if f.path not in left_out]
+
+
 def _log_young(run: JobContainers, young: list[rclone.ListedFile]) -> None:
     """One line naming the files left for the next run (the first MAX_NAMED_YOUNG)."""
     names = ", ".join(f.path for f in young[:MAX_NAMED_YOUNG])
@@ -262,8 +270,7 @@ def run_job(
             return succeed(None, f"; S3 already matched the source ({choice.mode} pass), no "
                                  f"sync was needed", skipped_symlinks=listing.skipped_symlinks)
         extra = upload_flags(config, job, started)
-        settled = [f for f in listed if f not in young]  # a young file is neither hashed nor copied
-        copies = _copy_same_files(run, settled, mirror, extra)
+        copies = _copy_same_files(run, settled_files(listed, young), mirror, extra)
         log.info(f"{job.name}: source holds {len(listed)} file(s); syncing ({difference}), "
                  f"{choice.reason}")
         _check_no_sync_running(run)  # again: another sync may have started while we listed
