@@ -116,13 +116,17 @@ def test_iam_role_mode_mounts_no_file() -> None:
 
 
 def test_parse_listing() -> None:
-    out = json.dumps([{"Path": "last/a.dump", "Name": "a.dump", "Size": 5, "IsDir": False,
-                       "ModTime": "2026-01-01T00:00:00Z"}])
+    out = ('last/a.dump,5,2026-01-01T00:00:00.000000000Z\n'
+           '"b, ""c""\nd",0,2026-01-01T00:00:00.123456789+01:00\n')
     assert rclone.parse_listing(out) == [
-        rclone.ListedFile("last/a.dump", 5, "2026-01-01T00:00:00Z")
+        rclone.ListedFile("last/a.dump", 5, "2026-01-01T00:00:00.000000000Z"),
+        rclone.ListedFile('b, "c"\nd', 0, "2026-01-01T00:00:00.123456789+01:00"),
     ]
-    with pytest.raises(ValueError):
-        rclone.parse_listing("")
+    assert rclone.parse_listing("") == []
+    for bad in ("a,5\n", "a,five,2026-01-01T00:00:00Z\n", "a,5,yesterday\n",
+                "a,5,2026-01-01T00:00:00\n"):
+        with pytest.raises(ValueError):
+            rclone.parse_listing(bad)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
