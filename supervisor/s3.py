@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from lxml import etree
 
 from supervisor import markers, upload_options
 from supervisor.config import S3Config
@@ -264,27 +264,49 @@ class S3Object:
 def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
     """Every object under prefix/, keyed by the path relative to the prefix.
 
-    Read page by page with ElementTree from presigned ListObjectsV2 URLs, sent through the
-    client's own HTTP session (its TLS, proxy and timeout settings): botocore parses each page
-    twice (a check for an error inside a 200) and then walks it shape by shape, 6.7 s for a
-    100,000-object listing where this takes 1.5 s of parsing (measured). Same requests, same
-    signature, same errors (a ClientError, as botocore raises)."""
+    Read page by page with lxml from presigned ListObjectsV2 URLs, sent through the client's
+    own HTTP session (its TLS, proxy and timeout settings): botocore parses each page twice (a
+    check for an error inside a 200) and then walks it shape by shape, 6.7 s for a
+    100,000-object listing. Same requests, same signature, same errors (a ClientError, as
+    botocore raises)."""
     found: dict[str, S3Object] = {}
     try:
         for page in _listing_pages(client(s3), s3.bucket, f"{prefix}/"):
-            ns = _namespace(page)
-            encoded = page.findtext(f"{ns}EncodingType") == "url"  # a server may ignore it
-            for item in page.iterfind(f"{ns}Contents"):
-                key = item.findtext(f"{ns}Key", "")
+            encoded = page.findtext(f"{_namespace(page)}EncodingType") == "url"  # or ignored
+            for key, size, etag, modified in page_objects(page):
                 key = unquote_str(key) if encoded else key
                 found[key[len(prefix) + 1 :]] = S3Object(
-                    key, int(item.findtext(f"{ns}Size", "")),
-                    item.findtext(f"{ns}ETag", "").strip('"'),
-                    _timestamp(item.findtext(f"{ns}LastModified", "")),
-                )
+                    key, int(size), etag.strip('"'), _timestamp(modified))
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(describe(exc, s3)) from None
     return found
+
+
+_FIELDS = ("Key", "Size", "ETag", "LastModified")
+
+
+@functools.cache
+def _page_paths(ns: str) -> tuple[etree.ETXPath, list[etree.ETXPath]]:
+    """How many objects a page holds, and per field the texts of that field of each, in order."""
+    return etree.ETXPath(f"count({ns}Contents)"), [
+        etree.ETXPath(f"{ns}Contents/{ns}{name}/text()", smart_strings=False)
+        for name in _FIELDS]
+
+
+def page_objects(page: etree._Element) -> list[tuple[str, str, str, str]]:
+    """(Key, Size, ETag, LastModified) of each object on a ListObjectsV2 page, as text.
+
+    Read field by field, four lists in C, when each holds one text per object (the S3 schema
+    has each field once): 0.1 s for 100,000 objects, where visiting each object's elements
+    from Python took 0.4 s beside the source listing. A page that is not so regular (an empty
+    ETag) is read object by object."""
+    ns = _namespace(page)
+    count, fields = _page_paths(ns)
+    columns = [texts(page) for texts in fields]
+    if all(len(column) == count(page) for column in columns):
+        return list(zip(*columns, strict=True))
+    return [tuple(item.findtext(f"{ns}{name}") or "" for name in _FIELDS)  # type: ignore[misc]
+            for item in page.iterchildren(f"{ns}Contents")]
 
 
 # The continuation token as it stands in a raw ListObjectsV2 answer: only a hint to fetch the
@@ -292,7 +314,7 @@ def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
 _NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<&]+)</NextContinuationToken>")
 
 
-def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[ET.Element]:
+def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[etree._Element]:
     """The pages in order. Each next page is fetched while this one is parsed (the fetch waits
     on S3, the parse on the CPU: 100,000 objects listed in 2.8 s alone, 4.2 s beside the
     source listing, ~1 s of it parsing, measured); its token, read from the raw answer, must
@@ -336,12 +358,12 @@ def _get(c: Any, operation: str, params: dict[str, str]) -> bytes:
     return body
 
 
-def _parse(body: bytes, operation: str, status: int = 200) -> ET.Element:
+def _parse(body: bytes, operation: str, status: int = 200) -> etree._Element:
     """An S3 answer's XML, or the ClientError botocore would raise for it."""
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        root = ET.Element("Error")  # an HTML error page from a proxy, a cut-off body
+        root = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        root = etree.Element("Error")  # an HTML error page from a proxy, a cut-off body
     ns = _namespace(root)
     if status != 200 or root.tag == f"{ns}Error":
         error = {"Code": root.findtext(f"{ns}Code") or str(status),
@@ -351,7 +373,7 @@ def _parse(body: bytes, operation: str, status: int = 200) -> ET.Element:
     return root
 
 
-def _namespace(root: ET.Element) -> str:
+def _namespace(root: etree._Element) -> str:
     """`{http://s3.amazonaws.com/doc/2006-03-01/}` as ElementTree prefixes names, or ""."""
     return root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
 

@@ -1,4 +1,4 @@
-"""s3.list_objects reads ListObjectsV2 pages itself (presigned URLs, ElementTree) instead of
+"""s3.list_objects reads ListObjectsV2 pages itself (presigned URLs, lxml) instead of
 through botocore's parser: it must give exactly botocore's answer, over several pages and for
 keys that need escaping, and fail with the same one-line errors. Real SeaweedFS."""
 
@@ -103,3 +103,33 @@ def test_a_wrong_early_token_is_not_trusted(s3server, bucket, tmp_path, monkeypa
     # 3 pages: the first, then per page a fetch with the wrong hint and (but for the last
     # page, which has no next) one with the parsed token.
     assert len(tokens) == 6 and tokens[0] is None
+
+
+# The shape of an AWS ListObjectsV2 answer (API reference, ListObjectsV2, Response Syntax).
+_PAGE = """<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+<Name>b</Name><Prefix>p/</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>
+<IsTruncated>false</IsTruncated>
+<Contents><Key>p/a</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified>
+<ETag>&quot;e1&quot;</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>p/b%20c</Key><LastModified>2026-01-02T00:00:00.000Z</LastModified>
+<ETag>{etag}</ETag><Size>22</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>p/d</Key><Size>333</Size><ETag>"e3"</ETag>
+<LastModified>2026-01-03T00:00:00.000Z</LastModified></Contents>
+</ListBucketResult>"""
+
+
+@pytest.mark.parametrize("namespaced", [True, False])
+def test_page_objects_field_by_field_or_object_by_object(namespaced: bool) -> None:
+    """Four field lists when the page is regular; an empty ETag leaves one list short, and
+    the objects must still be read whole (not a field shifted onto its neighbour)."""
+    expected = [("p/a", "1", '"e1"', "2026-01-01T00:00:00.000Z"),
+                ("p/b%20c", "22", '"e2"', "2026-01-02T00:00:00.000Z"),
+                ("p/d", "333", '"e3"', "2026-01-03T00:00:00.000Z")]
+    for etag, second in (('"e2"', '"e2"'), ("", "")):
+        xml = _PAGE.format(etag=etag)
+        if not namespaced:  # some S3-compatible servers answer without the namespace
+            xml = xml.replace(' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', "")
+        page = s3._parse(xml.encode(), "list_objects_v2")
+        want = [expected[0], (*expected[1][:2], second, expected[1][3]), expected[2]]
+        assert s3.page_objects(page) == want
