@@ -432,23 +432,17 @@ def target_containers(client: docker.DockerClient, target: str) -> list[Containe
 
 
 @_api
-def remove_job_containers(client: docker.DockerClient, job: str) -> int:
-    """Removes a job's containers, running or not, with their anonymous volumes."""
-    containers = _listed(client, {"label": f"{LABEL_JOB}={job}"}, stopped=True)
-    for container in containers:
-        _remove(container)
-    return len(containers)
-
-
-@_api
-def reap_exited(client: docker.DockerClient, job: str) -> int:
+def reap_orphans(client: docker.DockerClient, job: str, *, running: bool = False) -> int:
     """Removes a job's finished (exited, dead) and never started (created) containers whose
     owner will never remove them: a process killed before its cleanup (SIGKILL, a crash), or
     between create and start. A live owner's container is left alone however long ago it
-    exited: its owner is about to read its logs (a run-once while the daemon runs the job)."""
+    exited: its owner is about to read its logs (a run-once while the daemon runs the job).
+    With running=True also running ones: a killed drill's database server runs on forever
+    (a killed run's sync is left to finish: the overlap check waits for it)."""
+    statuses = ("exited", "dead", "created", *(("running",) if running else ()))
     containers = [
         c
-        for status in ("exited", "dead", "created")
+        for status in statuses
         for c in _listed(client, {"label": f"{LABEL_JOB}={job}", "status": status}, stopped=True)
         if _orphaned(c)
     ]
@@ -458,8 +452,12 @@ def reap_exited(client: docker.DockerClient, job: str) -> int:
 
 
 @_api
-def stop_job_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
-    containers = job_containers(client, job, readers=True)
+def stop_own_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
+    """Stops the job's running containers that this process started (the daemon at shutdown),
+    not a `run-once`'s nor another installation's of the same job name."""
+    mine = owner_label(os.getpid())
+    containers = [c for c in job_containers(client, job, readers=True)
+                  if (c.labels or {}).get(LABEL_OWNER) == mine]
     for container in containers:
         container.stop(timeout=int(timeout_s))
     return len(containers)

@@ -206,11 +206,13 @@ def _restore_and_check(
     report: DrillReport, labels: dict[str, str],
 ) -> None:
     drill = config.drill
+    # A drill killed mid-way (SIGKILL, a crash) leaves its server running on the port: its
+    # owner is gone, so it goes first. A live drill's (the daemon's, while one runs by hand)
+    # stays, and the port check below says so.
+    docker_runner.reap_orphans(client, DRILL_JOB, running=True)
     if drill.network_mode == "host" and not _port_free(drill.port):
         raise DrillFailed(f"port {drill.port} on 127.0.0.1 is in use; set drill.port to a free one")
     docker_runner.ensure_image(client, drill.image, "drill.image")
-    # A drill killed mid-way (daemon SIGKILL, reboot) leaves its container: clear it first.
-    docker_runner.remove_job_containers(client, DRILL_JOB)
     # A random password rather than trust: with host networking any local user could connect.
     password = secrets.token_urlsafe(24)
     spec = docker_runner.Spec(

@@ -40,7 +40,7 @@ class DockerContainers:
         return bool(docker_runner.target_containers(self.client(), destination))
 
     def stop(self, job: str, timeout_s: float) -> None:
-        docker_runner.stop_job_containers(self.client(), job, timeout_s)
+        docker_runner.stop_own_containers(self.client(), job, timeout_s)
 
 
 def main(config_path: Path) -> int:

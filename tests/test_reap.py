@@ -23,17 +23,20 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[1]
 
 # A process that makes one container of JOB the way the supervisor does (exited: it ran
-# `rclone version`; created: never started), prints its id, and holds it until ended.
+# `rclone version`; created: never started; running: `rclone rcd`, a server that runs until
+# stopped, as the drill's database does), prints its id, and holds it until ended.
 OWNER = """
 import sys
 from supervisor import docker_runner
 image, job, state = sys.argv[1:]
 client = docker_runner.connect()
-spec = docker_runner.Spec(image=image, command=["version"], mounts=[], env={},
+command = ["rcd", "--rc-no-auth"] if state == "running" else ["version"]
+spec = docker_runner.Spec(image=image, command=command, mounts=[], env={},
                           labels={docker_runner.LABEL_JOB: job}, network_mode="none")
 container = docker_runner._create(client, spec)
-if state == "exited":
+if state != "created":
     container.start()
+if state == "exited":
     container.wait()
 print(container.id, flush=True)
 sys.stdin.read()
@@ -72,22 +75,56 @@ def test_reaps_only_containers_whose_owner_is_gone(docker_client, rclone_image, 
         assert docker_client.containers.get(exited).status == "exited"
         assert docker_client.containers.get(created).status == "created"
         # Owners alive: a live run's container is left to its owner, however long it waits.
-        assert docker_runner.reap_exited(docker_client, job) == 0
+        assert docker_runner.reap_orphans(docker_client, job) == 0
         assert ids(docker_client, job) == {exited, created}
 
         exited_owner.kill()  # SIGKILL: no cleanup of its own
         exited_owner.wait()
-        assert docker_runner.reap_exited(docker_client, job) == 1
+        assert docker_runner.reap_orphans(docker_client, job) == 1
         assert ids(docker_client, job) == {created}
 
         created_owner.kill()  # killed between create and start
         created_owner.wait()
-        assert docker_runner.reap_exited(docker_client, job) == 1
+        assert docker_runner.reap_orphans(docker_client, job) == 1
         assert ids(docker_client, job) == set()
     finally:
         for proc in (exited_owner, created_owner):
             proc.kill()
             proc.wait()
+
+
+def test_running_orphans_are_reaped_only_when_asked(docker_client, rclone_image, job) -> None:
+    """A killed run's sync is left to finish (the overlap check waits for it); a killed drill's
+    server runs forever and holds its port: the drill asks for running orphans too."""
+    owner, server = owner_process(rclone_image, job, "running")
+    try:
+        assert docker_runner.reap_orphans(docker_client, job, running=True) == 0  # owner alive
+        owner.kill()
+        owner.wait()
+        assert docker_runner.reap_orphans(docker_client, job) == 0
+        assert docker_client.containers.get(server).status == "running"
+        assert docker_runner.reap_orphans(docker_client, job, running=True) == 1
+        assert ids(docker_client, job) == set()
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_shutdown_stops_only_this_process_containers(docker_client, rclone_image, job) -> None:
+    """The daemon's shutdown stops what it started, not a `run-once` of the same job running
+    beside it (another process) nor another installation's."""
+    other, theirs = owner_process(rclone_image, job, "running")
+    spec = docker_runner.Spec(image=rclone_image, command=["rcd", "--rc-no-auth"], mounts=[],
+                              env={}, labels={docker_runner.LABEL_JOB: job}, network_mode="none")
+    try:
+        with docker_runner.service(docker_client, spec) as mine:
+            assert docker_runner.stop_own_containers(docker_client, job, 5) == 1
+            mine.reload()
+            assert mine.status == "exited"
+            assert docker_client.containers.get(theirs).status == "running"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_owner_label_names_one_process(docker_client, rclone_image, job) -> None:
@@ -113,7 +150,7 @@ def test_owner_label_names_one_process(docker_client, rclone_image, job) -> None
     old_exited = make(None, start=True)
     old_created = make(None, start=False)
 
-    assert docker_runner.reap_exited(docker_client, job) == 3
+    assert docker_runner.reap_orphans(docker_client, job) == 3
     assert ids(docker_client, job) == {elsewhere, old_created}
     assert {reused, rebooted, old_exited}.isdisjoint(ids(docker_client, job))
 
@@ -123,7 +160,7 @@ def test_keeps_this_process_containers_in_use(docker_client, rclone_image, job) 
                               labels={docker_runner.LABEL_JOB: job}, network_mode="none")
     with docker_runner.service(docker_client, spec) as container:
         container.wait()  # exited, not yet read nor removed by its owner: this process
-        assert docker_runner.reap_exited(docker_client, job) == 0
+        assert docker_runner.reap_orphans(docker_client, job) == 0
         assert ids(docker_client, job) == {container.id}
     assert ids(docker_client, job) == set()
 

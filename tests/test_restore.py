@@ -4,11 +4,13 @@ in a Docker volume, the real upload pipeline to SeaweedFS, then restore/drill fr
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ from loguru import logger
 from supervisor import (
     cli,
     config,
+    docker_runner,
     drill,
     gather,
     pipeline,
@@ -294,6 +297,30 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
     seen = gather.gather(uploaded.cfg, docker_client).drill
     assert seen is not None and seen.ok and seen.dump_key == uploaded.newest_key
     print(report.summary())
+
+
+def test_a_killed_drills_server_is_cleared_first(uploaded: Uploaded, docker_client,
+                                                 rclone_image) -> None:
+    """A drill killed mid-way (SIGKILL: no cleanup) leaves its server running on drill.port.
+    Its owner is gone, so the next drill removes it and runs, where the port check alone said
+    "in use" for ever."""
+    boot, pidns, pid, _start = docker_runner.owner_label(os.getpid()).split("/")
+    leftover = docker_client.containers.run(
+        rclone_image, ["rcd", "--rc-no-auth", f"--rc-addr=127.0.0.1:{uploaded.cfg.drill.port}"],
+        detach=True, network_mode="host",
+        labels={docker_runner.LABEL_JOB: "restore-drill",
+                docker_runner.LABEL_OWNER: f"{boot}/{pidns}/{pid}/1"})  # this pid, reused
+    try:
+        deadline = time.monotonic() + 10
+        while drill._port_free(uploaded.cfg.drill.port):  # the leftover holds it
+            assert time.monotonic() < deadline, leftover.logs()
+            time.sleep(0.05)
+        report = drill.run_drill(uploaded.cfg, client=docker_client)
+        assert report.ok, report.summary()
+        assert _drill_leftovers(docker_client) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            leftover.remove(force=True)
 
 
 def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -> None:
