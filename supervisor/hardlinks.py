@@ -112,7 +112,7 @@ def hash_command(paths: Sequence[str]) -> list[str]:
     """MD5 of exactly these source files, listed as JSON (read-only, like the source listing)."""
     return [
         "lsjson", "--recursive", "--files-only", "--hash-type", "md5", f"{rclone.SOURCE_MOUNT}/",
-        *_includes(paths), *rclone._LOGGING,
+        *_includes(paths), *rclone.LOGGING,
     ]  # fmt: skip
 
 
@@ -204,6 +204,6 @@ def seed_command(bucket: str, prefix: str, timeout_s: float, paths: Sequence[str
     the sync's checks, bounds and `extra` flags (--bwlimit)."""
     return [
         "copy", f"{rclone.SOURCE_MOUNT}/", rclone.remote(bucket, prefix),
-        "--checksum", "--fast-list", *_includes(paths), *rclone._BOUNDS,
-        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone._LOGGING,
+        "--checksum", "--fast-list", *_includes(paths), *rclone.BOUNDS,
+        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.LOGGING,
     ]  # fmt: skip

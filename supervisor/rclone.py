@@ -23,13 +23,13 @@ ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 MAX_KEPT_ERRORS = 20
 
 # Bounded so a dead endpoint fails in seconds, not hours (rclone's defaults retry for hours).
-_BOUNDS = [
+BOUNDS = [
     "--retries", "2",
     "--low-level-retries", "3",
     "--contimeout", "5s",
     "--timeout", "60s",
 ]
-_LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
+LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
 
 
 def remote(bucket: str, prefix: str) -> str:
@@ -85,10 +85,10 @@ def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSU
         # A job's cheap passes compare by size or server time instead (supervisor.compare).
         *compare, "--fast-list",
         *excludes,
-        *_BOUNDS,
+        *BOUNDS,
         "--max-duration", f"{max_duration_s(timeout_s)}s",
         *extra,
-        *_LOGGING,
+        *LOGGING,
     ]  # fmt: skip
 
 
@@ -131,7 +131,7 @@ def list_command() -> list[str]:
     for dockerd to carry and Python to read (100,000 files: 3.0 CPU-seconds on the machine
     for lsjson, 1.7 for this, measured)."""
     return ["lsf", "--recursive", "--files-only", "--format", "pst", "--csv",
-            "--time-format", _TIME_LAYOUT, f"{SOURCE_MOUNT}/", *_LOGGING]
+            "--time-format", _TIME_LAYOUT, f"{SOURCE_MOUNT}/", *LOGGING]
 
 
 @dataclass
