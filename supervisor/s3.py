@@ -16,12 +16,14 @@ import botocore.loaders
 import botocore.session
 import botocore.utils
 import tenacity
+import urllib3.exceptions
 from botocore.awsrequest import AWSRequest
 from botocore.compat import unquote_str
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -54,7 +56,8 @@ class S3Error(Exception):
 
 
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
+                  | ConnectionClosedError):
         return True
     if isinstance(exc, ClientError):
         return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
@@ -351,7 +354,15 @@ def _get(c: Any, operation: str, params: dict[str, str]) -> bytes:
         with attempt:
             url = c.generate_presigned_url(operation, Params=params, ExpiresIn=900)
             response = c._endpoint.http_session.send(AWSRequest("GET", url).prepare())
-            body = response.content
+            try:
+                body = response.content
+            except urllib3.exceptions.HTTPError:  # a chunked answer cut off
+                body = None
+            length = response.headers.get("content-length")
+            if body is None or (length is not None and len(body) != int(length)):
+                # Cut off mid-body (botocore reads without checking the length, then fails to
+                # parse it): a transient trouble, fetched again.
+                raise ConnectionClosedError(endpoint_url=c.meta.endpoint_url)
             # An error document, also inside a 200 (S3 does that): parsed here, to be retried.
             if response.status_code != 200 or b"<Error>" in body[:512]:
                 _parse(body, operation, response.status_code or 500)

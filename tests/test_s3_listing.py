@@ -4,7 +4,13 @@ keys that need escaping, and fail with the same one-line errors. Real SeaweedFS.
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
+import http.server
 import re
+import socketserver
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -103,6 +109,71 @@ def test_a_wrong_early_token_is_not_trusted(s3server, bucket, tmp_path, monkeypa
     # 3 pages: the first, then per page a fetch with the wrong hint and (but for the last
     # page, which has no next) one with the parsed token.
     assert len(tokens) == 6 and tokens[0] is None
+
+
+class _CuttingProxy(socketserver.ThreadingTCPServer):
+    """Forwards each request to the S3 server as it came (Host header and all, so its signature
+    holds) and passes the answer back, but cuts the first `cut` listing answers off: the
+    headers and half the body, then the connection closes, as a reset mid-transfer does."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, cut: int):
+        self.upstream, self.cut, self.listings = upstream, cut, 0
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    server: _CuttingProxy
+
+    def do_GET(self) -> None:
+        up = http.client.HTTPConnection(urllib.parse.urlsplit(self.server.upstream).netloc)
+        up.request("GET", self.path, headers=dict(self.headers))
+        answer = up.getresponse()
+        body = answer.read()
+        listing = "list-type=2" in self.path
+        self.server.listings += listing
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if listing and self.server.listings <= self.server.cut:
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_cut_off_midway_is_fetched_again(s3server, bucket, tmp_path) -> None:
+    """A listing page whose connection breaks mid-body (its Content-Length not reached) is
+    fetched again, not parsed as a broken page (botocore reads it without checking the length
+    and fails in its parser); past the retries, one line naming the endpoint."""
+    for i in range(5):
+        s3server.put(bucket, f"p/r{i}.pdf", b"x" * i)
+    for cut, ok in ((1, True), (3, False)):
+        with _CuttingProxy(s3server.endpoint_url, cut) as proxy:
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            cfg = dataclasses.replace(_config(s3server, bucket, tmp_path),
+                                      endpoint_url=proxy.endpoint)
+            try:
+                if ok:
+                    assert sorted(s3.list_objects(cfg, "p")) == [f"r{i}.pdf" for i in range(5)]
+                else:
+                    with pytest.raises(s3.S3Error, match=r"^S3 at http://127\.0\.0\.1:\d+ failed: "
+                                                         r"Connection was closed"):
+                        s3.list_objects(cfg, "p")
+            finally:
+                proxy.shutdown()
+            assert proxy.listings == cut + ok  # each cut answer fetched again, 3 at most
 
 
 # The shape of an AWS ListObjectsV2 answer (API reference, ListObjectsV2, Response Syntax).
