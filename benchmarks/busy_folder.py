@@ -22,6 +22,7 @@ from pathlib import Path
 
 import docker
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import docker_runner
 from tests.conftest import write_credentials
 from tests.harness import dockerd
@@ -127,4 +128,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main())

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import cli, config
 from tests.harness.tomlw import dumps
 
@@ -134,4 +135,5 @@ def main(n: int = 400, seed: int = 8) -> int:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main(*(int(a) for a in sys.argv[1:3])))

@@ -32,6 +32,7 @@ from pathlib import Path
 import docker
 from loguru import logger
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import config as config_mod
 from supervisor import daemon, pipeline  # noqa: F401 (the daemon's imports: its baseline)
 from supervisor.recorder import Recorder, open_ledger
@@ -147,4 +148,5 @@ def slope(values: list[int]) -> float:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main())

@@ -28,6 +28,7 @@ from pathlib import Path
 import docker
 from loguru import logger
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import config as config_mod
 from supervisor import docker_runner, pipeline, rclone, rclone_containers, servercopy
 from supervisor.report import SUCCESS
@@ -165,4 +166,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main())

@@ -33,6 +33,7 @@ from pathlib import Path
 import docker
 from loguru import logger
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import compare, docker_runner, pipeline, rclone, rclone_containers, s3
 from supervisor import config as config_mod
 from supervisor.report import SUCCESS
@@ -241,4 +242,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 
+from benchmarks import stop_cleanly_on_sigterm
 from supervisor import docker_runner, rclone
 from supervisor.config import S3Config
 from tests.conftest import write_credentials
@@ -78,4 +79,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     sys.exit(main())
