@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.config import Config
+from supervisor.config import DRILL_JOB, Config
 from supervisor.report import DEFERRED, REFUSED, RESULTS, Report
 
 STATE_FILE = "metrics.json"
@@ -60,10 +60,22 @@ def _update(config: Config, change: Callable[[dict[str, Any]], None]) -> None:
     try:
         with _state(config) as state:
             change(state)
+            _forget_removed_jobs(config, state)
         if config.metrics.textfile:
             write_to_textfile(str(config.metrics.textfile), _registry(config))  # tmp + rename
     except OSError as exc:
         logger.warning(f"metrics not written: {exc}")
+
+
+def _forget_removed_jobs(config: Config, state: dict[str, Any]) -> None:
+    """Drops the values of a job the config no longer has (removed or renamed): its frozen
+    last_success would keep an "upload failing" alert firing for a job that no longer runs.
+    The ledger keeps its history; a job added back starts afresh at its next run."""
+    known = {*config.jobs, DRILL_JOB}
+    jobs = state.get("jobs") or {}
+    for gone in [name for name in jobs if name not in known]:
+        del jobs[gone]
+        logger.info(f"metrics: dropped the values of job {gone!r}, which is not in the config")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import cli, config, dbbackup, pipeline, recorder, s3
-from supervisor.report import DEFERRED, REFUSED, SUCCESS
+from supervisor.report import DEFERRED, FAILED, REFUSED, SUCCESS
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
 pytestmark = pytest.mark.docker
@@ -290,6 +290,32 @@ def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
     # NOW is fixed at import: the age is measured from the status check, not from NOW.
     dump_age = (checked_at - (NOW - timedelta(hours=3))).total_seconds()
     assert samples[("ardua_backup_dump_age_seconds", ())] == pytest.approx(dump_age, abs=2)
+
+
+def test_metrics_forget_a_job_removed_from_the_config(setup, tmp_path, capsys) -> None:
+    """A renamed job's last values would stay exported for ever: its failed last run keeps the
+    shipped ArduaBackupRunFailed rule (last_run_result{result="failed"} == 1) firing."""
+    prom = tmp_path / "ardua.prom"
+
+    def jobs_in_textfile() -> dict[str, str]:
+        return {s.labels["job"]: s.labels["result"]
+                for family in text_string_to_metric_families(prom.read_text())
+                for s in family.samples
+                if s.name == "ardua_backup_last_run_result" and s.value == 1}
+
+    missing = {"source": str(tmp_path / "no-such-folder")}
+    cfg = setup([3], metrics={"textfile": str(prom)}, jobs={"receipts-upload": missing})
+    assert run(cfg, "db-upload").result == SUCCESS
+    assert run(cfg, "receipts-upload").result == FAILED
+    assert jobs_in_textfile() == {"db-upload": "success", "receipts-upload": "failed"}
+
+    renamed = {"schedule": "45 * * * *", "source": str(tmp_path / "receipts"),
+               "prefix": "receipts"}
+    cfg = setup([3], metrics={"textfile": str(prom)},
+                jobs={"receipts-upload": None, "receipts-new": renamed})
+    status(cfg, capsys)  # the daemon's periodic check, or any run, rewrites the file
+    assert jobs_in_textfile() == {"db-upload": "success"}
+    assert "receipts-upload" not in prom.read_text()
 
 
 def test_heartbeats_arrive_and_a_dead_url_does_not_fail(setup, http_server) -> None:
