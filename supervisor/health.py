@@ -140,6 +140,8 @@ class Verdict:
             code=self.exit_code, at=self.checked_at.timestamp(),
             dump_age_s=self.age(stalest.newest.modified) if stalest and stalest.newest else None,
             dump_in_s3=stalest.in_s3 if stalest else None,
+            database_dump_age_s={d.database: self.age(d.newest.modified) if d.newest else None
+                                 for d in sig.databases},
             sentinel_age_s={s.job: self.age(s.at) if s.at else None for s in sig.sentinels},
             drill_age_s=self.age(sig.drill.at) if sig.drill else None,
             drill_ok=sig.drill.ok if sig.drill else None)

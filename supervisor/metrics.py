@@ -86,6 +86,7 @@ class StatusValues:
     at: float  # epoch seconds of the check
     dump_age_s: float | None = None  # of the database whose newest dump is oldest
     dump_in_s3: bool | None = None
+    database_dump_age_s: dict[str, float | None] = field(default_factory=dict)
     sentinel_age_s: dict[str, float | None] = field(default_factory=dict)
     drill_age_s: float | None = None
     drill_ok: bool | None = None
@@ -178,12 +179,19 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
     for name, (key, doc) in singles.items():
         if status.get(key) is not None:
             yield GaugeMetricFamily(P + name, doc, value=float(status[key]))
-    sentinel = _gauge("sentinel_age_seconds", "Age of the job's .last_success at the last check.",
-                      ("job",))
-    for job, age in sorted((status.get("sentinel_age_s") or {}).items()):
-        if age is not None:
-            sentinel.add_metric([job], float(age))
-    yield sentinel
+    labelled = {
+        "sentinel_age_seconds": ("sentinel_age_s", "job",
+                                 "Age of the job's .last_success at the last check."),
+        "database_dump_age_seconds": ("database_dump_age_s", "database",
+                                      "Age of the database's newest local dump at the last "
+                                      "check."),
+    }
+    for name, (key, label, doc) in labelled.items():
+        family = _gauge(name, doc, (label,))
+        for value_of, age in sorted((status.get(key) or {}).items()):
+            if age is not None:
+                family.add_metric([value_of], float(age))
+        yield family
 
 
 def serve(config: Config) -> bool:

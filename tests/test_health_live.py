@@ -292,6 +292,27 @@ def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
     assert samples[("ardua_backup_dump_age_seconds", ())] == pytest.approx(dump_age, abs=2)
 
 
+def test_metrics_give_each_databases_dump_age(setup, tmp_path, docker_client, pg_volume,
+                                              capsys) -> None:
+    """With several databases the unlabelled dump age is the stalest one's; the per-database
+    gauge says which (a real volume holding two databases' pbl trees, a real status check)."""
+    prom = tmp_path / "ardua.prom"
+    cfg = setup([3], metrics={"textfile": str(prom)})
+    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(
+        root, [(NOW - timedelta(hours=30), os.urandom(2000))], db="shop"))
+    _, verdict = status(cfg, capsys)
+    checked_at = datetime.strptime(verdict["checked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    samples = {(s.name, tuple(s.labels.values())): s.value
+               for family in text_string_to_metric_families(prom.read_text())
+               for s in family.samples}
+    expected = {db: (checked_at - (NOW - timedelta(hours=h))).total_seconds()
+                for db, h in (("ardua", 3), ("shop", 30))}
+    per_database = {labels[0]: value for (name, labels), value in samples.items()
+                    if name == "ardua_backup_database_dump_age_seconds"}
+    assert per_database == pytest.approx(expected, abs=2)
+    assert samples[("ardua_backup_dump_age_seconds", ())] == per_database["shop"]
+
+
 def test_metrics_forget_a_job_removed_from_the_config(setup, tmp_path, capsys) -> None:
     """A renamed job's last values would stay exported for ever: its failed last run keeps the
     shipped ArduaBackupRunFailed rule (last_run_result{result="failed"} == 1) firing."""
