@@ -2,9 +2,9 @@
 
 postgres-backup-local writes what POSTGRES_EXTRA_OPTS and POSTGRES_CLUSTER ask of its backup.sh:
 `pg_dump -d DB -f FILE ${POSTGRES_EXTRA_OPTS}` (its default `-Z1`: plain SQL, gzip-compressed;
-`-Fc`: a custom archive; `-Fd`: a directory) or, with POSTGRES_CLUSTER=TRUE,
-`pg_dumpall -l DB ${POSTGRES_EXTRA_OPTS} | gzip > FILE` (the whole cluster, roles included).
-The name's suffix is whatever BACKUP_SUFFIX says, so the bytes decide.
+options without `-Z`: plain SQL as it is; `-Fc`: a custom archive; `-Fd`: a directory) or,
+with POSTGRES_CLUSTER=TRUE, `pg_dumpall -l DB ${POSTGRES_EXTRA_OPTS} | gzip > FILE` (the whole
+cluster, roles included). The name's suffix is whatever BACKUP_SUFFIX says, so the bytes decide.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import zlib
 CUSTOM = "custom"  # pg_dump -Fc: pg_restore
 DIRECTORY = "directory"  # pg_dump -Fd: pg_restore on the directory, --jobs N
 PLAIN_GZ = "sql.gz"  # pg_dump -Z1 (pbl's default): gunzip | psql, one transaction
+PLAIN = "sql"  # pg_dump with no -Z (POSTGRES_EXTRA_OPTS overridden): psql, one transaction
 CLUSTER_GZ = "cluster.sql.gz"  # pg_dumpall | gzip: psql into an empty server
 ARCHIVES = (CUSTOM, DIRECTORY)  # read by pg_restore; the others are SQL scripts for psql
 
@@ -24,6 +25,9 @@ _GZIP = b"\x1f\x8b"
 # The first comment pg_dump / pg_dumpall write in plain format.
 _PLAIN_HEADER = b"-- PostgreSQL database dump"
 _CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
+# pg_dump's last comment in plain format (before 15.14's `\unrestrict` line): without it, the
+# script was cut off. A compressed one is checked by gzip's own end instead.
+_PLAIN_FOOTER = b"-- PostgreSQL database dump complete"
 
 
 class FormatError(Exception):
@@ -46,7 +50,7 @@ def detect(name: str, head: bytes, files: tuple[str, ...] = ()) -> str:
             text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head)
         except zlib.error as exc:
             raise FormatError(f"{name}: corrupt gzip data ({exc})") from None
-        opening = text.lstrip(b"-\n ")[:200]
+        opening = _opening(text)
         if opening.startswith(_CLUSTER_HEADER[3:]):
             return CLUSTER_GZ
         if opening.startswith(_PLAIN_HEADER[3:]):
@@ -54,5 +58,22 @@ def detect(name: str, head: bytes, files: tuple[str, ...] = ()) -> str:
         raise FormatError(f"{name}: gzip data that is not SQL from pg_dump or pg_dumpall")
     if not head:
         raise FormatError(f"{name}: empty (0 B): a pg_dump that failed leaves such a file")
+    if _opening(head).startswith(_PLAIN_HEADER[3:]):
+        return PLAIN
+    # pbl pipes a cluster dump through gzip always: an uncompressed one is not its output.
     raise FormatError(f"{name} is not a readable pg_dump archive: no 'PGDMP' header, not "
-                      f"gzip-compressed SQL, not a -Fd directory")
+                      f"SQL from pg_dump (plain or gzip-compressed), not a -Fd directory")
+
+
+def _opening(text: bytes) -> bytes:
+    """The start of a plain dump's first comment, past its `--` lines."""
+    return text.lstrip(b"-\n ")[:200]
+
+
+def check_complete(name: str, fmt: str, tail: bytes) -> None:
+    """Raises FormatError when an uncompressed plain dump (its last HEAD_BYTES in `tail`) lacks
+    pg_dump's closing comment: pbl's pg_dump writes under the final name, so a failed one
+    leaves a script that stops mid-way, and psql would restore what it holds as if whole."""
+    if fmt == PLAIN and _PLAIN_FOOTER not in tail:
+        raise FormatError(f"{name}: plain SQL without pg_dump's closing '-- PostgreSQL database "
+                          f"dump complete': cut off (a pg_dump that failed leaves such a file)")

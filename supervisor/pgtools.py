@@ -49,11 +49,14 @@ def restore_args(
 
 
 def script_args(script: str, psql: str, *, connect: list[str], fmt: str) -> list[str]:
-    """gunzip | psql for a plain or a cluster SQL dump. A plain dump goes in as one transaction
-    that stops at the first error; a cluster dump cannot (CREATE DATABASE, \\connect), so it runs
-    to the end and its errors are read from stderr (see script_errors)."""
-    stop = ["--single-transaction", "-v", "ON_ERROR_STOP=1"] if fmt == dumpformat.PLAIN_GZ \
-        else ["-v", "ON_ERROR_STOP=0"]
+    """psql for a plain or a cluster SQL dump (gunzip | psql when compressed). A plain dump
+    goes in as one transaction that stops at the first error; a cluster dump cannot (CREATE
+    DATABASE, \\connect), so it runs to the end and its errors are read from stderr (see
+    script_errors)."""
+    stop = ["-v", "ON_ERROR_STOP=0"] if fmt == dumpformat.CLUSTER_GZ \
+        else ["--single-transaction", "-v", "ON_ERROR_STOP=1"]
+    if fmt == dumpformat.PLAIN:
+        return [psql, *connect, "-X", "-q", *stop, "-f", script]
     # pipefail: a truncated gzip stream fails the restore even when psql accepted the prefix.
     return ["bash", "-o", "pipefail", "-c", 'gunzip -c -- "$0" | "$@"', script, psql,
             *connect, "-X", "-q", *stop]

@@ -255,6 +255,8 @@ def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool =
     try:
         with open(first, "rb") as f:
             fmt = dumpformat.detect(dump.key, f.read(dumpformat.HEAD_BYTES), names)
+            f.seek(max(0, first.stat().st_size - dumpformat.HEAD_BYTES))
+            dumpformat.check_complete(dump.key, fmt, f.read())
     except FileNotFoundError:
         fmt = dumpformat.detect(dump.key, b"", names)  # raises: no toc.dat
     except dumpformat.FormatError as exc:

@@ -3,9 +3,10 @@ as its backup.sh lays it out, uploaded by the real pipeline, judged by `status`,
 with `restore db` (row counts compared) and drilled in a throwaway PostgreSQL container.
 
 backup.sh (prodrigestivill/docker-postgres-backup-local) runs `pg_dump -d DB -f FILE
-${POSTGRES_EXTRA_OPTS}` (default `-Z1`, BACKUP_SUFFIX `.sql.gz`), or with POSTGRES_CLUSTER=TRUE
-`pg_dumpall -l DB ${POSTGRES_EXTRA_OPTS} | gzip > FILE`; a `-Fd` FILE is a directory whose
-daily/weekly/monthly entries are directories of hard links.
+${POSTGRES_EXTRA_OPTS}` (default `-Z1`, BACKUP_SUFFIX `.sql.gz`; options without `-Z` write plain
+SQL as it is), or with POSTGRES_CLUSTER=TRUE `pg_dumpall -l DB ${POSTGRES_EXTRA_OPTS} | gzip >
+FILE`; a `-Fd` FILE is a directory whose daily/weekly/monthly entries are directories of hard
+links.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ FORMATS = {
     "custom": (".dump", ("-Fc",), "none"),
     "directory": ("", ("-Fd",), "symlink"),
     "cluster.sql.gz": (".sql.gz", None, "hardlink"),
+    "sql": (".sql", ("-Fp",), "symlink"),  # POSTGRES_EXTRA_OPTS without -Z: plain SQL as it is
 }
 
 
@@ -179,3 +181,37 @@ def test_the_drill_restores_each_databases_newest_dump(
                           health={"databases": ["ardua", "gone"]})
     report = drill.run_drill(config.load(pinned), client=docker_client)
     assert not report.ok and "no dump of database gone in S3" in report.message
+
+
+def test_a_plain_dump_cut_off_is_refused_not_restored_in_part(
+    source, tmp_path, s3server, bucket, pg_volume, docker_client, write_config, postgres_image,
+    capsys,
+) -> None:
+    """pbl's pg_dump writes under the final name: one that fails mid-way leaves a script that
+    stops after some statement. psql would restore that part and succeed; the missing closing
+    comment refuses it in `restore db` and fails the drill, each naming the file."""
+    _fill(source, "ardua", NEW_ORDERS)
+    whole = source.pg_dump("ardua", tmp_path / "whole.sql", "-Fp").read_bytes()
+    cut = whole[: whole.index(b"COPY public.orders")]  # the table made, none of its rows
+    fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(
+        root, [(NEW_AT, cut)], db="ardua", suffix=".sql"))
+    path = write_config(
+        tmp_path, s3server, bucket, db_volume=pg_volume, jobs={"receipts-upload": None},
+        drill={"image": postgres_image, "network_mode": "host", "port": _free_port(),
+               "timeout": "5m", "receipts_job": ""})
+    assert cli.main(["--config", str(path), "run-once", "db-upload"]) == 0
+    key = f"postgres/last/ardua-{NEW_AT:%Y%m%d-%H%M%S}.sql"
+    capsys.readouterr()
+
+    with PgServer() as target:
+        target.createdb("restored")
+        code = cli.main(["--config", str(path), "restore", "db", key,
+                         "--target", target.dsn("restored")])
+        err = capsys.readouterr().err
+        assert code != 0
+        assert f"{key}: plain SQL without pg_dump's closing" in err and "cut off" in err, err
+        assert target.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                           "restored").strip() == "0"
+
+    report = drill.run_drill(config.load(path), client=docker_client)
+    assert not report.ok and f"{key}: plain SQL without pg_dump's closing" in report.message

@@ -22,6 +22,7 @@ CLUSTER = b"--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict abc\n\nSET
     (gzip.compress(CLUSTER), (), dumpformat.CLUSTER_GZ),
     (gzip.compress(PLAIN * 2000)[:4096], (), dumpformat.PLAIN_GZ),  # only the head is read
     (b"PGDMP\x01", ("last/a/toc.dat", "last/a/3338.dat.gz"), dumpformat.DIRECTORY),
+    (PLAIN, (), dumpformat.PLAIN),  # POSTGRES_EXTRA_OPTS without -Z
 ])
 def test_detect(head: bytes, files: tuple[str, ...], fmt: str) -> None:
     assert dumpformat.detect("last/a", head, files) == fmt
@@ -30,6 +31,7 @@ def test_detect(head: bytes, files: tuple[str, ...], fmt: str) -> None:
 @pytest.mark.parametrize(("head", "files", "error"), [
     (b"", (), "last/a: empty (0 B)"),
     (b"not a dump" * 10, (), "last/a is not a readable pg_dump archive"),
+    (CLUSTER, (), "last/a is not a readable pg_dump archive"),  # pbl always gzips pg_dumpall
     (gzip.compress(b"hello"), (), "gzip data that is not SQL from pg_dump or pg_dumpall"),
     (gzip.compress(b"x")[:10] + b"\xff" * 20, (), "last/a: corrupt gzip data"),
     (b"PGDMP", ("last/a/3338.dat.gz",), "last/a/ has no toc.dat"),
@@ -38,6 +40,18 @@ def test_anything_else_is_named_in_a_clear_error(head: bytes, files: tuple[str, 
                                                  error: str) -> None:
     with pytest.raises(FormatError, match=error.replace("(", r"\(").replace(")", r"\)")):
         dumpformat.detect("last/a", head, files)
+
+
+# pg_dump 15.14's last lines in plain format (the \\unrestrict line is new in 15.14).
+FOOTER = b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n"
+
+
+def test_a_plain_dump_cut_off_is_named_and_a_whole_one_passes() -> None:
+    body = PLAIN + b"COPY public.orders (id) FROM stdin;\n1\n\\.\n\n"
+    dumpformat.check_complete("last/a", dumpformat.PLAIN, body + FOOTER)
+    with pytest.raises(FormatError, match="last/a: plain SQL without pg_dump's closing"):
+        dumpformat.check_complete("last/a", dumpformat.PLAIN, body)
+    dumpformat.check_complete("last/a", dumpformat.PLAIN_GZ, b"gzip checks its own end")
 
 
 def test_a_directory_dump_is_one_dump_and_its_period_copies_too() -> None:
