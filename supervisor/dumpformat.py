@@ -25,9 +25,13 @@ _GZIP = b"\x1f\x8b"
 # The first comment pg_dump / pg_dumpall write in plain format.
 _PLAIN_HEADER = b"-- PostgreSQL database dump"
 _CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
-# pg_dump's last comment in plain format (before 15.14's `\unrestrict` line): without it, the
-# script was cut off. A compressed one is checked by gzip's own end instead.
-_PLAIN_FOOTER = b"-- PostgreSQL database dump complete"
+# The last comment of each SQL script (before 15.14's `\unrestrict` line): without it, the
+# script was cut off.
+_FOOTERS = {
+    PLAIN: b"-- PostgreSQL database dump complete",
+    PLAIN_GZ: b"-- PostgreSQL database dump complete",
+    CLUSTER_GZ: b"-- PostgreSQL database cluster dump complete",
+}
 
 
 class FormatError(Exception):
@@ -71,9 +75,11 @@ def _opening(text: bytes) -> bytes:
 
 
 def check_complete(name: str, fmt: str, tail: bytes) -> None:
-    """Raises FormatError when an uncompressed plain dump (its last HEAD_BYTES in `tail`) lacks
-    pg_dump's closing comment: pbl's pg_dump writes under the final name, so a failed one
-    leaves a script that stops mid-way, and psql would restore what it holds as if whole."""
-    if fmt == PLAIN and _PLAIN_FOOTER not in tail:
-        raise FormatError(f"{name}: plain SQL without pg_dump's closing '-- PostgreSQL database "
-                          f"dump complete': cut off (a pg_dump that failed leaves such a file)")
+    """Raises FormatError when an SQL dump's script (its last HEAD_BYTES, decompressed, in
+    `tail`) lacks pg_dump's or pg_dumpall's closing comment. pbl's pg_dump writes under the
+    final name, so a failed one leaves a script that stops mid-way, and `pg_dumpall | gzip`
+    leaves a well-formed gzip of one: psql would restore what it holds as if it were whole."""
+    footer = _FOOTERS.get(fmt)
+    if footer is not None and footer not in tail:
+        raise FormatError(f"{name}: SQL without the closing '{footer[3:].decode()}': cut off "
+                          f"(a pg_dump or pg_dumpall that failed leaves such a file)")

@@ -46,12 +46,24 @@ def test_anything_else_is_named_in_a_clear_error(head: bytes, files: tuple[str, 
 FOOTER = b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n"
 
 
-def test_a_plain_dump_cut_off_is_named_and_a_whole_one_passes() -> None:
+CLUSTER_FOOTER = b"\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+
+
+@pytest.mark.parametrize(("fmt", "footer"), [
+    (dumpformat.PLAIN, FOOTER), (dumpformat.PLAIN_GZ, FOOTER),
+    (dumpformat.CLUSTER_GZ, FOOTER + CLUSTER_FOOTER)])
+def test_an_sql_dump_cut_off_is_named_and_a_whole_one_passes(fmt: str, footer: bytes) -> None:
     body = PLAIN + b"COPY public.orders (id) FROM stdin;\n1\n\\.\n\n"
-    dumpformat.check_complete("last/a", dumpformat.PLAIN, body + FOOTER)
-    with pytest.raises(FormatError, match="last/a: plain SQL without pg_dump's closing"):
-        dumpformat.check_complete("last/a", dumpformat.PLAIN, body)
-    dumpformat.check_complete("last/a", dumpformat.PLAIN_GZ, b"gzip checks its own end")
+    dumpformat.check_complete("last/a", fmt, body + footer)
+    with pytest.raises(FormatError, match=r"last/a: SQL without the closing '.*': cut off"):
+        dumpformat.check_complete("last/a", fmt, body)
+    if fmt == dumpformat.CLUSTER_GZ:  # its first database's end is not the cluster's
+        with pytest.raises(FormatError, match="cluster dump complete"):
+            dumpformat.check_complete("last/a", fmt, body + FOOTER)
+
+
+def test_an_archive_is_not_checked_for_a_footer() -> None:
+    dumpformat.check_complete("last/a", dumpformat.CUSTOM, b"")
 
 
 def test_a_directory_dump_is_one_dump_and_its_period_copies_too() -> None:
