@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from tests.harness import dockerd
 from tests.harness.images import DEBIAN_PG_IMAGE, ensure_debian_pg_image
 from tests.harness.pgtree import fill_volume, make_backups_tree, volume_mountpoint
+from tests.harness.s3server import MAX_VOLUMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDS_IN_CONTAINER = "/run/secrets/aws-credentials"
@@ -175,6 +177,15 @@ def test_s3server_enforces_credentials(s3server, bucket):
     with pytest.raises(botocore.exceptions.ClientError):
         unknown.list_objects_v2(Bucket=bucket)
     assert s3server.list_keys(bucket) == {}
+
+
+def test_s3server_volume_count_does_not_depend_on_free_disk(s3server, bucket):
+    """Every bucket with data takes one volume; the suite makes over a hundred buckets."""
+    s3server.client().put_object(Bucket=bucket, Key="k", Body=b"x")
+    url = f"http://127.0.0.1:{s3server.port + 1}/dir/status"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        topology = json.load(resp)["Topology"]
+    assert topology["Max"] == MAX_VOLUMES and topology["Free"] > MAX_VOLUMES // 2
 
 
 def test_s3server_stop_start_keeps_data(s3server, bucket):

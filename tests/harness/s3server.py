@@ -30,6 +30,7 @@ import botocore.exceptions
 from tests.harness.server import Server
 
 HOST = "127.0.0.1"
+MAX_VOLUMES = 1000  # volumes are sparse files: no disk is taken until written
 PORTS_PER_INSTANCE = 10  # 5 are used today (s3, master, volume, filer, admin); keep headroom
 GRPC_OFFSET = 10000
 START_TIMEOUT = 30.0
@@ -119,6 +120,11 @@ class S3Server(Server):
             f"-s3.port={p}",
             f"-master.port={p + 1}",
             f"-volume.port={p + 2}",
+            # Each bucket is a collection with a volume of its own. The default max (0: "free
+            # disk space divided by volume size", weed mini -h) was 77 with 78 GB free: the
+            # suite's 78th bucket got PutObject 500 InternalError "No writable volumes and no
+            # free volumes left" (measured), and a CI disk with less free space gets fewer.
+            f"-volume.max={MAX_VOLUMES}",
             f"-filer.port={p + 3}",
             f"-admin.port={p + 4}",
             f"-filer.localSocket={d / 'filer.sock'}",
