@@ -225,8 +225,8 @@ def test_a_dump_cut_off_is_refused_not_restored_in_part(
     capsys.readouterr()
 
     with PgServer() as target:
-        db = "postgres" if fmt == "cluster.sql.gz" else "restored"
-        if db != "postgres":
+        db = "postgres" if fmt == "cluster.sql.gz" else "restored"  # a cluster: into a server
+        if fmt != "cluster.sql.gz":
             target.createdb(db)
         code = cli.main(["--config", str(path), "restore", "db", key, "--target", target.dsn(db)])
         err = capsys.readouterr().err

@@ -42,10 +42,8 @@ def test_anything_else_is_named_in_a_clear_error(head: bytes, files: tuple[str, 
         dumpformat.detect("last/a", head, files)
 
 
-# pg_dump 15.14's last lines in plain format (the \\unrestrict line is new in 15.14).
+# The last lines pg_dump and pg_dumpall write in plain format (\unrestrict: since 15.14).
 FOOTER = b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n"
-
-
 CLUSTER_FOOTER = b"\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
 
 

@@ -269,17 +269,20 @@ def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, 
     assert s3server.list_sizes(bucket, "postgres/") == {}
 
 
+def textfile_samples(prom: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(metric name, its sorted labels) -> value, as the textfile holds them."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(prom.read_text())
+            for s in family.samples}
+
+
 def test_metrics_file_holds_the_run(setup, tmp_path, capsys) -> None:
     prom = tmp_path / "ardua.prom"
     cfg = setup([3], metrics={"textfile": str(prom)})
     report = run(cfg, "db-upload")
     _, verdict = status(cfg, capsys)
     checked_at = datetime.strptime(verdict["checked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(prom.read_text())
-        for s in family.samples
-    }
+    samples = textfile_samples(prom)
     job = (("job", "db-upload"),)
     assert samples[("ardua_backup_last_run_bytes", job)] == report.bytes > 0
     assert samples[("ardua_backup_last_run_files", job)] == report.files
@@ -302,12 +305,10 @@ def test_metrics_give_each_databases_dump_age(setup, tmp_path, docker_client, pg
         root, [(NOW - timedelta(hours=30), os.urandom(2000))], db="shop"))
     _, verdict = status(cfg, capsys)
     checked_at = datetime.strptime(verdict["checked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    samples = {(s.name, tuple(s.labels.values())): s.value
-               for family in text_string_to_metric_families(prom.read_text())
-               for s in family.samples}
+    samples = textfile_samples(prom)
     expected = {db: (checked_at - (NOW - timedelta(hours=h))).total_seconds()
                 for db, h in (("ardua", 3), ("shop", 30))}
-    per_database = {labels[0]: value for (name, labels), value in samples.items()
+    per_database = {dict(labels)["database"]: value for (name, labels), value in samples.items()
                     if name == "ardua_backup_database_dump_age_seconds"}
     assert per_database == pytest.approx(expected, abs=2)
     assert samples[("ardua_backup_dump_age_seconds", ())] == per_database["shop"]
@@ -319,10 +320,9 @@ def test_metrics_forget_a_job_removed_from_the_config(setup, tmp_path, capsys) -
     prom = tmp_path / "ardua.prom"
 
     def jobs_in_textfile() -> dict[str, str]:
-        return {s.labels["job"]: s.labels["result"]
-                for family in text_string_to_metric_families(prom.read_text())
-                for s in family.samples
-                if s.name == "ardua_backup_last_run_result" and s.value == 1}
+        return {dict(labels)["job"]: dict(labels)["result"]
+                for (name, labels), value in textfile_samples(prom).items()
+                if name == "ardua_backup_last_run_result" and value == 1}
 
     missing = {"source": str(tmp_path / "no-such-folder")}
     cfg = setup([3], metrics={"textfile": str(prom)}, jobs={"receipts-upload": missing})
