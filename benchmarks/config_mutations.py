@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import stop_cleanly_on_sigterm
-from supervisor import cli, config
+from supervisor import cli
+from supervisor.config import load as config
 from tests.harness.tomlw import dumps
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"

@@ -33,10 +33,10 @@ import docker
 from loguru import logger
 
 from benchmarks import stop_cleanly_on_sigterm
-from supervisor import config as config_mod
-from supervisor import daemon, pipeline  # noqa: F401 (the daemon's imports: its baseline)
-from supervisor.recorder import Recorder, open_ledger
-from supervisor.report import SUCCESS
+from supervisor.config import load as config_mod
+from supervisor.record.recorder import Recorder, open_ledger
+from supervisor.record.report import SUCCESS
+from supervisor.upload import run as pipeline
 
 
 def rss_kb() -> int:

@@ -29,9 +29,13 @@ import docker
 from loguru import logger
 
 from benchmarks import stop_cleanly_on_sigterm
-from supervisor import config as config_mod
-from supervisor import docker_runner, pipeline, rclone, rclone_containers, servercopy
-from supervisor.report import SUCCESS
+from supervisor.config import load as config_mod
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import jobs as rclone_containers
+from supervisor.containers import rclone
+from supervisor.record.report import SUCCESS
+from supervisor.upload import run as pipeline
+from supervisor.upload import servercopy
 from tests.conftest import write_credentials
 from tests.harness import dockerd
 from tests.harness.images import ensure_rclone_image

@@ -17,8 +17,9 @@ from pathlib import Path
 import docker
 
 from benchmarks import stop_cleanly_on_sigterm
-from supervisor import docker_runner, rclone
-from supervisor.config import S3Config
+from supervisor.config.load import S3Config
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import rclone
 from tests.conftest import write_credentials
 from tests.harness import dockerd
 from tests.harness.images import ensure_rclone_image

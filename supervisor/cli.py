@@ -19,31 +19,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from supervisor import (
-    alertsend,
-    configkeys,
-    doctor,
-    drill,
-    dryrun,
-    gather,
-    health,
-    ledger,
-    logs,
-    metrics,
-    pipeline,
-    receipts_restore,
-    restore,
-    schedule,
-    service,
-    versions,
-)
-from supervisor import config as config_mod
-from supervisor.config import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
-from supervisor.docker_runner import DockerError
-from supervisor.recorder import Recorder, open_ledger
-from supervisor.report import DEFERRED, Report
-from supervisor.restore import RestoreError
-from supervisor.s3 import S3Error
+from supervisor.alerts import send as alertsend
+from supervisor.config import keys as configkeys
+from supervisor.config import load as config_mod
+from supervisor.config.load import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
+from supervisor.containers.engine import DockerError
+from supervisor.core import schedule
+from supervisor.daemon import service
+from supervisor.health import doctor, gather
+from supervisor.health import verdict as health
+from supervisor.record import journal as logs
+from supervisor.record import ledger, metrics
+from supervisor.record.recorder import Recorder, open_ledger
+from supervisor.record.report import DEFERRED, Report
+from supervisor.restore import db as restore
+from supervisor.restore import drill
+from supervisor.restore import receipts as receipts_restore
+from supervisor.restore.db import RestoreError
+from supervisor.storage import versions
+from supervisor.storage.s3 import S3Error
+from supervisor.upload import dryrun
+from supervisor.upload import run as pipeline
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
@@ -144,7 +140,7 @@ def cmd_drill(cfg: Config, args: Args) -> int:
 
 
 def _recorded(cfg: Config, job: str, run: Callable[[str], R]) -> R:
-    """Runs `run(run_id)` recorded as the daemon records its runs (supervisor.recorder)."""
+    """Runs `run(run_id)` recorded as the daemon records its runs (supervisor.record.recorder)."""
     return Recorder(cfg, open_ledger(cfg)).record(job, run)
 
 

@@ -12,10 +12,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from supervisor import logs
-from supervisor.config import Config
-from supervisor.daemon import Daemon, run_service
-from supervisor.report import RunReport
+from supervisor.config.load import Config
+from supervisor.daemon.loop import Daemon, run_service
+from supervisor.record import journal as logs
+from supervisor.record.report import RunReport
 
 
 class StubContainers:

@@ -28,8 +28,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from supervisor import alertconfig, alerts, alertsend, alertstate, config, logs
-from supervisor.alertstate import (
+from supervisor.alerts import alerter as alerts
+from supervisor.alerts import rules as alertstate
+from supervisor.alerts import send as alertsend
+from supervisor.alerts.rules import (
     CRITICAL,
     OK,
     PROBLEM,
@@ -42,7 +44,10 @@ from supervisor.alertstate import (
     decide,
     run_event,
 )
-from supervisor.config import AlertsConfig as AlertSettings
+from supervisor.config import alerts as alertconfig
+from supervisor.config import load as config
+from supervisor.config.load import AlertsConfig as AlertSettings
+from supervisor.record import journal as logs
 from tests.harness.poll import poll
 from tests.test_config import MINIMAL
 

@@ -14,8 +14,11 @@ import docker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import config, docker_runner, drill, pipeline
-from supervisor.report import DEFERRED, SUCCESS
+from supervisor.config import load as config
+from supervisor.containers import engine as docker_runner
+from supervisor.record.report import DEFERRED, SUCCESS
+from supervisor.restore import drill
+from supervisor.upload import run as pipeline
 from tests.cli_helpers import run_cli
 from tests.harness.files import settle
 from tests.harness.poll import poll

@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from supervisor import bwlimit, docker_runner, pipeline
-from supervisor import config as config_mod
-from supervisor.config import ConfigError
-from supervisor.report import SUCCESS
+from supervisor.config import bwlimit
+from supervisor.config import load as config_mod
+from supervisor.config.load import ConfigError
+from supervisor.containers import engine as docker_runner
+from supervisor.record.report import SUCCESS
+from supervisor.upload import run as pipeline
 from tests.harness.files import settle
 
 VALID = ["off", "512k", "1.5M", "10Mi", "10MiB", "512", "0", "10M:100k", "08:00,1M 19:00,off",

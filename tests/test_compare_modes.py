@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import compare, rclone
-from supervisor.ledger import Ledger
-from supervisor.report import RunReport
+from supervisor.containers import rclone
+from supervisor.record.ledger import Ledger
+from supervisor.record.report import RunReport
+from supervisor.upload import compare
 from tests.cli_helpers import run_cli
 from tests.harness.files import settle
 

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import yaml
 
-from supervisor import config, markers, rclone
+from supervisor.config import load as config
+from supervisor.containers import rclone
+from supervisor.storage import markers
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config
-from supervisor.config import ConfigError, Source
+from supervisor.config import load as config
+from supervisor.config.load import ConfigError, Source
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 MINIMAL = """

@@ -19,7 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor import cli, config, logs
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.record import journal as logs
 from tests.cli_helpers import run_cli
 from tests.harness.tomlw import dumps
 

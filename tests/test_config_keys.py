@@ -1,4 +1,4 @@
-"""Each config key is declared once (supervisor.config.KEYS); the example file and the README
+"""Each config key is declared once (supervisor.config.load.KEYS); the example file and the README
 document exactly those keys, no more, no fewer."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from supervisor import config
+from supervisor.config import load as config
 
 ROOT = Path(__file__).resolve().parent.parent
 DECLARED = {k.path for k in config.KEYS}

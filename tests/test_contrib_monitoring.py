@@ -1,6 +1,6 @@
 """contrib/: the Prometheus alert rules and the Grafana dashboard, held to the product's metrics.
 
-The source of truth is what supervisor.metrics really writes: a textfile made here by write_run
+The source of truth is what record.metrics really writes: a textfile made here by write_run
 and write_status (a Verdict of health.evaluate on pure Signals), parsed with prometheus_client.
 Every metric name, label name and matched label value the rules and the dashboard use must be in
 it, and promtool is fed that very output over time (healthy, then broken, then frozen) and must
@@ -25,13 +25,15 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import config, health, metrics
-from supervisor.config import Config
-from supervisor.drill import DrillReport
-from supervisor.dumps import DatabaseDumps, Dump
-from supervisor.health import Sentinel, Signals
-from supervisor.markers import Marker
-from supervisor.report import FAILED, REFUSED, SUCCESS, RunReport
+from supervisor.config import load as config
+from supervisor.config.load import Config
+from supervisor.health import verdict as health
+from supervisor.health.verdict import Sentinel, Signals
+from supervisor.postgres.dumps import DatabaseDumps, Dump
+from supervisor.record import metrics
+from supervisor.record.report import FAILED, REFUSED, SUCCESS, RunReport
+from supervisor.restore.drill import DrillReport
+from supervisor.storage.markers import Marker
 from tests.test_config import MINIMAL
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from loguru import logger
 
-from supervisor.config import Config
-from supervisor.daemon import Daemon
-from supervisor.ledger import Ledger
-from supervisor.notify import Notifier
-from supervisor.report import RunReport
-from supervisor.retry import is_transient
+from supervisor.config.load import Config
+from supervisor.core.retry import is_transient
+from supervisor.daemon.loop import Daemon
+from supervisor.daemon.notify import Notifier
+from supervisor.record.ledger import Ledger
+from supervisor.record.report import RunReport
 from tests.cli_helpers import Notifications
 from tests.harness.poll import poll
 

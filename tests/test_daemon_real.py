@@ -14,7 +14,7 @@ import docker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 from tests.cli_helpers import minutely_receipts_config, run_cli, service
 from tests.harness.freeze import SyncFreezer
 from tests.harness.poll import poll

@@ -15,10 +15,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import docker_runner
-from supervisor.daemon import Daemon
-from supervisor.notify import Notifier
-from supervisor.service import DockerContainers
+from supervisor.containers import engine as docker_runner
+from supervisor.daemon.loop import Daemon
+from supervisor.daemon.notify import Notifier
+from supervisor.daemon.service import DockerContainers
 from tests.test_daemon import FakeClock, Runner, log_lines, tick_at  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.docker

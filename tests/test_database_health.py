@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from supervisor import dumps, health
-from supervisor.config import HealthConfig
-from supervisor.dbbackup import ContainerState, CronState
-from supervisor.dumps import DatabaseDumps, Dump
-from supervisor.health import Sentinel, Signals
+from supervisor.config.load import HealthConfig
+from supervisor.health import verdict as health
+from supervisor.health.verdict import Sentinel, Signals
+from supervisor.postgres import dumps
+from supervisor.postgres.dumps import DatabaseDumps, Dump
+from supervisor.postgres.gocron import ContainerState, CronState
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")

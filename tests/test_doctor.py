@@ -16,9 +16,12 @@ import pytest
 from botocore.stub import Stubber
 from loguru import logger
 
-from supervisor import cli, config, doctor, s3
-from supervisor.config import S3Config
-from supervisor.health import CRITICAL, OK, UNKNOWN, WARNING
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.config.load import S3Config
+from supervisor.health import doctor
+from supervisor.health.verdict import CRITICAL, OK, UNKNOWN, WARNING
+from supervisor.storage import s3
 from tests.harness.s3server import S3Server
 
 PREFIXES = ("postgres", "receipts")

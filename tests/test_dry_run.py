@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from supervisor import dryrun
+from supervisor.upload import dryrun
 from tests.cli_helpers import run_cli
 from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint

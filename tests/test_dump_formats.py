@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import cli, config, drill
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.restore import drill
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import PERIOD_FORMATS, fill_volume, make_backups_tree

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from supervisor import dumpformat, dumps
-from supervisor.dumpformat import FormatError
+from supervisor.postgres import dumpformat, dumps
+from supervisor.postgres.dumpformat import FormatError
 
 # The opening lines pg_dump (plain) and pg_dumpall write, PostgreSQL 15.
 PLAIN = b"--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\nSET statement_timeout = 0;\n"

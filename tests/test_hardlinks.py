@@ -1,4 +1,4 @@
-"""supervisor.hardlinks: which files are candidates, what is copied from where (pure logic), and
+"""upload.hardlinks: which files are candidates, what is copied from where (pure logic), and
 servercopy.object_md5."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from supervisor import hardlinks, servercopy
-from supervisor.hardlinks import CopyPlan, Group, Hashed
-from supervisor.rclone import ListedFile
-from supervisor.report import RunReport
-from supervisor.s3 import S3Object
+from supervisor.containers.rclone import ListedFile
+from supervisor.record.report import RunReport
+from supervisor.storage.s3 import S3Object
+from supervisor.upload import hardlinks, servercopy
+from supervisor.upload.hardlinks import CopyPlan, Group, Hashed
 
 T1 = "2026-03-02T01:00:00.123456789Z"
 T2 = "2026-03-03T01:00:00.5Z"

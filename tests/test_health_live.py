@@ -17,8 +17,13 @@ import pytest
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import cli, config, dbbackup, pipeline, recorder, s3
-from supervisor.report import DEFERRED, FAILED, REFUSED, SUCCESS
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.postgres import gocron as dbbackup
+from supervisor.record import recorder
+from supervisor.record.report import DEFERRED, FAILED, REFUSED, SUCCESS
+from supervisor.storage import s3
+from supervisor.upload import run as pipeline
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
 pytestmark = pytest.mark.docker

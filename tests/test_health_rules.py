@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config, guard, health
-from supervisor.config import ConfigError, GuardConfig, HealthConfig
-from supervisor.dbbackup import ContainerState, CronState
-from supervisor.dumps import DatabaseDumps, Dump
-from supervisor.health import Sentinel, Signals
-from supervisor.markers import Marker, format_marker, parse_marker
-from supervisor.rclone import ListedFile
-from supervisor.s3 import S3Object
+from supervisor.config import load as config
+from supervisor.config.load import ConfigError, GuardConfig, HealthConfig
+from supervisor.containers.rclone import ListedFile
+from supervisor.health import verdict as health
+from supervisor.health.verdict import Sentinel, Signals
+from supervisor.postgres.dumps import DatabaseDumps, Dump
+from supervisor.postgres.gocron import ContainerState, CronState
+from supervisor.storage.markers import Marker, format_marker, parse_marker
+from supervisor.storage.s3 import S3Object
+from supervisor.upload import guard
 from tests.test_config import MINIMAL
 
 NOW = datetime(2025, 12, 18, 12, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from supervisor.cli import cmd_history
-from supervisor.ledger import FILENAME, Ledger
-from supervisor.report import RunReport
+from supervisor.record.ledger import FILENAME, Ledger
+from supervisor.record.report import RunReport
 
 T0 = datetime(2026, 5, 4, 10, 15, tzinfo=UTC)
 
@@ -65,7 +65,7 @@ def test_running_row_of_dead_process_becomes_interrupted(tmp_path: Path) -> None
     # A child process starts a run and dies without finishing it (like SIGKILL).
     code = (
         "import sys; from datetime import datetime, UTC; from pathlib import Path;"
-        "from supervisor.ledger import Ledger;"
+        "from supervisor.record.ledger import Ledger;"
         "Ledger(Path(sys.argv[1])).start('db-upload', 'dead', datetime.now(UTC))"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import config, docker_runner
-from supervisor.service import DockerContainers
+from supervisor.config import load as config
+from supervisor.containers import engine as docker_runner
+from supervisor.daemon.service import DockerContainers
 from tests.cli_helpers import run_cli, service
 from tests.harness import dockerd
 from tests.harness.freeze import ListingFreezer, SyncFreezer

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from supervisor import logs
+from supervisor.record import journal as logs
 
 JOURNALD = Path("/lib/systemd/systemd-journald")
 
@@ -34,7 +34,7 @@ DRIVER = textwrap.dedent(
             assert time.monotonic() < deadline, "journald did not start"
             time.sleep(0.02)
         from loguru import logger
-        from supervisor import logs
+        from supervisor.record import journal as logs
         logs.setup(journal=True)
         run = logger.bind(job="db-upload", run_id="r-42")
         run.info("sync started")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.notify import SEND_TIMEOUT_S, Notifier
+from supervisor.daemon.notify import SEND_TIMEOUT_S, Notifier
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 
 pytestmark = pytest.mark.docker
 

@@ -20,10 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from supervisor import cli, config, pipeline, rclone, restore, versions
-from supervisor.receipts_restore import restore_receipts
-from supervisor.report import REFUSED
-from supervisor.versions import Entry
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.containers import rclone
+from supervisor.record.report import REFUSED
+from supervisor.restore import db as restore
+from supervisor.restore.receipts import restore_receipts
+from supervisor.storage import versions
+from supervisor.storage.versions import Entry
+from supervisor.upload import run as pipeline
 from tests.harness.files import settle
 from tests.harness.pgtree import volume_mountpoint
 from tests.harness.poll import poll

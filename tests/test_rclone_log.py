@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import rclone
-from supervisor.config import S3Config
-from supervisor.rclone import judge_sync
+from supervisor.config.load import S3Config
+from supervisor.containers import rclone
+from supervisor.containers.rclone import judge_sync
 
 STATS = {"bytes": 3, "checks": 0, "deletes": 1, "errors": 0, "fatalError": False,
          "transfers": 1, "lastError": None}

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 from tests.harness import dockerd
 
 pytestmark = pytest.mark.docker
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # stopped, as the drill's database does), prints its id, and holds it until ended.
 OWNER = """
 import sys
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 image, job, state = sys.argv[1:]
 client = docker_runner.connect()
 command = ["rcd", "--rc-no-auth"] if state == "running" else ["version"]

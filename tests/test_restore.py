@@ -22,17 +22,14 @@ import docker
 import pytest
 from loguru import logger
 
-from supervisor import (
-    cli,
-    config,
-    docker_runner,
-    drill,
-    gather,
-    pipeline,
-    rclone,
-    restore,
-    spotcheck,
-)
+from supervisor import cli
+from supervisor.config import load as config
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import rclone
+from supervisor.health import gather
+from supervisor.restore import db as restore
+from supervisor.restore import drill, spotcheck
+from supervisor.upload import run as pipeline
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import s3
-from supervisor.config import S3Config
+from supervisor.config.load import S3Config
+from supervisor.storage import s3
 
 
 def test_client_cached_until_credentials_file_changes(tmp_path: Path) -> None:

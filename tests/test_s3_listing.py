@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import s3
-from supervisor.config import S3Config
+from supervisor.config.load import S3Config
+from supervisor.storage import s3
 from tests.conftest import write_credentials
 
 AWKWARD = [

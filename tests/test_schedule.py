@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from supervisor.cli import cmd_check_config, cmd_next
-from supervisor.config import parse
-from supervisor.schedule import missed_fire, next_fires
+from supervisor.config.load import parse
+from supervisor.core.schedule import missed_fire, next_fires
 
 LA = ZoneInfo("America/Los_Angeles")
 

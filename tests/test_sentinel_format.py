@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from supervisor import markers
+from supervisor.storage import markers
 
 
 def test_format_is_utc_second_precision_with_newline() -> None:

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config as config_mod
-from supervisor import docker_runner, pipeline, rclone, rclone_containers, s3, servercopy
-from supervisor.report import SUCCESS
+from supervisor.config import load as config_mod
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import jobs as rclone_containers
+from supervisor.containers import rclone
+from supervisor.record.report import SUCCESS
+from supervisor.storage import s3
+from supervisor.upload import run as pipeline
+from supervisor.upload import servercopy
 from tests.cli_helpers import run_cli
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer

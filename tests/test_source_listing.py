@@ -8,9 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from supervisor import config as config_mod
-from supervisor import rclone
-from supervisor.rclone_containers import LIST_STEP, JobContainers, list_source
+from supervisor.config import load as config_mod
+from supervisor.containers import rclone
+from supervisor.containers.jobs import LIST_STEP, JobContainers, list_source
 
 # Go's encoding/csv quotes a field holding the separator, a quote, \r or \n, or a leading space
 # (fieldNeedsQuotes in encoding/csv/writer.go); each of those is here. rclone names control

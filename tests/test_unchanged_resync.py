@@ -16,11 +16,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import compare, guard, markers, rclone, s3
-from supervisor import config as config_mod
-from supervisor.docker_runner import LABEL_RUN, LABEL_STEP
-from supervisor.rclone import ListedFile
-from supervisor.s3 import S3Object
+from supervisor.config import load as config_mod
+from supervisor.containers import rclone
+from supervisor.containers.engine import LABEL_RUN, LABEL_STEP
+from supervisor.containers.rclone import ListedFile
+from supervisor.storage import markers, s3
+from supervisor.storage.s3 import S3Object
+from supervisor.upload import compare, guard
 from tests.cli_helpers import run_cli
 from tests.harness.files import settle
 from tests.harness.images import rclone_binary

@@ -12,7 +12,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from supervisor import config, pipeline, rclone, restore, s3, upload_options
+from supervisor.config import load as config
+from supervisor.containers import rclone
+from supervisor.restore import db as restore
+from supervisor.storage import s3, upload_options
+from supervisor.upload import run as pipeline
 from tests.harness.files import settle
 from tests.harness.s3server import S3Server
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import docker
 import pytest
 
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 from tests.cli_helpers import run_cli
 from tests.harness import dockerd
 from tests.harness.files import settle

@@ -12,7 +12,7 @@ import docker
 import docker.errors
 import docker.models.containers
 
-from supervisor import docker_runner
+from supervisor.containers import engine as docker_runner
 from tests.harness.s3server import S3Server
 
 

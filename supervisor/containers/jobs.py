@@ -1,0 +1,107 @@
+"""rclone in one-shot containers: the spec every rclone container gets (image, network, S3
+settings, the credentials file read-only, the least capability to read any file), the labels that
+tell a writer from a reader, and the listing of a job's source as rclone sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import docker
+from docker.types import Mount
+
+from supervisor.config.load import Config, JobConfig
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import rclone
+from supervisor.containers.engine import ContainerRun, DockerError
+from supervisor.upload import hardlinks
+
+# Read-only container, but it must read every file whatever its owner and mode.
+READ_ANY_FILE = ["DAC_READ_SEARCH"]
+LIST_TIMEOUT_S = 300.0
+LIST_STEP, SYNC_STEP = "list", "sync"
+WRITER_STEPS = frozenset({SYNC_STEP, hardlinks.SEED_STEP})  # containers that write to S3
+
+
+def destination_of(config: Config, job: JobConfig) -> str:
+    return f"s3://{config.s3.bucket}/{job.prefix}/"
+
+
+@dataclass
+class JobContainers:
+    """The containers of one run of a job: its config, job, run id and Docker client; each
+    container gets the job's source mounted read-only and the labels of its step."""
+
+    config: Config
+    job: JobConfig
+    run_id: str
+    client: docker.DockerClient
+
+    def labels(self, step: str) -> dict[str, str]:
+        """Every container carries the job (so a killed run's leftovers are reaped) and the run.
+        Only the sync writes to S3: it alone carries the writer label LABEL_TARGET, which makes
+        a second sync of the prefix refuse and the daemon skip a run. Any other step only reads
+        the source and says so (LABEL_READS): `status` lists the dump volume this way every few
+        minutes, and that must never block an upload."""
+        labels = {
+            docker_runner.LABEL_JOB: self.job.name,
+            docker_runner.LABEL_RUN: self.run_id,
+            docker_runner.LABEL_STEP: step,
+        }
+        if step in WRITER_STEPS:
+            labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
+        else:
+            labels[docker_runner.LABEL_READS] = str(self.job.source)
+        return labels
+
+    def container(self, step: str, command: list[str], timeout_s: float) -> ContainerRun:
+        spec = rclone_spec(
+            self.config, command,
+            docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
+            self.labels(step),
+        )  # fmt: skip
+        return docker_runner.run_oneshot(self.client, spec, timeout_s)
+
+
+def rclone_spec(
+    config: Config, command: list[str], mount: Mount, labels: dict[str, str],
+    user: str | None = None,
+) -> docker_runner.Spec:
+    """An rclone one-shot container: the configured image and network, the S3 settings as
+    environment, the credentials file read-only, and `mount` (a job's source, a restore's
+    target)."""
+    return docker_runner.Spec(
+        image=config.rclone.image,
+        command=command,
+        mounts=[mount, *docker_runner.credentials_mounts(config.s3, rclone.CREDENTIALS_MOUNT)],
+        env=rclone.environment(config.s3),
+        labels=labels,
+        network_mode=config.rclone.network_mode,
+        cap_add=READ_ANY_FILE,
+        user=user,
+    )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A job's source as rclone sees it: the files, and the symlinks it skips (as a sync would)."""
+
+    files: list[rclone.ListedFile]
+    skipped_symlinks: int
+
+
+def list_source(run: JobContainers) -> Listing:
+    """The job's source as rclone sees it, listed in a read-only one-shot container."""
+    result = run.container(LIST_STEP, rclone.list_command(), min(LIST_TIMEOUT_S, run.job.timeout_s))
+    log = rclone.parse_log(result.stderr)
+    if result.exit_code != 0 or log.error_count:
+        raise DockerError(
+            f"listing source {run.job.source} failed (exit {result.exit_code}): "
+            f"{log.last_error or 'no error text'}"
+        )
+    try:
+        return Listing(rclone.parse_listing(result.stdout), log.skipped_symlinks)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DockerError(
+            f"listing source {run.job.source} gave unreadable output: {exc}"
+        ) from None

@@ -1,0 +1,361 @@
+"""`doctor`: what protects the bucket, what the credentials can do, and the IAM policy they need.
+
+`rclone sync` mirrors local mistakes to S3 by design; what makes them undoable is the bucket's
+configuration, which ardua-backup never changes itself. One row per protection, each OK /
+WARNING / CRITICAL / UNKNOWN; a server that does not implement an API (NotImplemented,
+MethodNotAllowed, XNotImplemented, HTTP 501) is UNKNOWN, not an error, and so is a
+configuration these credentials may not read (the least-privilege key of `iam_policy` may not
+read lifecycle, encryption, object-lock or public-access settings: run doctor with a key that
+may, or accept those rows as UNKNOWN).
+
+Seams (the lead wires `ardua-backup doctor [--json] [--iam-policy]`):
+
+    diagnose(s3cfg: S3Config, prefixes: Sequence[str], *, sse: str = "") -> list[Row]
+        prefixes: every job's prefix; sse: s3.server_side_encryption (a missing bucket default
+        encryption is then no warning, the uploads ask for it themselves).
+    overall(rows) -> str;  exit_code(rows) -> int   (health.EXIT_CODES: OK 0 ... UNKNOWN 3)
+    render(rows) -> str                              the table and the verdict line
+    to_json(rows, checked_at=None) -> dict           {"schema": 1, "checked_at", "state",
+                                                      "exit_code", "checks": [...]}
+    iam_policy(bucket: str, prefixes: Sequence[str]) -> dict   `doctor --iam-policy`
+        (print with json.dumps(..., indent=2))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from supervisor.config.load import S3Config
+from supervisor.health.verdict import CRITICAL, EXIT_CODES, OK, UNKNOWN, WARNING
+from supervisor.storage import s3
+
+# Worst last, as `status` ranks them: a check we could not read must not hide one we could.
+_SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
+JSON_SCHEMA_VERSION = 1
+NOT_IMPLEMENTED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})
+_DENIED = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
+_ABSENT = frozenset({
+    "NoSuchLifecycleConfiguration", "ServerSideEncryptionConfigurationNotFoundError",
+    "ObjectLockConfigurationNotFoundError", "NoSuchPublicAccessBlockConfiguration",
+})
+_ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+_PAB_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    state: str
+    detail: str
+
+
+def overall(rows: Sequence[Row]) -> str:
+    return max((r.state for r in rows), key=_SEVERITY.index, default=OK)
+
+
+def exit_code(rows: Sequence[Row]) -> int:
+    return EXIT_CODES[overall(rows)]
+
+
+def render(rows: Sequence[Row]) -> str:
+    width = max((len(r.name) for r in rows), default=5)
+    lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
+    lines += [f"{r.name:<{width}}  {r.state:<8}  {r.detail}" for r in rows]
+    state = overall(rows)
+    bad = [r.name for r in rows if r.state != OK]
+    lines += ["", f"{state}: " + (f"check {', '.join(bad)}" if bad else "the bucket is protected")]
+    return "\n".join(lines)
+
+
+def to_json(rows: Sequence[Row], checked_at: datetime | None = None) -> dict[str, Any]:
+    when = (checked_at or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "checked_at": f"{when:%Y-%m-%dT%H:%M:%SZ}",
+        "state": overall(rows),
+        "exit_code": exit_code(rows),
+        "checks": [{"name": r.name, "state": r.state, "detail": r.detail} for r in rows],
+    }
+
+
+# -- pure judges ---------------------------------------------------------------------------------
+
+
+def _listed(prefixes: Sequence[str]) -> str:
+    return ", ".join(f"{p}/" for p in prefixes)
+
+
+def judge_versioning(bucket: str, status: str, mfa_delete: str = "") -> Row:
+    mfa = "; MFA delete is on" if mfa_delete == "Enabled" else ""
+    if status == "Enabled":
+        return Row("versioning", OK, f"Enabled: overwrites and deletions keep the old version, "
+                                     f"restore --at can undo a bad sync{mfa}")
+    turn_on = (f"aws s3api put-bucket-versioning --bucket {bucket} "
+               f"--versioning-configuration Status=Enabled")
+    if status == "Suspended":
+        return Row("versioning", CRITICAL, f"Suspended: from now on a bad sync overwrites and "
+                                           f"deletes for good (older versions stay); {turn_on}")
+    return Row("versioning", CRITICAL, f"off: a bad sync (a wiped folder, a broken dump) cannot "
+                                       f"be undone; turn it on: {turn_on}")
+
+
+def _rule_prefix(rule: Mapping[str, Any]) -> str | None:
+    """The key prefix a lifecycle rule applies to, or None when it also filters on tags or
+    sizes (then it covers only some objects)."""
+    if "Filter" not in rule:
+        return str(rule.get("Prefix", ""))  # the legacy top-level Prefix
+    flt = rule["Filter"] or {}
+    if set(flt) - {"Prefix", "And"}:
+        return None
+    if "And" in flt:
+        if set(flt["And"]) - {"Prefix"}:
+            return None
+        return str(flt["And"].get("Prefix", ""))
+    return str(flt.get("Prefix", ""))
+
+
+def _covers(rule: Mapping[str, Any], prefix: str) -> bool:
+    applies_to = _rule_prefix(rule)
+    return (rule.get("Status") == "Enabled" and applies_to is not None
+            and f"{prefix}/".startswith(applies_to))
+
+
+def judge_lifecycle(rules: Sequence[Mapping[str, Any]] | None, prefixes: Sequence[str]) -> Row:
+    """rules None: the bucket has no lifecycle configuration."""
+    rules = rules or []
+    expiry: dict[str, int] = {}  # prefix -> shortest NoncurrentDays of a covering rule
+    abort: dict[str, int] = {}
+    harmful: list[str] = []
+    for prefix in prefixes:
+        for rule in (r for r in rules if _covers(r, prefix)):
+            rid = rule.get("ID") or "(no ID)"
+            days = (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")
+            if days is not None:
+                expiry[prefix] = min(int(days), expiry.get(prefix, int(days)))
+            aborts = (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation")
+            if aborts is not None:
+                abort[prefix] = min(int(aborts), abort.get(prefix, int(aborts)))
+            current = rule.get("Expiration") or {}
+            if current.get("Days") is not None or current.get("Date") is not None:
+                when = (f"after {current['Days']} days" if current.get("Days") is not None
+                        else f"on {current['Date']}")
+                harmful.append(f"rule {rid} expires current objects under {prefix}/ {when}: S3 "
+                               f"would delete live backups on its own (retention is local)")
+            moves = [*(rule.get("Transitions") or []),
+                     *(rule.get("NoncurrentVersionTransitions") or [])]
+            if any(t.get("StorageClass") in _ARCHIVE_CLASSES for t in moves):
+                harmful.append(f"rule {rid} moves objects under {prefix}/ to an archive class: "
+                               f"those need a restore request before restore db can read them")
+    problems = []
+    no_expiry = [p for p in prefixes if p not in expiry]
+    no_abort = [p for p in prefixes if p not in abort]
+    if no_expiry:
+        problems.append(f"no enabled rule expires noncurrent versions under {_listed(no_expiry)} "
+                        f"(every overwritten or deleted file is kept and billed forever; add "
+                        f"NoncurrentVersionExpiration)")
+    if no_abort:
+        problems.append(f"no enabled rule aborts incomplete multipart uploads under "
+                        f"{_listed(no_abort)} (parts of interrupted uploads are billed "
+                        f"forever; add AbortIncompleteMultipartUpload)")
+    problems += harmful
+    if problems:
+        return Row("lifecycle", WARNING, "; ".join(problems))
+    reach = min(expiry.values()) if expiry else 0
+    return Row("lifecycle", OK, f"noncurrent versions expire after {reach} days (how far back "
+                                f"restore --at reaches); incomplete multipart uploads are "
+                                f"aborted after {max(abort.values(), default=0)} days")
+
+
+def judge_object_lock(config: Mapping[str, Any] | None) -> Row:
+    if not config or config.get("ObjectLockEnabled") != "Enabled":
+        return Row("object lock", OK, "not enabled (optional: a default retention also keeps a "
+                                      "stolen admin key from purging versions)")
+    retention = (config.get("Rule") or {}).get("DefaultRetention") or {}
+    if not retention:
+        return Row("object lock", OK, "enabled, no default retention")
+    span = (f"{retention['Days']} days" if "Days" in retention
+            else f"{retention.get('Years')} years")
+    return Row("object lock", OK, f"default retention {retention.get('Mode')} {span}: every new "
+                                  f"version is locked that long; sync deletions still succeed "
+                                  f"and leave delete markers (expected), and noncurrent-version "
+                                  f"expiry waits for the lock")
+
+
+def judge_encryption(config: Mapping[str, Any] | None, sse: str = "") -> Row:
+    rules = (config or {}).get("Rules") or []
+    default = next((r.get("ApplyServerSideEncryptionByDefault") for r in rules
+                    if r.get("ApplyServerSideEncryptionByDefault")), None)
+    if default:
+        algorithm = default.get("SSEAlgorithm", "?")
+        key = default.get("KMSMasterKeyID")
+        return Row("encryption", OK, f"default encryption {algorithm}"
+                                     + (f" with key {key}" if key else ""))
+    if sse:
+        return Row("encryption", OK, f"no bucket default, but every upload asks for {sse} "
+                                     f"(s3.server_side_encryption)")
+    return Row("encryption", WARNING, "no default encryption: objects are stored unencrypted; "
+                                      "set the bucket's default encryption or "
+                                      "s3.server_side_encryption")
+
+
+def judge_public_access(config: Mapping[str, Any] | None) -> Row:
+    if config is None:
+        return Row("public access block", WARNING, "none on the bucket: a bucket policy or ACL "
+                                                   "could make backups public (an account-level "
+                                                   "block may still apply); turn on all four")
+    off = [flag for flag in _PAB_FLAGS if not config.get(flag)]
+    if off:
+        return Row("public access block", WARNING, f"off: {', '.join(off)}")
+    return Row("public access block", OK, "all four settings on")
+
+
+# -- calls ---------------------------------------------------------------------------------------
+
+
+class _Absent:
+    """The call answered that this configuration does not exist."""
+
+
+_ABSENT_ANSWER = _Absent()
+
+
+def _code(exc: ClientError) -> tuple[str, int]:
+    return (str(exc.response.get("Error", {}).get("Code", "")),
+            int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0))
+
+
+def _call(s3cfg: S3Config, name: str, api: str, fn: Callable[[], Any]) -> Any:
+    """The answer, _ABSENT_ANSWER, or a Row saying why there is none (UNKNOWN)."""
+    try:
+        return fn()
+    except ClientError as exc:
+        code, http = _code(exc)
+        if code in _ABSENT:
+            return _ABSENT_ANSWER
+        if code in NOT_IMPLEMENTED or http in (405, 501):
+            return Row(name, UNKNOWN, f"the server does not implement {api} ({code or http})")
+        if code in _DENIED:
+            return Row(name, UNKNOWN, f"these credentials may not call {api} ({code}); run "
+                                      f"doctor with a key that may read the bucket's settings")
+        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, s3cfg)}")
+    except BotoCoreError as exc:
+        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, s3cfg)}")
+
+
+def _access(s3cfg: S3Config, client: Any, prefixes: Sequence[str]) -> tuple[Row, bool]:
+    """(row, go on). Lists each prefix (what the least-privilege policy allows, where a
+    HEAD of the bucket needs an unconditioned s3:ListBucket)."""
+    denied = []
+    for prefix in prefixes:
+        try:
+            client.list_objects_v2(Bucket=s3cfg.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        except ClientError as exc:
+            code, _ = _code(exc)
+            if code in ("NoSuchBucket", "404"):
+                return Row("access", CRITICAL, s3.describe(exc, s3cfg)), False
+            if code in _DENIED:
+                denied.append(prefix)
+                continue
+            return Row("access", UNKNOWN, s3.describe(exc, s3cfg)), False
+        except BotoCoreError as exc:
+            return Row("access", UNKNOWN, s3.describe(exc, s3cfg)), False
+    if denied:
+        return Row("access", CRITICAL, f"these credentials may not list {_listed(denied)}: "
+                                       f"uploads, status and restores fail there"), True
+    return Row("access", OK, f"these credentials can list {_listed(prefixes)} in "
+                             f"s3://{s3cfg.bucket}"), True
+
+
+def _version_listing(s3cfg: S3Config, client: Any, prefixes: Sequence[str]) -> Row:
+    name = "version listing"
+    for prefix in prefixes:
+        answer = _call(s3cfg, name, "ListObjectVersions",
+                       lambda p=prefix: client.list_object_versions(
+                           Bucket=s3cfg.bucket, Prefix=f"{p}/", MaxKeys=1))
+        if isinstance(answer, Row):
+            if "may not call" in answer.detail:
+                return Row(name, WARNING, f"these credentials may not list object versions under "
+                                          f"{prefix}/: restore --at fails (grant "
+                                          f"s3:ListBucketVersions and s3:GetObjectVersion)")
+            return answer
+    return Row(name, OK, f"these credentials can list object versions under "
+                         f"{_listed(prefixes)} (what restore --at reads)")
+
+
+def diagnose(s3cfg: S3Config, prefixes: Sequence[str], *, sse: str = "") -> list[Row]:
+    client = s3.client(s3cfg, fast=True)
+    bucket = s3cfg.bucket
+    access, go_on = _access(s3cfg, client, prefixes)
+    if not go_on:
+        return [access]
+    rows = [access]
+
+    answer = _call(s3cfg, "versioning", "GetBucketVersioning",
+                   lambda: client.get_bucket_versioning(Bucket=bucket))
+    rows.append(answer if isinstance(answer, Row) else judge_versioning(
+        bucket, str(answer.get("Status", "")), str(answer.get("MFADelete", ""))))
+
+    rows.append(_version_listing(s3cfg, client, prefixes))
+
+    answer = _call(s3cfg, "lifecycle", "GetBucketLifecycleConfiguration",
+                   lambda: client.get_bucket_lifecycle_configuration(Bucket=bucket))
+    rows.append(answer if isinstance(answer, Row) else judge_lifecycle(
+        None if answer is _ABSENT_ANSWER else answer.get("Rules", []), prefixes))
+
+    answer = _call(s3cfg, "object lock", "GetObjectLockConfiguration",
+                   lambda: client.get_object_lock_configuration(Bucket=bucket))
+    rows.append(answer if isinstance(answer, Row) else judge_object_lock(
+        None if answer is _ABSENT_ANSWER else answer.get("ObjectLockConfiguration")))
+
+    answer = _call(s3cfg, "encryption", "GetBucketEncryption",
+                   lambda: client.get_bucket_encryption(Bucket=bucket))
+    rows.append(answer if isinstance(answer, Row) else judge_encryption(
+        None if answer is _ABSENT_ANSWER else answer.get("ServerSideEncryptionConfiguration"),
+        sse))
+
+    answer = _call(s3cfg, "public access block", "GetPublicAccessBlock",
+                   lambda: client.get_public_access_block(Bucket=bucket))
+    rows.append(answer if isinstance(answer, Row) else judge_public_access(
+        None if answer is _ABSENT_ANSWER else answer.get("PublicAccessBlockConfiguration")))
+    return rows
+
+
+# -- least-privilege policy ----------------------------------------------------------------------
+
+
+def iam_policy(bucket: str, prefixes: Sequence[str]) -> dict[str, Any]:
+    """What the host's key needs for uploads, status, drills and restores (also --at), and
+    nothing that could destroy history: no s3:DeleteObjectVersion (a DeleteObject on a
+    versioned bucket only adds a delete marker), no lifecycle, versioning or bucket-policy
+    changes. A stolen host key can then hide files behind delete markers, never purge them."""
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ListOnlyTheBackupPrefixes",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{p}/*" for p in prefixes]}},
+            },
+            {
+                "Sid": "ReadTheVersioningStatus",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketVersioning"],
+                "Resource": bucket_arn,
+            },
+            {
+                "Sid": "ObjectsUnderTheBackupPrefixes",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                           "s3:DeleteObject"],
+                "Resource": [f"{bucket_arn}/{p}/*" for p in prefixes],
+            },
+        ],
+    }

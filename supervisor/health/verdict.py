@@ -1,0 +1,409 @@
+"""`status`: gather the real signals, then judge them with the design's health table.
+
+No single indicator is trusted alone: the newest local dump, whether S3 holds that very dump, the
+.last_success sentinels, the dump container and the restore drill each answer one question, and
+`evaluate` (pure) combines them into one verdict with monitoring-plugin exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from supervisor.config.load import HealthConfig
+from supervisor.postgres.dumps import DatabaseDumps
+from supervisor.postgres.gocron import ContainerState, CronState
+from supervisor.record import metrics
+from supervisor.record.report import now_utc
+from supervisor.storage import markers
+from supervisor.storage.markers import Marker
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+# Worst last. UNKNOWN ranks below CRITICAL: a signal we could not read must not hide one we could.
+_SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
+JSON_SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    job: str
+    prefix: str
+    at: datetime | None  # None: no .last_success (or an unreadable one, see error)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What was observed. An `*_error` string means that signal could not be read."""
+
+    dump_job: str | None = None
+    databases: tuple[DatabaseDumps, ...] = ()  # one per database, by name
+    dump_error: str = ""
+    s3_error: str = ""  # set: every S3-side signal below is unknown
+    sentinels: tuple[Sentinel, ...] = ()
+    versioning: str | None = None  # "Enabled", "Suspended", "" = never enabled
+    container: ContainerState | None = None
+    container_error: str = ""
+    cron: CronState | None = None
+    cron_error: str = ""
+    drill: Marker | None = None
+    drill_error: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    state: str  # WARNING, UNKNOWN or CRITICAL: this problem's own severity
+    text: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str
+    checked_at: datetime
+    problems: tuple[Problem, ...]  # worst first, one line each
+    checks: tuple[Check, ...]
+    signals: Signals = field(repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.state]
+
+    @property
+    def diagnoses(self) -> tuple[str, ...]:
+        return tuple(p.text for p in self.problems)
+
+    @property
+    def stalest(self) -> DatabaseDumps | None:
+        """The database whose newest dump is oldest: what the one-dump fields report."""
+        held = [d for d in self.signals.databases if d.newest]
+        return min(held, key=lambda d: d.newest.modified) if held else None  # type: ignore[union-attr]
+
+    def status_line(self) -> str:
+        """One line for the systemd STATUS= field and monitoring plugins."""
+        if not self.diagnoses:
+            return f"{OK}: dumps fresh, in S3, uploads verified"
+        more = f" (+{len(self.diagnoses) - 1} more)" if len(self.diagnoses) > 1 else ""
+        return f"{self.state}: {self.diagnoses[0]}{more}"
+
+    def render(self) -> str:
+        width = max(len(c.name) for c in self.checks) if self.checks else 5
+        lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
+        lines += [f"{c.name:<{width}}  {c.state:<8}  {c.detail}" for c in self.checks]
+        lines.append("")
+        lines += [f"{p.state}: {p.text}" for p in self.problems] or [self.status_line()]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        sig, stalest = self.signals, self.stalest
+        return {
+            "schema": JSON_SCHEMA_VERSION,
+            "checked_at": _iso(self.checked_at),
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "status_line": self.status_line(),
+            "diagnoses": list(self.diagnoses),
+            "problems": [{"state": p.state, "text": p.text} for p in self.problems],
+            "checks": [{"name": c.name, "state": c.state, "detail": c.detail}
+                       for c in self.checks],
+            "dump": None if stalest is None else {
+                "job": sig.dump_job, **self._dump_json(stalest)},
+            "databases": [{"database": d.database, **self._dump_json(d)}
+                          for d in sig.databases],
+            "sentinels": {
+                s.job: {"prefix": s.prefix, "at": _iso(s.at) if s.at else None,
+                        "age_s": self.age(s.at) if s.at else None}
+                for s in sig.sentinels
+            },
+            "bucket_versioning": sig.versioning,
+            "db_container": None if sig.container is None else {
+                "status": sig.container.status, "health": sig.container.health},
+            "db_cron": None if sig.cron is None else {
+                "running": sig.cron.running, "last_exit_status": sig.cron.last_exit_status,
+                "last_exit_time": _iso(sig.cron.last_exit_time) if sig.cron.last_exit_time
+                else None, "last_stderr": sig.cron.last_stderr},
+            "restore_drill": None if sig.drill is None else {
+                "at": _iso(sig.drill.at), "age_s": self.age(sig.drill.at), "ok": sig.drill.ok,
+                "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
+        }
+
+    def values(self) -> metrics.StatusValues:
+        """The numbers this check exports as metrics."""
+        stalest, sig = self.stalest, self.signals
+        return metrics.StatusValues(
+            code=self.exit_code, at=self.checked_at.timestamp(),
+            dump_age_s=self.age(stalest.newest.modified) if stalest and stalest.newest else None,
+            dump_in_s3=stalest.in_s3 if stalest else None,
+            database_dump_age_s={d.database: self.age(d.newest.modified) if d.newest else None
+                                 for d in sig.databases},
+            sentinel_age_s={s.job: self.age(s.at) if s.at else None for s in sig.sentinels},
+            drill_age_s=self.age(sig.drill.at) if sig.drill else None,
+            drill_ok=sig.drill.ok if sig.drill else None)
+
+    def _dump_json(self, d: DatabaseDumps) -> dict[str, object]:
+        newest, previous = d.newest, d.previous
+        return {
+            "key": newest.key if newest else None, "size": newest.size if newest else None,
+            "modified": _iso(newest.modified) if newest else None,
+            "age_s": self.age(newest.modified) if newest else None, "in_s3": d.in_s3,
+            "previous_key": previous.key if previous else None,
+            "previous_size": previous.size if previous else None,
+        }
+
+    def age(self, when: datetime) -> float:
+        return round((self.checked_at - when).total_seconds(), 1)
+
+
+def unknown_json(reason: str) -> dict[str, object]:
+    """What `status --json` prints when nothing could be checked (a broken config)."""
+    return {"schema": JSON_SCHEMA_VERSION, "checked_at": _iso(now_utc()), "state": UNKNOWN,
+            "exit_code": EXIT_CODES[UNKNOWN], "status_line": f"{UNKNOWN}: {reason}",
+            "diagnoses": [reason], "problems": [{"state": UNKNOWN, "text": reason}],
+            "checks": []}
+
+
+def _iso(when: datetime) -> str:
+    return markers.timestamp(when)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest % 60:02d}s"
+
+
+class _Findings:
+    """Collects table rows and diagnoses while evaluate() walks the signals."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.diagnoses: list[tuple[str, str]] = []
+
+    def check(self, name: str, state: str, detail: str, diagnosis: str = "") -> None:
+        self.checks.append(Check(name, state, detail))
+        if diagnosis:
+            self.diagnose(state, diagnosis)
+
+    def diagnose(self, state: str, text: str) -> None:
+        if (state, text) not in self.diagnoses:  # e.g. one stale upload seen from each database
+            self.diagnoses.append((state, text))
+
+
+def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
+             settle_s: float = 0.0) -> Verdict:
+    """The design's health table plus the supporting checks. Pure: no I/O, `now` given.
+    A dump modified within `settle_s` (guard.quiet_period) may still be written: its size is
+    not judged yet."""
+    f = _Findings()
+    if signals.s3_error:
+        f.diagnose(UNKNOWN, f"S3 unreachable: {signals.s3_error}")
+    if signals.dump_job:
+        _dumps(signals, limits, now, settle_s, f)
+    for sentinel in signals.sentinels:
+        _sentinel(sentinel, signals, limits, now, f)
+    _container(signals, f)
+    _drill(signals, limits, now, f)
+    _versioning(signals, f)
+    ranked = sorted(f.diagnoses, key=lambda d: -_SEVERITY.index(d[0]))
+    state = ranked[0][0] if ranked else OK
+    return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
+                                     if level != OK), tuple(f.checks), signals)
+
+
+def _dump_sentinel(signals: Signals) -> Sentinel | None:
+    return next((s for s in signals.sentinels if s.job == signals.dump_job), None)
+
+
+def _dumps(signals: Signals, limits: HealthConfig, now: datetime, settle_s: float,
+           f: _Findings) -> None:
+    """Each database on its own, so a fresh one cannot hide a stale one."""
+    where = f"{limits.dump_dir}/"
+    if signals.dump_error:
+        f.check(f"newest dump ({where})", UNKNOWN, signals.dump_error,
+                f"Cannot read the dumps: {signals.dump_error}")
+        return
+    if not signals.databases:
+        f.check(f"newest dump ({where})", CRITICAL, f"no dump in {where}",
+                f"No dump at all in {where} of {signals.dump_job}'s source")
+        return
+    for db in signals.databases:
+        _database(db, signals, limits, now, settle_s, f)
+
+
+def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
+              settle_s: float, f: _Findings) -> None:
+    """Rows of the design's table for one database: its newest dump's age (and size against
+    the dump before it) x S3 has that dump x the upload job's sentinel age."""
+    name, dump = f"dump {db.database} ({limits.dump_dir}/)", db.newest
+    if dump is None:
+        f.check(name, CRITICAL, f"no dump of {db.database}",
+                f"No dump at all of database {db.database} in {limits.dump_dir}/ "
+                f"(health.databases names it)")
+        return
+    age = (now - dump.modified).total_seconds()
+    dump_fresh = age <= limits.dump_max_age_s
+    shrunk = _shrunk(db, signals, now, settle_s, limits.min_size_share)
+    f.check(name, OK if dump_fresh and not shrunk else CRITICAL,
+            f"{dump.key}, {dump.size} B{_previous(db)}, {_ago(age)} old "
+            f"(limit {_ago(limits.dump_max_age_s)})")
+    if shrunk:
+        f.diagnose(CRITICAL, f"DB backup producing empty/shrunken dumps: {shrunk}")
+    in_s3 = f"S3 has {db.database}'s dump"
+    if db.in_s3 is None:
+        f.check(in_s3, UNKNOWN, "S3 not readable")
+        if not dump_fresh:
+            f.diagnose(CRITICAL, f"DB backup not producing new data: {db.database}'s newest dump "
+                                 f"{_ago(age)} old")
+        return
+    sentinel = _dump_sentinel(signals)
+    last_ok = sentinel.at if sentinel else None
+    upload_fresh = last_ok is not None and (
+        (now - last_ok).total_seconds() <= limits.sentinel_max_age_s)
+    # A dump newer than the last verified upload, younger than one upload interval, has simply
+    # not had its upload yet: that is not a miss.
+    waiting = (not db.in_s3 and last_ok is not None and dump.modified > last_ok
+               and age <= limits.sentinel_max_age_s)
+    if db.in_s3:
+        f.check(in_s3, OK, "same key, same size")
+    else:
+        f.check(in_s3, OK if waiting else CRITICAL,
+                "not yet: newer than the last upload" if waiting else "missing or different size")
+    job, dump_age = signals.dump_job, f"{db.database}'s newest dump {_ago(age)} old"
+    if dump_fresh and upload_fresh and not db.in_s3 and not waiting:
+        f.diagnose(CRITICAL, f"Upload ran but missed the newest dump of {db.database}: {dump.key}")
+    elif dump_fresh and not upload_fresh:
+        f.diagnose(CRITICAL, f"Upload failing: {job} has no verified upload within "
+                             f"{_ago(limits.sentinel_max_age_s)}")
+    elif not dump_fresh and upload_fresh:
+        healthy = "pipeline healthy" if db.in_s3 else "and it is not in S3 either"
+        f.diagnose(CRITICAL, f"DB backup not producing new data: {dump_age} ({healthy})")
+    elif not dump_fresh:
+        f.diagnose(CRITICAL, f"Both dump and upload broken: {dump_age}, no verified upload "
+                             f"within {_ago(limits.sentinel_max_age_s)}")
+
+
+def _previous(db: DatabaseDumps) -> str:
+    return f" (previous {db.previous.size} B)" if db.previous else ""
+
+
+def _shrunk(db: DatabaseDumps, signals: Signals, now: datetime, settle_s: float,
+            min_share: float) -> str:
+    """Why the newest dump cannot be a whole backup (0 B, or far smaller than the one before
+    it), or "". A dump still being written (go-cron running, or modified within settle_s) is
+    not judged yet: pg_dump writes it in place under its final name."""
+    dump, prev = db.newest, db.previous
+    assert dump is not None
+    writing = (signals.cron is not None and signals.cron.running) or (
+        (now - dump.modified).total_seconds() < settle_s)
+    if writing:
+        return ""
+    before = f"the previous {prev.key} is {prev.size} B" if prev else "no previous dump"
+    if dump.size == 0:
+        return f"{db.database}'s newest dump {dump.key} is 0 B ({before})"
+    if prev and dump.size < min_share * prev.size:
+        return (f"{db.database}'s newest dump {dump.key} is {dump.size} B, "
+                f"{dump.size / prev.size:.0%} of the previous {prev.key} ({prev.size} B; "
+                f"health.min_size_share {min_share:.0%})")
+    return ""
+
+
+def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime,
+              f: _Findings) -> None:
+    name = f"last success {s.prefix}/"
+    if signals.s3_error:
+        f.check(name, UNKNOWN, "S3 not readable")
+        return
+    # The dump chain already diagnoses the dump job's stale sentinel, in the design's words.
+    diagnose = not (s.job == signals.dump_job and any(d.newest for d in signals.databases))
+    age = (now - s.at).total_seconds() if s.at else 0.0
+    if s.error:
+        state, detail, problem = CRITICAL, s.error, f"{s.job}: {s.error}"
+    elif s.at is None:
+        state, detail = CRITICAL, "no .last_success"
+        problem = f"{s.job} never completed a verified upload"
+    else:
+        state = CRITICAL if age > limits.sentinel_max_age_s else OK
+        detail = f"{_iso(s.at)}, {_ago(age)} ago (limit {_ago(limits.sentinel_max_age_s)})"
+        problem = f"{s.job} last succeeded {_ago(age)} ago"
+    f.check(name, state, detail, f"Upload failing: {problem}" if diagnose and state != OK else "")
+
+
+def _container(signals: Signals, f: _Findings) -> None:
+    if signals.container_error:
+        f.check("db-backup container", UNKNOWN, signals.container_error,
+                f"Cannot check the dump container: {signals.container_error}")
+    elif signals.container is not None:
+        c = signals.container
+        detail = f"{c.status}{', ' + c.health if c.health else ''}"
+        if c.status != "running":
+            f.check("db-backup container", CRITICAL, detail,
+                    f"DB backup container is {c.status}: no new dumps will be made")
+        elif c.health == "unhealthy":
+            f.check("db-backup container", WARNING, detail, "DB backup container is unhealthy")
+        else:
+            f.check("db-backup container", OK, detail)
+    if signals.cron_error:
+        f.check("db-backup last run", WARNING, signals.cron_error,
+                f"Dump container's health endpoint unreachable: {signals.cron_error}")
+    elif signals.cron is not None:
+        cron = signals.cron
+        when = f" at {_iso(cron.last_exit_time)}" if cron.last_exit_time else ""
+        now_running = "; a new run is in progress" if cron.running else ""
+        if cron.last_exit_status:
+            # The run stopped at the first failing database: later ones were not dumped, and
+            # the newest file in last/ may be partial.
+            error = f": {cron.last_stderr}" if cron.last_stderr else ""
+            f.check("db-backup last run", CRITICAL,
+                    f"exit {cron.last_exit_status}{when}{error}{now_running}",
+                    f"DB backup failing: last dump run exited {cron.last_exit_status}{when}"
+                    f"{error}")
+        elif cron.running:
+            f.check("db-backup last run", OK, "a dump is being written now")
+        elif cron.last_exit_status is None:
+            f.check("db-backup last run", OK, "no run since the container started")
+        else:
+            f.check("db-backup last run", OK, f"exit 0{when}")
+
+
+def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) -> None:
+    if signals.s3_error or not signals.dump_job:
+        return
+    if signals.drill_error:
+        f.check("restore drill", WARNING, signals.drill_error,
+                f"Restore drill record unreadable: {signals.drill_error}")
+        return
+    d = signals.drill
+    if d is None:
+        f.check("restore drill", OK, "none recorded yet")
+        return
+    age = (now - d.at).total_seconds()
+    detail = (f"{'OK' if d.ok else 'FAIL'} {_ago(age)} ago, {d.dump_key}, "
+              f"{d.seconds:.0f} s (limit {_ago(limits.drill_max_age_s)})")
+    if not d.ok:
+        f.check("restore drill", WARNING, detail,
+                f"Last restore drill failed ({d.dump_key}, {_ago(age)} ago)")
+    elif age > limits.drill_max_age_s:
+        f.check("restore drill", WARNING, detail, f"Restore drill overdue: last {_ago(age)} ago")
+    else:
+        f.check("restore drill", OK, detail)
+
+
+def _versioning(signals: Signals, f: _Findings) -> None:
+    if signals.s3_error:
+        return
+    if signals.versioning == "Enabled":
+        f.check("bucket versioning", OK, "Enabled")
+    else:
+        f.check("bucket versioning", WARNING, signals.versioning or "never enabled",
+                "Bucket versioning is off: a wrong sync cannot be undone")

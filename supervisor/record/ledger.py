@@ -1,0 +1,200 @@
+"""The run ledger: one SQLite row per run under state_dir, for history, STATUS and catch-up.
+
+A row is written when a run starts (result "running") and completed when it ends, so a run cut short
+by a crash or SIGKILL stays visible; the next daemon start marks it "interrupted". WAL mode and a
+busy timeout let the daemon and a concurrent `ardua-backup run-once` write at the same time.
+Each call opens its own connection: the daemon writes from worker threads, and sqlite3 connections
+must not be shared between threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from supervisor.record.report import INTERRUPTED, RUNNING, Report
+
+FILENAME = "runs.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    job         TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    result      TEXT NOT NULL,
+    exit_code   INTEGER,
+    duration_s  REAL,
+    bytes       INTEGER,
+    files       INTEGER,
+    deletes     INTEGER,
+    errors      INTEGER,
+    message     TEXT NOT NULL DEFAULT '',
+    pid         INTEGER,
+    compare     TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started_at);
+"""
+_COLUMNS = (
+    "run_id, job, started_at, finished_at, result, exit_code, duration_s, bytes, files, deletes, "
+    "errors, message, compare"
+)
+# Rows written before the compare column existed: every upload then compared by checksum.
+_DEEP = "COALESCE(compare, 'checksum') = 'checksum'"
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    job: str
+    started_at: datetime
+    finished_at: datetime | None
+    result: str  # success | failed | refused | running | interrupted
+    exit_code: int | None
+    duration_s: float | None
+    bytes: int | None
+    files: int | None
+    deletes: int | None
+    errors: int | None
+    message: str
+    compare: str | None = None  # how an upload compared: checksum (deep) / size / mtime
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def _ts(value: datetime) -> str:
+    # Fixed-width UTC text sorts chronologically in SQL.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_ts(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Ledger:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / FILENAME
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "compare" not in columns:  # a ledger from before the column
+                try:
+                    db.execute("ALTER TABLE runs ADD COLUMN compare TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+            yield db
+
+    def start(self, job: str, run_id: str, started_at: datetime) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, job, started_at, result, pid) VALUES (?, ?, ?, ?, ?)",
+                (run_id, job, _ts(started_at), RUNNING, os.getpid()),
+            )
+
+    def finish(self, report: Report) -> None:
+        """Complete the row of a started run, or record a run that was never started here."""
+        values = (
+            report.run_id,
+            report.job,
+            _ts(report.started_at),
+            _ts(report.finished_at),
+            report.result,
+            report.exit_code,
+            report.duration_s,
+            report.bytes,
+            report.files,
+            report.deletes,
+            report.errors,
+            report.message,
+            report.compare or None,
+        )
+        with self._connect() as db:
+            db.execute(
+                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (run_id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
+                + ", pid = NULL",
+                values,
+            )
+
+    def close(self, run_id: str, result: str, message: str, finished_at: datetime) -> None:
+        """End a started run without a report (crash of the run or of the process)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET result = ?, message = ?, finished_at = ?, pid = NULL "
+                "WHERE run_id = ?",
+                (result, message, _ts(finished_at), run_id),
+            )
+
+    def mark_interrupted(self) -> list[Run]:
+        """Close "running" rows whose process is gone (crash, SIGKILL, reboot)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT run_id, pid FROM runs WHERE result = 'running'").fetchall()
+        now = datetime.now(UTC)
+        dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+        for run_id in dead:
+            self.close(run_id, INTERRUPTED, "process ended before the run finished", now)
+        return [run for run_id in dead if (run := self.get(run_id))]
+
+    def get(self, run_id: str) -> Run | None:
+        runs = self._select("WHERE run_id = ?", (run_id,))
+        return runs[0] if runs else None
+
+    def history(self, job: str | None = None, n: int = 20) -> list[Run]:
+        """The latest ``n`` runs, newest first."""
+        where, args = ("WHERE job = ?", (job,)) if job else ("", ())
+        return self._select(f"{where} ORDER BY started_at DESC LIMIT ?", (*args, n))
+
+    def last_run(self, job: str) -> Run | None:
+        return self._last(job, "TRUE")
+
+    def last_completed(self, job: str) -> Run | None:
+        """Latest run that came to an end by itself: what catch-up counts from."""
+        return self._last(job, "result NOT IN ('running', 'interrupted')")
+
+    def last_success(self, job: str) -> Run | None:
+        return self._last(job, "result = 'success'")
+
+    def last_deep_success(self, job: str) -> datetime | None:
+        """When the job's last successful deep (checksum) pass started."""
+        run = self._last(job, f"result = 'success' AND {_DEEP}")
+        return run.started_at if run else None
+
+    def _last(self, job: str, condition: str) -> Run | None:
+        runs = self._select(
+            f"WHERE job = ? AND {condition} ORDER BY started_at DESC LIMIT 1", (job,)
+        )
+        return runs[0] if runs else None
+
+    def _select(self, tail: str, args: tuple[object, ...]) -> list[Run]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM runs {tail}", args).fetchall()
+        return [Run(r[0], r[1], _parse_ts(r[2]), _parse_ts(r[3]), *r[4:]) for r in rows]

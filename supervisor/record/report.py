@@ -1,0 +1,145 @@
+"""What a run reports: one base (Report) for every kind of run, the result words, the run id.
+
+An upload run builds a RunReport from what its containers said; the drill a DrillReport
+(restore.drill). record.recorder writes either to the ledger, the metrics, the heartbeat, the
+notifications and the journal, reading only what Report declares.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from supervisor.storage import markers
+
+SUCCESS, FAILED, REFUSED = "success", "failed", "refused"
+# Not a failure: the source is being written right now; nothing ran, try again after it settles.
+DEFERRED = "deferred"
+RESULTS = (SUCCESS, FAILED, REFUSED, DEFERRED)  # how a run ends
+# What the ledger says of a run that has not ended (yet), or was cut short.
+RUNNING, INTERRUPTED = "running", "interrupted"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """`20251218T011504Z-a1b2c3`: sortable, and unique enough for one host's runs."""
+    return f"{now_utc():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Report:
+    """What every run leaves behind, whatever ran: the ledger row, the metrics, the heartbeat,
+    the notifications and the final journal line read these fields and methods only."""
+
+    job: str
+    run_id: str
+    result: str  # one of RESULTS
+    exit_code: int | None
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    bytes: int = 0
+    files: int = 0
+    deletes: int = 0
+    errors: int = 0
+    message: str = ""
+    compare: str = ""  # an upload's compare mode (supervisor.upload.compare); "" for other runs
+
+    @property
+    def ok(self) -> bool:
+        return self.result == SUCCESS
+
+    @property
+    def level(self) -> str:
+        """The final journal line's priority: a deferral is no failure, but worth a look."""
+        return "INFO" if self.ok else "WARNING" if self.result == DEFERRED else "ERROR"
+
+    def fields(self) -> dict[str, object]:
+        """Journal-style fields of the run's final log line."""
+        return {
+            "result": self.result,
+            "exit_code": "" if self.exit_code is None else self.exit_code,
+            "duration_s": f"{self.duration_s:.1f}",
+            "bytes": self.bytes,
+            "files": self.files,
+            "deletes": self.deletes,
+            "errors": self.errors,
+        }
+
+    def gauges(self) -> dict[str, float]:
+        """Per-job values a kind of run measures beyond the common ones (metrics)."""
+        return {}
+
+    def final_line(self) -> str:
+        return f"{self.job}: run {self.run_id} {self.result}: {self.message}"
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class RunReport(Report):
+    """An upload run (supervisor.upload.run)."""
+
+    destination: str = ""
+    source_files: int = 0
+    skipped_symlinks: int = 0
+    # Files modified within guard.quiet_period, left out of this sync (both sides) for the next.
+    skipped_young: int = 0
+    last_error: str = ""
+    sentinel_written: bool = False
+    # Keys made with a server-side copy of content already in S3 (hard links), verified, and
+    # the bytes they did not upload (supervisor.upload.hardlinks).
+    copied_server_side: int = 0
+    bytes_saved: int = 0
+
+    def fields(self) -> dict[str, object]:
+        return super().fields() | {"copied_server_side": self.copied_server_side,
+                                   "bytes_saved": self.bytes_saved, "compare": self.compare,
+                                   "skipped_young": self.skipped_young}
+
+    def gauges(self) -> dict[str, float]:
+        # Only an upload leaves young files for the next run; a drill has no such count.
+        return {"skipped_young": float(self.skipped_young)}
+
+    def final_line(self) -> str:
+        return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
+
+    def summary(self) -> str:
+        """The one-screen summary `run-once` prints."""
+        code = "-" if self.exit_code is None else str(self.exit_code)
+        lines = [
+            f"{self.job}  run {self.run_id}  {self.result.upper()}",
+            f"  destination       {self.destination}",
+            f"  finished          {markers.timestamp(self.finished_at)}"
+            f"  ({self.duration_s:.1f} s, rclone exit code {code})",
+            f"  source files      {self.source_files}",
+            f"  compared by       {self.compare or '-'}",
+            f"  transferred       {self.files} files, {human_size(self.bytes)}",
+            f"  copied in S3      {self.copied_server_side} files, {human_size(self.bytes_saved)} "
+            f"not uploaded (hard links)",
+            f"  deleted in S3     {self.deletes}",
+            f"  errors            {self.errors}",
+            f"  skipped symlinks  {self.skipped_symlinks}",
+            f"  skipped young     {self.skipped_young}",
+            f"  sentinel          {'written' if self.sentinel_written else 'not touched'}",
+        ]
+        if self.last_error:
+            lines.append(f"  last error        {self.last_error}")
+        if self.message:
+            lines.append(f"  => {self.message}")
+        return "\n".join(lines)
+
+
+def human_size(n: int) -> str:
+    """A byte count for people: `512 B`, `1.5 KiB`, … up to GiB (run and dry-run summaries)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

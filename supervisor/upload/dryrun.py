@@ -1,0 +1,199 @@
+"""`ardua-backup run-once JOB --dry-run`: what the sync would do, changing nothing in S3 and
+leaving the sentinel, the ledger and the metrics alone.
+
+The same steps as a run (supervisor.upload.run), each only reading: the preflight, the source
+listing, the in-progress checks (pipeline.check_in_progress, the run's own code: the young files
+a receipts run leaves out on both sides, or the deferral), the deletion guard's numbers and
+verdict, the hard-link plan (the candidates are hashed in a read-only container), the compare
+mode this run would use, then the sync itself (the young files excluded as the run excludes
+them) with `rclone --dry-run` in a container labelled as a reader (so it never makes a real sync
+refuse). Its "Skipped copy/delete as --dry-run is set" lines are the files and bytes that would
+be uploaded and the objects that would be deleted; keys the hard-link step would copy
+server-side are counted apart from the uploads. Operators run it before --force-deletes. A step
+that cannot run (S3 down, Docker) ends the plan with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import docker
+
+from supervisor.config.load import Config
+from supervisor.containers import engine as docker_runner
+from supervisor.containers import jobs as rclone_containers
+from supervisor.containers import rclone
+from supervisor.containers.engine import DockerError
+from supervisor.record.report import human_size, new_run_id, now_utc
+from supervisor.storage import s3
+from supervisor.upload import compare, guard, hardlinks, servercopy
+from supervisor.upload import run as pipeline
+
+DRY_RUN_STEP = "dry-run"  # not a writer step: the container carries the reader label
+EXIT_OK, EXIT_FAILED, EXIT_DEFERRED = 0, 1, 75
+SHOWN = 20  # names listed per kind
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One file rclone --dry-run skipped: what it would have copied or deleted."""
+
+    action: str  # "copy" | "delete"
+    path: str
+    size: int
+
+
+def parse_skipped(stderr: str) -> list[Skipped]:
+    """rclone's `--dry-run` notices (JSON log: "skipped", "object", "size")."""
+    found = []
+    for line in stderr.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("skipped") in ("copy", "delete"):
+            found.append(Skipped(str(entry["skipped"]), str(entry.get("object", "")),
+                                 int(entry.get("size") or 0)))
+    return found
+
+
+@dataclass
+class DryRun:
+    job: str
+    destination: str
+    force_deletes: bool = False
+    compare: str = ""
+    compare_reason: str = ""
+    source_files: int = 0
+    source_bytes: int = 0
+    quiet_period_s: float = 0.0
+    # Changed within guard.quiet_period: left out of the sync on both sides, as a run would.
+    young: list[rclone.ListedFile] = field(default_factory=list)
+    deferred: str = ""  # why a real run would be deferred now
+    guard_numbers: str = ""
+    refusal: str = ""  # why the guard would refuse ("" = it passes)
+    # What a run's sync would act on first, or None: the listings prove a cheap pass has
+    # nothing to do, and a run starts no sync container (guard.first_difference).
+    difference: str | None = ""
+    copies: list[hardlinks.CopyPlan] = field(default_factory=list)
+    copy_note: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+    error: str = ""  # a step that could not run
+
+    @property
+    def copied_keys(self) -> set[str]:
+        return {t for p in self.copies for t in p.targets}
+
+    @property
+    def uploads(self) -> list[Skipped]:
+        """What would cross the uplink: rclone's copies minus the keys made server-side."""
+        made = self.copied_keys
+        return [s for s in self.skipped if s.action == "copy" and s.path not in made]
+
+    @property
+    def deletes(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.action == "delete"]
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return f"a run would fail: {self.error}"
+        if self.deferred:
+            return f"a run would be deferred: {self.deferred}"
+        if self.refusal and not self.force_deletes:
+            return (f"a run would be REFUSED by the deletion guard: {self.refusal}; "
+                    f"--force-deletes would let it do what is listed here")
+        if self.refusal:
+            return f"the deletion guard would refuse, overridden by --force-deletes: {self.refusal}"
+        young = (f"; {len(self.young)} file(s) changed within guard.quiet_period left for the "
+                 f"next run" if self.young else "")
+        if self.difference is None:
+            return (f"a run would start no sync: S3 already matches the source ({self.compare} "
+                    f"pass){young}")
+        return f"a run would sync as listed{young}"
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or (self.refusal and not self.force_deletes):
+            return EXIT_FAILED
+        return EXIT_DEFERRED if self.deferred else EXIT_OK
+
+    def summary(self) -> str:
+        uploads, deletes = self.uploads, self.deletes
+        copied = sum(p.bytes_saved for p in self.copies)
+        lines = [
+            f"{self.job}  DRY RUN  (nothing changed in S3; sentinel, ledger, metrics untouched)",
+            f"  destination       {self.destination}",
+            f"  compared by       {self.compare or '-'}  ({self.compare_reason or '-'})",
+            f"  source files      {self.source_files}, {human_size(self.source_bytes)}",
+            f"  skipped young     {len(self.young)}  (changed within guard.quiet_period, "
+            f"{self.quiet_period_s:.0f} s: left for the next run on both sides)",
+            f"  deletion guard    {self.guard_numbers or '-'}",
+            f"  would upload      {len(uploads)} files, "
+            f"{human_size(sum(s.size for s in uploads))}",
+            f"  copy in S3        {len(self.copied_keys)} keys, {human_size(copied)} not uploaded "
+            f"(hard links){f'; {self.copy_note}' if self.copy_note else ''}",
+            f"  would delete      {len(deletes)} objects, "
+            f"{human_size(sum(s.size for s in deletes))}",
+        ]
+        shown = [("upload", uploads), ("delete", deletes),
+                 ("young", [Skipped("young", f.path, f.size) for f in self.young])]
+        for title, items in shown:
+            for s in items[:SHOWN]:
+                lines.append(f"    {title:<6} {s.path} ({s.size} B)")
+            if len(items) > SHOWN:
+                lines.append(f"    ... and {len(items) - SHOWN} more to {title}")
+        for p in self.copies:
+            for target in p.targets:
+                how = "after uploading it" if p.seed else "already in S3"
+                lines.append(f"    copy   {p.source} -> {target} ({p.size} B; {how})")
+        lines.append(f"  => {self.verdict}")
+        return "\n".join(lines)
+
+
+def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
+            force_deletes: bool = False, deep: bool = False) -> DryRun:
+    job = config.job(job_name)
+    out = DryRun(job.name, rclone_containers.destination_of(config, job), force_deletes,
+                 quiet_period_s=config.guard.quiet_period_s)
+    started = now_utc()
+    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
+                             deep)
+    out.compare, out.compare_reason = choice.mode, choice.reason
+    try:
+        s3.preflight(config.s3, job.prefix)
+        run = rclone_containers.JobContainers(config, job, f"dryrun-{new_run_id()}",
+                            client or docker_runner.connect())
+        docker_runner.ensure_image(run.client, config.rclone.image)
+        listed = rclone_containers.list_source(run).files
+        out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
+        try:
+            out.young = pipeline.check_in_progress(run, listed)
+        except pipeline.Deferred as exc:
+            out.deferred = str(exc)
+        mirror = s3.list_objects(config.s3, job.prefix)
+        plan = guard.plan_sync(listed, mirror)
+        out.guard_numbers = plan.numbers()
+        out.refusal = guard.deletion_refusal(plan, config.guard)
+        out.difference = guard.first_difference(choice.mode, listed, mirror,
+                                                {f.path for f in out.young})
+        try:
+            out.copies = servercopy.plan(
+                run.container, pipeline.settled_files(listed, out.young), mirror,
+                min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
+        except DockerError as exc:
+            out.copy_note = f"not planned: {exc}"
+        extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]
+        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
+                                      extra, exclude=[f.path for f in out.young])
+        result = run.container(DRY_RUN_STEP, command, job.timeout_s)
+    except (DockerError, s3.S3Error) as exc:
+        out.error = str(exc)
+        return out
+    log = rclone.parse_log(result.stderr)
+    verdict = rclone.judge_sync(result.exit_code, result.timed_out, log)
+    if not verdict.ok:
+        out.error = f"rclone --dry-run: {verdict.reason}: {log.last_error or 'no error text'}"
+    out.skipped = parse_skipped(result.stderr)
+    return out
