@@ -34,8 +34,8 @@ from loguru import logger
 
 from benchmarks import stop_cleanly_on_sigterm
 from supervisor.config import load as config_mod
+from supervisor.core.states import SUCCESS
 from supervisor.record.recorder import Recorder, open_ledger
-from supervisor.record.report import SUCCESS
 from supervisor.upload import run as pipeline
 
 

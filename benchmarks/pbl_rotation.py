@@ -17,6 +17,7 @@ Run: sudo .venv/bin/python -m benchmarks.pbl_rotation [DAYS]
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -33,7 +34,7 @@ from supervisor.config import load as config_mod
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import jobs as rclone_containers
 from supervisor.containers import rclone
-from supervisor.record.report import SUCCESS
+from supervisor.core.states import SUCCESS
 from supervisor.upload import run as pipeline
 from supervisor.upload import servercopy
 from tests.conftest import write_credentials
@@ -124,8 +125,9 @@ def main() -> int:
                                    "prefix": "postgres"}},
         }))
         cfg = config_mod.load(cfg_path)
+        baseline = dataclasses.replace(cfg.destination(), bucket=buckets["baseline"])
         base_spec = rclone_containers.rclone_spec(
-            cfg, rclone.sync_command(buckets["baseline"], "postgres", 3600),
+            cfg, baseline, rclone.sync_command(baseline, "postgres", 3600),
             docker_runner.file_mount(str(root), rclone.SOURCE_MOUNT),
             {docker_runner.LABEL_JOB: "benchmark"})
         s3c = server.client()

@@ -38,7 +38,7 @@ from supervisor.config import load as config_mod
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import jobs as rclone_containers
 from supervisor.containers import rclone
-from supervisor.record.report import SUCCESS
+from supervisor.core.states import SUCCESS
 from supervisor.storage import s3
 from supervisor.upload import compare
 from supervisor.upload import run as pipeline
@@ -126,9 +126,11 @@ class Bench:
         self.config = config_mod.load(self.paths["checksum"])
 
     def bare_spec(self, flags: tuple[str, ...], extra: tuple[str, ...] = ()):
-        command = rclone.sync_command(self.bucket, "receipts", 7200, flags) + list(extra)
+        dest = self.config.destination()
+        command = rclone.sync_command(dest, "receipts", 7200, flags) + list(extra)
         return rclone_containers.rclone_spec(
-            self.config, command, docker_runner.file_mount(str(self.root), rclone.SOURCE_MOUNT),
+            self.config, dest, command,
+            docker_runner.file_mount(str(self.root), rclone.SOURCE_MOUNT),
             {docker_runner.LABEL_JOB: "benchmark"})
 
     def bare(self, flags: tuple[str, ...]) -> None:
@@ -167,8 +169,8 @@ class Bench:
             return dataclasses.replace(result, stderr="\n".join(kept))
 
         config = config_mod.load(self.paths[mode])
-        sessions = [s3.client(config.s3)._endpoint.http_session,
-                    s3.client(config.s3, fast=True)._endpoint.http_session]
+        sessions = [s3.client(config.destination())._endpoint.http_session,
+                    s3.client(config.destination(), fast=True)._endpoint.http_session]
         sends = [session.send for session in sessions]
 
         def counting(send):

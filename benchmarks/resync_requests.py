@@ -17,9 +17,9 @@ from pathlib import Path
 import docker
 
 from benchmarks import stop_cleanly_on_sigterm
-from supervisor.config.load import S3Config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
+from supervisor.storage.destination import Destination
 from tests.conftest import write_credentials
 from tests.harness import dockerd
 from tests.harness.images import ensure_rclone_image
@@ -40,10 +40,10 @@ FLAG_SETS = {
 }
 
 
-def _sync(client, image, s3cfg: S3Config, creds: Path, src: Path, extra: list[str]) -> int:
+def _sync(client, image, s3cfg: Destination, creds: Path, src: Path, extra: list[str]) -> int:
     spec = docker_runner.Spec(
         image=image,
-        command=["sync", f"{rclone.SOURCE_MOUNT}/", rclone.remote(s3cfg.bucket, "bench"),
+        command=["sync", f"{rclone.SOURCE_MOUNT}/", s3cfg.remote("bench"),
                  "--config", "", "--dump", "headers", "-vv", *extra],
         mounts=[docker_runner.file_mount(str(src), rclone.SOURCE_MOUNT),
                 *docker_runner.credentials_mounts(s3cfg, rclone.CREDENTIALS_MOUNT)],
@@ -67,7 +67,7 @@ def main() -> int:
             (src / f"d{i % 20}" / f"f{i}.bin").write_bytes(secrets.token_bytes(256))
         bucket = server.create_bucket("ardua-bench")
         creds = write_credentials(work / "creds", server.access_key, server.secret_key)
-        s3cfg = S3Config(bucket, server.region, server.endpoint_url, creds, "default")
+        s3cfg = Destination(bucket, server.region, server.endpoint_url, creds, "default")
         _sync(client, image, s3cfg, creds, src, [])  # first upload, not measured
         counts = {name: _sync(client, image, s3cfg, creds, src, flags)
                   for name, flags in FLAG_SETS.items()}

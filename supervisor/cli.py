@@ -22,27 +22,34 @@ from typing import Any, TypeVar
 from supervisor.alerts import send as alertsend
 from supervisor.config import keys as configkeys
 from supervisor.config import load as config_mod
-from supervisor.config.load import DRILL_JOB, EXIT_CONFIG, Config, ConfigError
+from supervisor.config.load import DRILL_JOB, Config, ConfigError
 from supervisor.containers.engine import DockerError
 from supervisor.core import schedule
+from supervisor.core.states import (
+    DEFERRED,
+    EXIT_CONFIG,
+    EXIT_DEFERRED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    STATUS_EXIT,
+    UNKNOWN,
+)
 from supervisor.daemon import service
 from supervisor.health import doctor, gather
 from supervisor.health import verdict as health
 from supervisor.record import journal as logs
 from supervisor.record import ledger, metrics
 from supervisor.record.recorder import Recorder, open_ledger
-from supervisor.record.report import DEFERRED, Report
+from supervisor.record.report import Report
 from supervisor.restore import db as restore
 from supervisor.restore import drill
 from supervisor.restore import receipts as receipts_restore
 from supervisor.restore.db import RestoreError
 from supervisor.storage import versions
 from supervisor.storage.s3 import S3Error
-from supervisor.upload import dryrun
 from supervisor.upload import run as pipeline
 
-EXIT_OK, EXIT_FAILED = 0, 1
-EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing went wrong, try again later
 R = TypeVar("R", bound=Report)
 Args = argparse.Namespace
 
@@ -67,7 +74,7 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
     for name, job in sorted(config.jobs.items()):
         fire = schedule.next_fire(job.schedule, config.tz, start).isoformat()
         print(
-            f"{name}: '{job.schedule}' {job.source} -> s3://{config.s3.bucket}/{job.prefix}/ "
+            f"{name}: '{job.schedule}' {job.source} -> {config.destination().url(job.prefix)} "
             f"timeout {job.timeout_s:g}s catch_up={str(job.catch_up).lower()} next {fire}"
         )
     d = config.drill
@@ -122,7 +129,7 @@ def cmd_next(config: Config, job: str | None, n: int, after: datetime | None) ->
 def cmd_run_once(cfg: Config, args: Args) -> int:
     cfg.job(args.job)  # unknown job: a config error, before anything runs
     if args.dry_run:  # changes nothing, so it is not recorded either
-        plan = dryrun.dry_run(cfg, args.job, force_deletes=args.force_deletes, deep=args.deep)
+        plan = pipeline.dry_run(cfg, args.job, force_deletes=args.force_deletes, deep=args.deep)
         print(plan.summary())
         return plan.exit_code
     report = _recorded(cfg, args.job, lambda run_id: pipeline.run_job(
@@ -216,10 +223,11 @@ def cmd_alerts_test(cfg: Config, args: Args) -> int:
 
 def cmd_doctor(cfg: Config, args: Args) -> int:
     prefixes = [job.prefix for job in cfg.jobs.values()]
+    dest = cfg.destination()
     if args.iam_policy:
-        print(json.dumps(doctor.iam_policy(cfg.s3.bucket, prefixes), indent=2))
+        print(json.dumps(doctor.iam_policy(dest.bucket, prefixes), indent=2))
         return EXIT_OK
-    rows = doctor.diagnose(cfg.s3, prefixes, sse=cfg.s3.server_side_encryption)
+    rows = doctor.diagnose(dest, prefixes, sse=dest.server_side_encryption)
     print(json.dumps(doctor.to_json(rows), indent=2) if args.json else doctor.render(rows))
     return doctor.exit_code(rows)
 
@@ -369,13 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         # gets an object saying why.
         if args.json:
             print(json.dumps(health.unknown_json(f"config error: {exc}"), indent=2))
-        return health.EXIT_CODES[health.UNKNOWN]
+        return STATUS_EXIT[UNKNOWN]
     except (RestoreError, S3Error, DockerError) as exc:
         print(f"ardua-backup: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ardua-backup: interrupted; containers removed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -31,22 +31,11 @@ from loguru import logger
 from supervisor.alerts import alerter as alerts
 from supervisor.alerts import rules as alertstate
 from supervisor.alerts import send as alertsend
-from supervisor.alerts.rules import (
-    CRITICAL,
-    OK,
-    PROBLEM,
-    RECOVERY,
-    REMINDER,
-    SEVERITY,
-    UNKNOWN,
-    WARNING,
-    Memory,
-    decide,
-    run_event,
-)
+from supervisor.alerts.rules import PROBLEM, RECOVERY, REMINDER, Memory, decide, run_event
 from supervisor.config import alerts as alertconfig
 from supervisor.config import load as config
 from supervisor.config.load import AlertsConfig as AlertSettings
+from supervisor.core.states import CRITICAL, OK, SEVERITY, UNKNOWN, WARNING
 from supervisor.record import journal as logs
 from tests.harness.poll import poll
 from tests.test_config import MINIMAL

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.config import load as config
 from supervisor.containers import engine as docker_runner
-from supervisor.record.report import DEFERRED, SUCCESS
+from supervisor.core.states import DEFERRED, SUCCESS
 from supervisor.restore import drill
 from supervisor.upload import run as pipeline
 from tests.cli_helpers import run_cli

@@ -14,7 +14,7 @@ from supervisor.config import bwlimit
 from supervisor.config import load as config_mod
 from supervisor.config.load import ConfigError
 from supervisor.containers import engine as docker_runner
-from supervisor.record.report import SUCCESS
+from supervisor.core.states import SUCCESS
 from supervisor.upload import run as pipeline
 from tests.harness.files import settle
 

@@ -15,6 +15,7 @@ import pytest
 from supervisor.containers import rclone
 from supervisor.record.ledger import Ledger
 from supervisor.record.report import RunReport
+from supervisor.storage.destination import Destination
 from supervisor.upload import compare
 from tests.cli_helpers import run_cli
 from tests.harness.files import settle
@@ -38,8 +39,8 @@ def test_choose(mode, last, force, expected) -> None:
 
 
 def test_flags_reach_the_sync_command() -> None:
-    assert "--checksum" in rclone.sync_command("b", "p", 60)
-    command = rclone.sync_command("b", "p", 60, compare.FLAGS["mtime"])
+    assert "--checksum" in rclone.sync_command(Destination("b"), "p", 60)
+    command = rclone.sync_command(Destination("b"), "p", 60, compare.FLAGS["mtime"])
     assert "--checksum" not in command
     assert command[3:6] == ["--update", "--use-server-modtime", "--fast-list"]
 

@@ -5,7 +5,6 @@ from pathlib import Path
 import yaml
 
 from supervisor.config import load as config
-from supervisor.containers import rclone
 from supervisor.storage import markers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +31,7 @@ def test_upload_services_sync_read_only_with_the_products_flags() -> None:
         cfg = example.job(job)
         assert svc["image"] == example.rclone.image
         cmd = svc["command"]
-        assert cmd[:3] == ["sync", "/source/", rclone.remote(example.s3.bucket, cfg.prefix)]
+        assert cmd[:3] == ["sync", "/source/", example.destination().remote(cfg.prefix)]
         for name in markers.MARKER_NAMES:
             assert f"/{name}" in cmd
         assert any(v.endswith(":/source:ro") for v in svc["volumes"])

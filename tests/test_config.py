@@ -26,7 +26,7 @@ def test_example_config_loads_with_documented_values() -> None:
     cfg = config.load(EXAMPLE)
     assert cfg.timezone == "America/Los_Angeles"
     assert cfg.rclone.image == "rclone/rclone:1.75.2"
-    assert cfg.s3.provider == "AWS"
+    assert cfg.destination().provider == "AWS"
     db = cfg.job("db-upload")
     assert db.source == Source("volume", "pg_backups")
     assert db.timeout_s == 45 * 60
@@ -37,7 +37,7 @@ def test_defaults_of_a_minimal_config() -> None:
     cfg = parse(MINIMAL)
     assert cfg.timezone == "UTC"
     assert cfg.state_dir == Path("/var/lib/ardua-backup")
-    assert cfg.s3.credentials_file is None  # IAM role / default chain
+    assert cfg.destination().credentials_file is None  # IAM role / default chain
     assert cfg.rclone.network_mode == "bridge"
     assert cfg.job("db-upload").timeout_s == 3600
     assert cfg.job("db-upload").catch_up is True
@@ -108,8 +108,8 @@ def test_missing_file_and_unknown_job(tmp_path: Path) -> None:
 
 def test_custom_endpoint_selects_generic_provider() -> None:
     cfg = parse(MINIMAL.replace("[s3]\n", "[s3]\nendpoint_url = 'http://127.0.0.1:9000/'\n"))
-    assert cfg.s3.endpoint_url == "http://127.0.0.1:9000"
-    assert cfg.s3.provider == "Other"
+    assert cfg.destination().endpoint_url == "http://127.0.0.1:9000"
+    assert cfg.destination().provider == "Other"
 
 
 @pytest.mark.parametrize(

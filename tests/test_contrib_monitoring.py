@@ -27,11 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.config import load as config
 from supervisor.config.load import Config
+from supervisor.core.states import FAILED, REFUSED, SUCCESS
 from supervisor.health import verdict as health
 from supervisor.health.verdict import Sentinel, Signals
 from supervisor.postgres.dumps import DatabaseDumps, Dump
 from supervisor.record import metrics
-from supervisor.record.report import FAILED, REFUSED, SUCCESS, RunReport
+from supervisor.record.report import RunReport
 from supervisor.restore.drill import DrillReport
 from supervisor.storage.markers import Marker
 from tests.test_config import MINIMAL

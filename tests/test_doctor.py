@@ -18,10 +18,10 @@ from loguru import logger
 
 from supervisor import cli
 from supervisor.config import load as config
-from supervisor.config.load import S3Config
+from supervisor.core.states import CRITICAL, OK, UNKNOWN, WARNING
 from supervisor.health import doctor
-from supervisor.health.verdict import CRITICAL, OK, UNKNOWN, WARNING
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 from tests.harness.s3server import S3Server
 
 PREFIXES = ("postgres", "receipts")
@@ -163,7 +163,7 @@ def test_diagnose_maps_what_the_server_cannot_or_may_not_answer(monkeypatch) -> 
     ):
         stub.add_client_error(method, service_error_code=code, http_status_code=http)
     monkeypatch.setattr(doctor.s3, "client", lambda s3cfg, fast=False: client)
-    cfg = S3Config("b", "us-east-1", "http://127.0.0.1:9", None, "default")
+    cfg = Destination("b", "us-east-1", "http://127.0.0.1:9", None, "default")
     with stub:
         rows = {r.name: r for r in doctor.diagnose(cfg, PREFIXES)}
     stub.assert_no_pending_responses()
@@ -196,7 +196,7 @@ def test_doctor_names_missing_protections_then_passes(
     cfg = config.load(write_config(tmp_path, s3server, bucket))
     assert cli.main(["--config", str(cfg.path), "doctor", "--json"]) == 2  # versioning off
     logger.remove()
-    rows = {r.name: r for r in doctor.diagnose(cfg.s3, PREFIXES)}
+    rows = {r.name: r for r in doctor.diagnose(cfg.destination(), PREFIXES)}
     assert rows["access"].state == OK
     assert rows["versioning"].state == CRITICAL and "cannot be undone" in rows["versioning"].detail
     assert rows["lifecycle"].state == WARNING
@@ -217,7 +217,7 @@ def test_doctor_names_missing_protections_then_passes(
         {"ID": "db", "Status": "Enabled", "Filter": {"Prefix": "postgres/"},
          "NoncurrentVersionExpiration": {"NoncurrentDays": 35},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}]})
-    rows = {r.name: r for r in doctor.diagnose(cfg.s3, PREFIXES)}
+    rows = {r.name: r for r in doctor.diagnose(cfg.destination(), PREFIXES)}
     assert rows["versioning"].state == OK
     assert rows["lifecycle"].state == WARNING and "under receipts/ (" in rows["lifecycle"].detail
 
@@ -228,7 +228,7 @@ def test_doctor_names_missing_protections_then_passes(
     # SeaweedFS keeps a default encryption configuration (AES256) and reports it back.
     admin.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-    final = doctor.diagnose(cfg.s3, PREFIXES)
+    final = doctor.diagnose(cfg.destination(), PREFIXES)
     assert {r.name: r.state for r in final} == {
         "access": OK, "versioning": OK, "version listing": OK, "lifecycle": OK,
         "object lock": OK, "encryption": OK, "public access block": UNKNOWN}
@@ -248,7 +248,7 @@ def test_doctor_object_lock_and_dead_endpoint(
         "ObjectLockEnabled": "Enabled",
         "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
     cfg = config.load(write_config(tmp_path, s3server, locked))
-    rows = {r.name: r for r in doctor.diagnose(cfg.s3, PREFIXES)}
+    rows = {r.name: r for r in doctor.diagnose(cfg.destination(), PREFIXES)}
     assert rows["object lock"].state == OK
     assert "GOVERNANCE 1 days" in rows["object lock"].detail
     assert "delete markers" in rows["object lock"].detail
@@ -259,7 +259,7 @@ def test_doctor_object_lock_and_dead_endpoint(
     with refused_port() as port:
         cfg = config.load(write_config(dead, s3server, locked,
                                        s3={"endpoint_url": f"http://127.0.0.1:{port}"}))
-        rows = doctor.diagnose(cfg.s3, PREFIXES)
+        rows = doctor.diagnose(cfg.destination(), PREFIXES)
     assert [(r.name, r.state) for r in rows] == [("access", UNKNOWN)]
     assert "unreachable" in rows[0].detail and doctor.exit_code(rows) == 3
 
@@ -280,16 +280,16 @@ def test_preflight_by_prefix(tmp_path: Path, bucket: str, s3server: S3Server,
     """The preflight the least-privilege policy allows (a listing under the prefix instead of
     a HEAD of the bucket) still tells a missing bucket and wrong credentials apart."""
     cfg = config.load(write_config(tmp_path, s3server, bucket))
-    s3.preflight(cfg.s3, "postgres")
+    s3.preflight(cfg.destination(), "postgres")
     missing = tmp_path / "missing"
     missing.mkdir()
     cfg = config.load(write_config(missing, s3server, f"{bucket}-gone"))
     with pytest.raises(s3.S3Error, match=f"bucket '{bucket}-gone' does not exist"):
-        s3.preflight(cfg.s3, "postgres")
+        s3.preflight(cfg.destination(), "postgres")
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     path = write_config(wrong, s3server, bucket)
     creds = wrong / "aws-credentials"
     creds.write_text(creds.read_text().replace(s3server.secret_key, "not-the-secret"))
     with pytest.raises(s3.S3Error, match="refused the credentials"):
-        s3.preflight(config.load(path).s3, "postgres")
+        s3.preflight(config.load(path).destination(), "postgres")

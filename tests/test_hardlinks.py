@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from supervisor.containers.rclone import ListedFile
 from supervisor.record.report import RunReport
+from supervisor.storage.destination import Destination
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import hardlinks, servercopy
 from supervisor.upload.hardlinks import CopyPlan, Group, Hashed
@@ -141,7 +142,7 @@ def test_hash_output_is_parsed_and_command_names_exact_files() -> None:
     assert command[:6] == ["lsjson", "--recursive", "--files-only", "--hash-type", "md5",
                            "/source/"]
     assert command[6:8] == ["--include", r"/last/x\*.dump"]
-    seed = hardlinks.seed_command("b", "postgres", 600, ["last/x.dump"])
+    seed = hardlinks.seed_command(Destination("b"), "postgres", 600, ["last/x.dump"])
     assert seed[:3] == ["copy", "/source/", ":s3:b/postgres/"]
     assert "sync" not in seed and "--checksum" in seed
 

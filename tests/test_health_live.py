@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import cli
 from supervisor.config import load as config
+from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.postgres import gocron as dbbackup
 from supervisor.record import recorder
-from supervisor.record.report import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 from tests.harness.pgtree import fill_volume, make_backups_tree
@@ -95,7 +95,7 @@ def status(cfg: config.Config, capsys) -> tuple[int, dict]:
 
 
 def sentinel_at(cfg: config.Config, job: str, hours_ago: float) -> None:
-    s3.write_sentinel(cfg.s3, cfg.job(job).prefix, NOW - timedelta(hours=hours_ago))
+    s3.write_sentinel(cfg.destination(), cfg.job(job).prefix, NOW - timedelta(hours=hours_ago))
 
 
 def run(cfg: config.Config, job: str, **kw: object):
@@ -421,7 +421,8 @@ def test_an_empty_newest_dump_is_critical_and_never_offered(setup, docker_client
     out, err = capsys.readouterr()
     logger.remove()
     listed = [line.split()[-1] for line in out.splitlines()[1:]]
-    assert listed and all(s3.list_objects(cfg.s3, "postgres")[k.removeprefix("postgres/")].size
+    held = s3.list_objects(cfg.destination(), "postgres")
+    assert listed and all(held[k.removeprefix("postgres/")].size
                           for k in listed)
     key = data["databases"][0]["key"]
     assert data["databases"][0]["size"] == 0 and f"postgres/{key}" not in out

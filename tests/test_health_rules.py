@@ -10,6 +10,7 @@ import pytest
 from supervisor.config import load as config
 from supervisor.config.load import ConfigError, GuardConfig, HealthConfig
 from supervisor.containers.rclone import ListedFile
+from supervisor.core.states import STATUS_EXIT
 from supervisor.health import verdict as health
 from supervisor.health.verdict import Sentinel, Signals
 from supervisor.postgres.dumps import DatabaseDumps, Dump
@@ -53,7 +54,7 @@ def signals(dump_at: datetime | None, in_s3: bool | None, ok_at: datetime | None
 def test_design_table(dump_at, in_s3, ok_at, state, diagnosis) -> None:
     verdict = health.evaluate(signals(dump_at, in_s3, ok_at), LIMITS, NOW)
     assert verdict.state == state
-    assert verdict.exit_code == health.EXIT_CODES[state]
+    assert verdict.exit_code == STATUS_EXIT[state]
     if diagnosis is None:
         assert verdict.diagnoses == ()
         assert verdict.status_line().startswith("OK")

@@ -23,10 +23,11 @@ from loguru import logger
 from supervisor import cli
 from supervisor.config import load as config
 from supervisor.containers import rclone
-from supervisor.record.report import REFUSED
+from supervisor.core.states import REFUSED
 from supervisor.restore import db as restore
 from supervisor.restore.receipts import restore_receipts
 from supervisor.storage import versions
+from supervisor.storage.destination import Destination
 from supervisor.storage.versions import Entry
 from supervisor.upload import run as pipeline
 from tests.harness.files import settle
@@ -172,13 +173,13 @@ def test_page_without_document_order_merges_by_time(histories, offset, rnd) -> N
 
 def test_restore_command_as_of_a_time() -> None:
     at = datetime(2026, 3, 2, 10, 30, tzinfo=UTC) + timedelta(hours=1)
-    cmd = rclone.restore_command("b", "receipts", 3600, at)
+    cmd = rclone.restore_command(Destination("b"), "receipts", 3600, at)
     assert cmd[:3] == ["sync", ":s3:b/receipts/", "/dest/"]
     assert cmd[cmd.index("--s3-version-at") + 1] == "2026-03-02T11:30:00Z"
     assert "--s3-version-deleted" not in cmd and "--s3-versions" not in cmd
-    assert "--s3-version-at" not in rclone.restore_command("b", "receipts", 3600)
+    assert "--s3-version-at" not in rclone.restore_command(Destination("b"), "receipts", 3600)
     with pytest.raises(ValueError):
-        rclone.restore_command("b", "receipts", 3600, datetime(2026, 3, 2))
+        rclone.restore_command(Destination("b"), "receipts", 3600, datetime(2026, 3, 2))
 
 
 # -- against SeaweedFS, rclone and PostgreSQL -----------------------------------------------------
@@ -343,7 +344,7 @@ def test_at_without_versioning_is_one_line(
         lambda: restore.list_dumps(cfg, at=at),
         lambda: restore.restore_db(cfg, NEWEST, "postgresql://x/y", workdir=tmp_path, at=at),
         lambda: restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client),
-        lambda: versions.state_at(cfg.s3, "receipts", at),
+        lambda: versions.state_at(cfg.destination(), "receipts", at),
     ]
     for call in calls:
         with pytest.raises(versions.VersioningOff) as err:
@@ -369,8 +370,8 @@ def test_state_at_pages_and_keeps_markers(bucket: str, s3server: S3Server, tmp_p
         admin.delete_object(Bucket=bucket, Key=f"receipts/k{i:02d}")
     admin.put_object(Bucket=bucket, Key="receipts/k00", Body=b"back")
     admin.put_object(Bucket=bucket, Key="postgres/k01", Body=b"other prefix")
-    paged = list(versions.list_entries(cfg.s3, "receipts", page_size=5))
-    one_page = list(versions.list_entries(cfg.s3, "receipts"))
+    paged = list(versions.list_entries(cfg.destination(), "receipts", page_size=5))
+    one_page = list(versions.list_entries(cfg.destination(), "receipts"))
     assert paged == one_page and len(paged) == 12 * 3 + 6 + 1
     # All written within a second or two (SeaweedFS stamps whole seconds): only the XML's
     # document order says the delete came between the third put and the last one (measured:
@@ -378,7 +379,7 @@ def test_state_at_pages_and_keeps_markers(bucket: str, s3server: S3Server, tmp_p
     assert [e.delete_marker for e in one_page if e.key == "receipts/k00"] == [
         False, True, False, False, False]
     later = datetime.now(UTC) + timedelta(hours=1)
-    state = versions.state_at(cfg.s3, "receipts", later)
+    state = versions.state_at(cfg.destination(), "receipts", later)
     assert {k: versions.choose(paged, later)[f"receipts/{k}"] for k in state} == state
     assert sorted(state) == ["k00", *(f"k{i:02d}" for i in range(1, 12, 2))]
     assert state["k00"].size == 4 and state["k01"].size == 3

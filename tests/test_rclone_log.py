@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.load import S3Config
 from supervisor.containers import rclone
 from supervisor.containers.rclone import judge_sync
+from supervisor.core import clock
+from supervisor.storage.destination import Destination
 
 STATS = {"bytes": 3, "checks": 0, "deletes": 1, "errors": 0, "fatalError": False,
          "transfers": 1, "lastError": None}
@@ -82,7 +83,7 @@ def test_kept_error_lines_are_bounded() -> None:
 
 
 def test_sync_command_shape() -> None:
-    cmd = rclone.sync_command("ardua-backups", "postgres", 45 * 60)
+    cmd = rclone.sync_command(Destination("ardua-backups"), "postgres", 45 * 60)
     assert cmd[:3] == ["sync", "/source/", ":s3:ardua-backups/postgres/"]
     assert cmd[cmd.index("--max-duration") + 1] == "2430s"
     excludes = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--exclude"]
@@ -94,13 +95,13 @@ def test_young_files_are_excluded_exactly_by_name() -> None:
     # rclone globs: * ? [ ] { } and \ are escaped; the leading / anchors at the sync root.
     assert rclone.exact_pattern("2026/a[1] {x,y}*?\\b.pdf") == \
         "/2026/a\\[1\\] \\{x,y\\}\\*\\?\\\\b.pdf"
-    cmd = rclone.sync_command("b", "receipts", 60, exclude=["new receipt.pdf"])
+    cmd = rclone.sync_command(Destination("b"), "receipts", 60, exclude=["new receipt.pdf"])
     excludes = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--exclude"]
     assert excludes == ["/.last_success", "/.last_restore_drill", "/new receipt.pdf"]
 
 
 def test_environment_carries_no_secret() -> None:
-    s3 = S3Config("b", "us-west-2", "", Path("/etc/ardua-backup/aws-credentials"), "prod")
+    s3 = Destination("b", "us-west-2", "", Path("/etc/ardua-backup/aws-credentials"), "prod")
     env = rclone.environment(s3)
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == rclone.CREDENTIALS_MOUNT
     assert env["AWS_PROFILE"] == "prod"
@@ -110,7 +111,7 @@ def test_environment_carries_no_secret() -> None:
 
 
 def test_iam_role_mode_mounts_no_file() -> None:
-    env = rclone.environment(S3Config("b", "us-west-2", "", None, "default"))
+    env = rclone.environment(Destination("b", "us-west-2", "", None, "default"))
     assert "AWS_SHARED_CREDENTIALS_FILE" not in env
     assert env["RCLONE_S3_ENV_AUTH"] == "true"
 
@@ -136,8 +137,8 @@ def test_parse_listing() -> None:
     (" 2025-12-18T01:15:04.000000000+00:00\n", datetime(2025, 12, 18, 1, 15, 4, tzinfo=UTC)),
 ])
 def test_parse_time_reads_go_timestamps(text: str, expected: datetime) -> None:
-    assert rclone.parse_time(text) == expected
-    assert rclone.parse_time(text).utcoffset() == timedelta(0)
+    assert clock.parse_time(text) == expected
+    assert clock.parse_time(text).utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize("text", ["2025-12-18T01:15:04", "yesterday", ""])

@@ -191,7 +191,8 @@ def test_restore_db_grants_to_missing_roles(uploaded: Uploaded, pg: PgServer, ca
     pg.psql(f"CREATE ROLE {role}; GRANT SELECT ON orders TO {role};", db=source)
     dump = pg.pg_dump(source, uploaded.path.parent / "grants.dump")
     key = "postgres/last/ardua-20260303-010000.dump"
-    _s3(uploaded).put_object(Bucket=uploaded.cfg.s3.bucket, Key=key, Body=dump.read_bytes())
+    _s3(uploaded).put_object(Bucket=uploaded.cfg.destination().bucket, Key=key,
+                             Body=dump.read_bytes())
     pg.psql(f"DROP DATABASE {source}; DROP ROLE {role};")
 
     target = f"tgt_{secrets.token_hex(4)}"
@@ -225,7 +226,7 @@ def test_multipart_dump_is_verified_by_rclones_md5(
     report = pipeline.run_job(uploaded.cfg, "db-upload", client=docker_client)
     assert report.ok, report.summary()
     key = "postgres/last/ardua-20260304-010000.dump"
-    head = _s3(uploaded).head_object(Bucket=uploaded.cfg.s3.bucket, Key=key)
+    head = _s3(uploaded).head_object(Bucket=uploaded.cfg.destination().bucket, Key=key)
     assert "-" in head["ETag"] and "md5chksum" in head["Metadata"]  # really multipart
 
     target = f"tgt_{secrets.token_hex(4)}"
@@ -236,7 +237,7 @@ def test_multipart_dump_is_verified_by_rclones_md5(
 
     # The same bytes in parts, with the metadata of another file: refused before pg_restore.
     wrong = base64.b64encode(hashlib.md5(b"another file").digest()).decode()
-    _s3(uploaded).upload_file(str(dump), uploaded.cfg.s3.bucket, key,
+    _s3(uploaded).upload_file(str(dump), uploaded.cfg.destination().bucket, key,
                               ExtraArgs={"Metadata": {"md5chksum": wrong}},
                               Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 << 20,
                                                                       multipart_chunksize=5 << 20))
@@ -250,19 +251,21 @@ def test_multipart_dump_is_verified_by_rclones_md5(
 def _s3(up: Uploaded):
     """A boto3 client with the test's credentials (read back from the credentials file)."""
     return boto3.client(
-        "s3", endpoint_url=up.cfg.s3.endpoint_url, region_name=up.cfg.s3.region,
+        "s3", endpoint_url=up.cfg.destination().endpoint_url,
+        region_name=up.cfg.destination().region,
         aws_access_key_id=_creds(up)[0], aws_secret_access_key=_creds(up)[1],
     )
 
 
 def _marker(up: Uploaded) -> str:
-    body = _s3(up).get_object(Bucket=up.cfg.s3.bucket, Key="postgres/.last_restore_drill")["Body"]
+    body = _s3(up).get_object(Bucket=up.cfg.destination().bucket,
+                              Key="postgres/.last_restore_drill")["Body"]
     return body.read().decode()
 
 
 def _creds(up: Uploaded) -> tuple[str, str]:
-    assert up.cfg.s3.credentials_file is not None
-    text = up.cfg.s3.credentials_file.read_text()
+    assert up.cfg.destination().credentials_file is not None
+    text = up.cfg.destination().credentials_file.read_text()
     return (re.search(r"aws_access_key_id = (\S+)", text).group(1),  # type: ignore[union-attr]
             re.search(r"aws_secret_access_key = (\S+)", text).group(1))  # type: ignore[union-attr]
 
@@ -322,9 +325,10 @@ def test_a_killed_drills_server_is_cleared_first(uploaded: Uploaded, docker_clie
 
 def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -> None:
     s3c = _s3(uploaded)
-    body = s3c.get_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key)["Body"].read()
+    body = s3c.get_object(Bucket=uploaded.cfg.destination().bucket,
+                          Key=uploaded.newest_key)["Body"].read()
     # Truncated, as a pg_dump killed mid-write leaves it in last/ (and the upload copies it).
-    s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
+    s3c.put_object(Bucket=uploaded.cfg.destination().bucket, Key=uploaded.newest_key,
                    Body=body[: len(body) * 2 // 3])
     report = drill.run_drill(uploaded.cfg, client=docker_client)
     assert not report.ok
@@ -336,7 +340,7 @@ def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -
 
 def test_garbage_dump_is_not_an_archive(uploaded: Uploaded, docker_client) -> None:
     s3c = _s3(uploaded)
-    s3c.put_object(Bucket=uploaded.cfg.s3.bucket, Key=uploaded.newest_key,
+    s3c.put_object(Bucket=uploaded.cfg.destination().bucket, Key=uploaded.newest_key,
                    Body=b"not a dump at all" * 100)
     report = drill.run_drill(uploaded.cfg, client=docker_client)
     assert not report.ok
@@ -359,7 +363,7 @@ def test_spot_check_reports_tampered_and_missing_receipts(uploaded: Uploaded) ->
     files[1].unlink()
     # Lost from S3 although the last upload took it; a receipt added since is not expected yet.
     rel = [str(p.relative_to(uploaded.receipts)) for p in files[:3]]
-    _s3(uploaded).delete_object(Bucket=uploaded.cfg.s3.bucket, Key=f"receipts/{rel[2]}")
+    _s3(uploaded).delete_object(Bucket=uploaded.cfg.destination().bucket, Key=f"receipts/{rel[2]}")
     (uploaded.receipts / "2026/03/00/new.pdf").write_bytes(b"after the upload")
     cfg = config.load(uploaded.path)
     # Sample everything so the test does not depend on the random draw.
@@ -432,7 +436,7 @@ def test_drill_skips_an_empty_dump_and_says_so(uploaded: Uploaded, docker_client
 
     fill_volume(docker_client, pg_volume, failed_run)
     assert _cli(uploaded, "run-once", "db-upload") == 0
-    assert _s3(uploaded).head_object(Bucket=uploaded.cfg.s3.bucket,
+    assert _s3(uploaded).head_object(Bucket=uploaded.cfg.destination().bucket,
                                      Key=empty_key)["ContentLength"] == 0
     report = drill.run_drill(uploaded.cfg, client=docker_client)
     assert report.ok, report.summary()

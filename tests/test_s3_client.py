@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.load import S3Config
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 
 
 def test_client_cached_until_credentials_file_changes(tmp_path: Path) -> None:
     creds = tmp_path / "aws-credentials"
     creds.write_text("[default]\naws_access_key_id = OLD\naws_secret_access_key = s1\n")
     creds.chmod(0o600)
-    cfg = S3Config("ardua-backups", "us-west-2", "http://127.0.0.1:9", creds, "default")
+    cfg = Destination("ardua-backups", "us-west-2", "http://127.0.0.1:9", creds, "default")
     first = s3.client(cfg)
     assert s3.client(cfg) is first
     assert s3.client(cfg, fast=True) is not first  # other timeouts, other client
@@ -35,7 +35,8 @@ def test_clients_share_one_loader_but_not_credentials(tmp_path: Path) -> None:
         creds = tmp_path / f"creds-{name}"
         creds.write_text(f"[{name}]\naws_access_key_id = {key}\naws_secret_access_key = s\n")
         creds.chmod(0o600)
-        configs.append(S3Config(f"bucket-{name}", "us-west-2", "http://127.0.0.1:9", creds, name))
+        configs.append(Destination(f"bucket-{name}", "us-west-2", "http://127.0.0.1:9", creds,
+                                   name))
     a, b = (s3.client(cfg) for cfg in configs)
     fast = s3.client(configs[0], fast=True)
     assert a is not b
@@ -50,6 +51,6 @@ def test_missing_profile_is_an_s3_error(tmp_path: Path) -> None:
     creds = tmp_path / "aws-credentials"
     creds.write_text("[default]\naws_access_key_id = K\naws_secret_access_key = s\n")
     creds.chmod(0o600)
-    cfg = S3Config("ardua-backups", "us-west-2", "http://127.0.0.1:9", creds, "nope")
+    cfg = Destination("ardua-backups", "us-west-2", "http://127.0.0.1:9", creds, "nope")
     with pytest.raises(s3.S3Error, match=r"profile 'nope' is not in s3\.credentials_file"):
         s3.client(cfg)

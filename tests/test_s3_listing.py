@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.load import S3Config
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 from tests.conftest import write_credentials
 
 AWKWARD = [
@@ -25,13 +25,13 @@ AWKWARD = [
 ]
 
 
-def _config(s3server, bucket: str, tmp_path: Path, secret: str | None = None) -> S3Config:
+def _config(s3server, bucket: str, tmp_path: Path, secret: str | None = None) -> Destination:
     creds = write_credentials(tmp_path / "creds", s3server.access_key,
                               secret or s3server.secret_key)
-    return S3Config(bucket, s3server.region, s3server.endpoint_url, creds, "default")
+    return Destination(bucket, s3server.region, s3server.endpoint_url, creds, "default")
 
 
-def _botocore(cfg: S3Config, prefix: str) -> dict[str, tuple[str, int, str, object]]:
+def _botocore(cfg: Destination, prefix: str) -> dict[str, tuple[str, int, str, object]]:
     """botocore's own paginated answer, as list_objects keys it."""
     found = {}
     for page in s3.client(cfg).get_paginator("list_objects_v2").paginate(
@@ -82,7 +82,7 @@ def test_errors_are_the_same_one_line(s3server, bucket, tmp_path) -> None:
     missing = _config(s3server, "no-such-bucket-here", tmp_path)
     with pytest.raises(s3.S3Error, match="bucket 'no-such-bucket-here' does not exist"):
         s3.list_objects(missing, "p")
-    dead = S3Config(bucket, s3server.region, "http://127.0.0.1:9", tmp_path / "creds", "default")
+    dead = Destination(bucket, s3server.region, "http://127.0.0.1:9", tmp_path / "creds", "default")
     with pytest.raises(s3.S3Error, match=r"is unreachable; check s3\.endpoint_url"):
         s3.list_objects(dead, "p")
     assert s3.list_objects(_config(s3server, bucket, tmp_path), "empty") == {}

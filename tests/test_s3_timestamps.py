@@ -7,8 +7,8 @@ from datetime import UTC, timedelta
 import botocore.utils
 import pytest
 
-from supervisor.config.load import S3Config
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 from tests.conftest import write_credentials
 
 
@@ -23,7 +23,7 @@ def test_same_answer_as_botocore(text: str) -> None:
 def test_a_real_listing_and_head_agree(s3server, bucket, tmp_path) -> None:
     s3server.put(bucket, "p/a.pdf", b"receipt")
     creds = write_credentials(tmp_path / "creds", s3server.access_key, s3server.secret_key)
-    cfg = S3Config(bucket, s3server.region, s3server.endpoint_url, creds, "default")
+    cfg = Destination(bucket, s3server.region, s3server.endpoint_url, creds, "default")
     listed = s3.list_objects(cfg, "p")["a.pdf"].last_modified
     head = s3.head(cfg, "p/a.pdf")["LastModified"]  # an RFC 1123 header: botocore's parser
     assert listed.utcoffset() == timedelta(0)

@@ -17,8 +17,7 @@ import pytest
 from supervisor.config import load as config_mod
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import jobs as rclone_containers
-from supervisor.containers import rclone
-from supervisor.record.report import SUCCESS
+from supervisor.core.states import SUCCESS
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 from supervisor.upload import servercopy
@@ -145,7 +144,8 @@ def test_multipart_objects_are_copied_with_their_md5(docker_client, s3server, bu
     cfg = _in_process(write_config, tmp_path, s3server, bucket, pg_volume)
     # rclone uploads last/ alone, in 5 MiB parts, as it would a dump over 200 MiB
     spec = rclone_containers.rclone_spec(
-        cfg, ["copy", "/source/", rclone.remote(bucket, "postgres"), "--config", "",
+        cfg, cfg.destination(),
+        ["copy", "/source/", cfg.destination().remote("postgres"), "--config", "",
               "--include", "/last/**", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M"],
         docker_runner.source_mount(docker_client, cfg.jobs["db-upload"].source, "/source"),
         {docker_runner.LABEL_JOB: "db-upload"})

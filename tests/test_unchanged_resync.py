@@ -68,10 +68,11 @@ def _rclone_dry_run(cfg: config_mod.Config, folder: Path, mode: str, exclude: li
                     creds: Path) -> list[tuple[str, str]]:
     """What the real rclone's `sync --dry-run` would copy and delete, with the flags and
     excludes a run gives it (rclone.sync_command, only the source is this host folder)."""
-    command = rclone.sync_command(cfg.s3.bucket, "receipts", 60, compare.FLAGS[mode],
+    command = rclone.sync_command(cfg.destination(), "receipts", 60, compare.FLAGS[mode],
                                   ["--dry-run"], exclude=exclude)
     command[1] = f"{folder}/"
-    env = {**os.environ, **rclone.environment(cfg.s3), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    env = {**os.environ, **rclone.environment(cfg.destination()),
+           "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
     result = subprocess.run([str(rclone_binary()), *command], capture_output=True, text=True,
                             env=env, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -83,8 +84,8 @@ def _mutations(folder: Path, cfg: config_mod.Config, uploaded: datetime) -> dict
     """Changes made after an upload, each undone before the next (name -> undo)."""
     later = (uploaded + timedelta(seconds=5)).timestamp()
     older = (uploaded - timedelta(days=30)).timestamp()
-    bucket = cfg.s3.bucket
-    client = s3.client(cfg.s3)
+    bucket = cfg.destination().bucket
+    client = s3.client(cfg.destination())
 
     def rewrite(name: str, body: bytes, when: float):
         path = folder / name
@@ -136,11 +137,12 @@ def test_never_looser_than_rclone(s3server, bucket, write_config, tmp_path) -> N
     cfg = config_mod.load(path)
     creds = tmp_path / "aws-credentials"
     assert _rclone_dry_run(cfg, folder, "checksum", [], creds)  # the oracle sees uploads
-    up = rclone.sync_command(cfg.s3.bucket, "receipts", 60)
+    up = rclone.sync_command(cfg.destination(), "receipts", 60)
     up[1] = f"{folder}/"
-    env = {**os.environ, **rclone.environment(cfg.s3), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    env = {**os.environ, **rclone.environment(cfg.destination()),
+           "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
     subprocess.run([str(rclone_binary()), *up], check=True, capture_output=True, env=env)
-    uploaded = min(o.last_modified for o in s3.list_objects(cfg.s3, "receipts").values())
+    uploaded = min(o.last_modified for o in s3.list_objects(cfg.destination(), "receipts").values())
 
     verdicts = []
     for name, mutate in _mutations(folder, cfg, uploaded).items():
@@ -149,7 +151,7 @@ def test_never_looser_than_rclone(s3server, bucket, write_config, tmp_path) -> N
             listed = [ListedFile(str(p.relative_to(folder)), p.stat().st_size,
                                  datetime.fromtimestamp(p.stat().st_mtime, UTC).isoformat())
                       for p in folder.rglob("*") if p.is_file()]
-            mirror = s3.list_objects(cfg.s3, "receipts")
+            mirror = s3.list_objects(cfg.destination(), "receipts")
             for mode in (compare.SIZE, compare.MTIME):
                 ours = guard.first_difference(mode, listed, mirror)
                 theirs = _rclone_dry_run(cfg, folder, mode, [], creds)

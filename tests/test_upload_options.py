@@ -91,7 +91,7 @@ def test_upload_options_reach_the_objects(
         assert head["StorageClass"] == "STANDARD_IA", key
         assert head["ServerSideEncryption"] == "AES256", key
     plain = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=receipts))
-    s3.write_sentinel(plain.s3, "postgres", datetime.now(UTC))
+    s3.write_sentinel(plain.destination(), "postgres", datetime.now(UTC))
     plain_head = admin.head_object(Bucket=bucket, Key="postgres/.last_success")
     assert "StorageClass" not in plain_head and "ServerSideEncryption" not in plain_head
 
@@ -101,7 +101,7 @@ def test_upload_options_reach_the_objects(
     kms = config.load(write_config(tmp_path, s3server, bucket, receipts_dir=receipts, s3={
         "server_side_encryption": "aws:kms", "sse_kms_key_id": "arn:aws:kms:us-east-1:1:key/x"}))
     with pytest.raises(s3.S3Error, match=r"writing the sentinel failed.*InternalError"):
-        s3.write_sentinel(kms.s3, "receipts", datetime.now(UTC))
+        s3.write_sentinel(kms.destination(), "receipts", datetime.now(UTC))
 
 
 def test_upload_options_are_config_keys_checked_together(tmp_path: Path) -> None:
@@ -113,4 +113,4 @@ def test_upload_options_are_config_keys_checked_together(tmp_path: Path) -> None
         config.parse(text, Path("/c.toml"))
     good = config.parse(text.replace('sse_kms_key_id', 'server_side_encryption = "aws:kms"\n'
                                                          'sse_kms_key_id'), Path("/c.toml"))
-    assert rclone.environment(good.s3)["RCLONE_S3_SSE_KMS_KEY_ID"] == "alias/backups"
+    assert rclone.environment(good.destination())["RCLONE_S3_SSE_KMS_KEY_ID"] == "alias/backups"

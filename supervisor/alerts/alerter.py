@@ -1,70 +1,62 @@
-"""Alerts that reach a person: the seams the daemon, the run recorder and the CLI call.
+"""Alerts that reach a person: ``Alerter`` puts the rules (alerts.rules: when to tell, and the
+memory in ``state_dir/alerts.json``) and the transport (alerts.send: apprise, redaction, the status
+ping) together. record.sinks feeds it every finished run and every health verdict, the same way
+for the daemon, `run-once`, `drill` and `status`.
 
-Made of: alertconfig (the ``[alerts]`` settings, the 0600 URLs file), alertstate (when to tell:
-pure rules plus their JSON memory in ``state_dir/alerts.json``), alertsend (apprise, redaction,
-the status ping). ``Alerter`` puts them together; it is thread-safe (one lock: a verdict check and
-a run finishing on another thread take turns), and no method raises or waits longer than
-``send_timeout_s`` (+ 3 s for the status ping).
-
-Wiring (the lead's part; nothing here imports config, health, daemon, pipeline or cli):
-
-config.py
-    ``settings = alertconfig.parse(data.get("alerts"), path)`` (or the per-key parsers with
-    ``_Table.take_parsed``), then ``urls = alertconfig.load_urls(settings.urls_file)`` when it is
-    set: ValueError naming the file for a missing file, a mode with group/other bits, no URL, or
-    a line apprise cannot use (by line number). check-config shows
-    ``[alertsend.describe_url(u) for u in urls]`` only: scheme://host, never a token.
-
-daemon start / SIGHUP reload
-    ``alerter = Alerter(settings, urls, config.state_dir)``; on reload
-    ``alerter.reconfigure(settings, urls)`` (the memory is kept).
-
-every verdict (each ``settings.check_every_s`` and after each run)::
-
-    alerter.on_verdict(
-        verdict.state,
-        [(p.state, p.text) for p in verdict.problems],
-        [(c.name, c.state, c.detail) for c in verdict.checks],
-        verdict.checked_at,
-        status_body=verdict.render(),
-    )
-
-each finished run (the run recorder, with report.py's result words; the drill's report the same,
-job ``restore-drill``)::
-
-    alerter.on_run(report.job, report.result, report.summary())
-
-``ardua-backup alerts test``
-    ``for shown, ok, error in alertsend.test_all(urls): ...`` (exit 0 only if every ok).
+One memory for every process: each decision reads ``alerts.json`` under an exclusive lock
+(``alerts.lock`` beside it), sends, and writes the memory back before the lock is released. So a
+failure that `run-once` reported is not reported again by the daemon, and the recovery is told
+once, whoever sees it first. A thread lock orders this process's own threads (a verdict check and
+a finishing run). No method raises or waits longer than ``send_timeout_s`` (+ 3 s for the status
+ping) beyond the lock.
 
 Each notification sent is one log line with journald fields ALERT_STATE, ALERT_PREVIOUS,
 ALERT_SENT=n/m (and JOB for a run event); a URL is never in it. When every URL fails, the memory
 is not advanced, so the next verdict (or run) tries the same notification again. With no URLs at
-all (only a status ping) the decisions are still made, logged with ALERT_SENT=0/0 and remembered:
-create an Alerter only when ``settings.enabled`` if that is not wanted.
+all (only a status ping) the decisions are still made, logged with ALERT_SENT=0/0 and remembered.
+
+Nothing here reads the config: the settings come in as anything with ``min_state``,
+``remind_every_s`` and ``status_ping_url`` (config.AlertsConfig).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from loguru import logger
 
 from supervisor.alerts import rules as alertstate
 from supervisor.alerts import send as alertsend
-from supervisor.alerts.rules import OK, Memory, Notification
+from supervisor.alerts.rules import Memory, Notification
 from supervisor.alerts.send import SendResult
-from supervisor.config.load import AlertsConfig
+from supervisor.core.states import OK, SUCCESS, rank
+
+LOCK_FILE = "alerts.lock"
+
+
+class Settings(Protocol):
+    @property
+    def min_state(self) -> str: ...
+
+    @property
+    def remind_every_s(self) -> float: ...
+
+    @property
+    def status_ping_url(self) -> str: ...
 
 
 class Alerter:
     def __init__(
         self,
-        settings: AlertsConfig,
+        settings: Settings,
         urls: Sequence[str],
         state_dir: Path,
         *,
@@ -78,7 +70,25 @@ class Alerter:
         self._lock = threading.Lock()
         self.memory = alertstate.load_memory(self.state_dir)
 
-    def reconfigure(self, settings: AlertsConfig, urls: Sequence[str]) -> None:
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """This process's threads, then every process with this state_dir, one at a time; the
+        memory as the last of them left it. Without a writable state_dir: this process only."""
+        with self._lock:
+            try:
+                fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
+            except OSError:
+                yield
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self.memory = alertstate.load_memory(self.state_dir)
+                yield
+            finally:
+                os.close(fd)
+
+    def reconfigure(self, settings: Settings, urls: Sequence[str]) -> None:
         with self._lock:
             self.settings, self.urls = settings, list(urls)
 
@@ -95,12 +105,12 @@ class Alerter:
         ``/fail`` with ``status_body``). Returns the notification sent (or tried), else None."""
         now = now or datetime.now(UTC)
         try:
-            with self._lock:
+            with self._shared():
                 note, memory = alertstate.decide(self.memory, state, problems, now,
                                                  self.settings, checks=checks, host=self.host)
                 self._deliver(note, memory)
                 ping = self.settings.status_ping_url
-                healthy = alertstate.rank(state) < alertstate.rank(self.settings.min_state)
+                healthy = rank(state) < rank(self.settings.min_state)
         except Exception as exc:  # never let alerting break a check
             logger.opt(exception=exc).error(f"alerts: verdict {state} not handled: {exc}")
             return None
@@ -114,7 +124,7 @@ class Alerter:
         """A finished run or drill: a failure/refusal once per change, one note on recovery."""
         now = now or datetime.now(UTC)
         try:
-            with self._lock:
+            with self._shared():
                 note, memory = alertstate.run_event(self.memory, job, result, message, now,
                                                     host=self.host)
                 self._deliver(note, memory)
@@ -144,7 +154,7 @@ def journal(note: Notification, result: SendResult) -> None:
     """One line per notification: ALERT_STATE, ALERT_PREVIOUS, ALERT_SENT=n/m (JOB for runs).
     The title only (send() logged each failure with its redacted URL): never a URL."""
     text = f"alert {note.kind}: {note.title} (sent to {result.label})"
-    bad = note.state not in (OK, alertstate.SUCCESS.upper(), "TEST")
+    bad = note.state not in (OK, SUCCESS.upper(), "TEST")
     level = "ERROR" if result.total and not result.sent else (
         "WARNING" if bad or result.failures else "INFO")
     logger.bind(alert_state=note.state, alert_previous=note.previous,

@@ -40,11 +40,18 @@ from typing import Any
 
 from loguru import logger
 
-from supervisor.record.report import FAILED, REFUSED, SUCCESS
+from supervisor.core.states import (
+    BAD_RESULTS,
+    CRITICAL,
+    FAILED,
+    OK,
+    SEVERITY,
+    SUCCESS,
+    UNKNOWN,
+    WARNING,
+    rank,
+)
 
-OK, WARNING, UNKNOWN, CRITICAL = "OK", "WARNING", "UNKNOWN", "CRITICAL"
-SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)  # health.py's order: worst last
-BAD_RESULTS = (FAILED, REFUSED)
 MEMORY_FILE = "alerts.json"
 MEMORY_VERSION = 1
 
@@ -55,14 +62,6 @@ _TYPE_OF_STATE = {OK: SUCCESS_TYPE, WARNING: WARNING_TYPE, UNKNOWN: WARNING_TYPE
 
 PROBLEM, REMINDER, RECOVERY = "problem", "reminder", "recovery"
 RUN_FAILED, RUN_RECOVERED = "run-failed", "run-recovered"
-
-
-def rank(state: str) -> int:
-    """OK 0 < WARNING 1 < UNKNOWN 2 < CRITICAL 3; ValueError for anything else."""
-    try:
-        return SEVERITY.index(state)
-    except ValueError:
-        raise ValueError(f"unknown health state {state!r} (one of {', '.join(SEVERITY)})") from None
 
 
 @dataclass(frozen=True)

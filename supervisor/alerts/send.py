@@ -11,7 +11,7 @@ never reaches a log line, ``check-config`` output or the journal.
   ``scheme://host`` and apprise's reason with any part of that URL masked. It never raises.
 - apprise's own logger ("apprise") is silenced here: its warnings can quote a URL's secret part
   (an ntfy topic, for one); what they say reaches our log only through the masked reasons.
-- ``status_ping`` reuses heartbeat.ping (GET ``url``, or ``url/fail`` with a body).
+- ``status_ping`` reuses core.http.ping (GET ``url``, or ``url/fail`` with a body).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from loguru import logger
 
 from supervisor.alerts.rules import INFO_TYPE, Notification
-from supervisor.record import heartbeat
+from supervisor.core import http
 
 if TYPE_CHECKING:  # at run time: _apprise()
     import apprise
@@ -291,7 +291,7 @@ def status_ping(url: str, ok: bool, body: str = "") -> bool:
     if not url:
         return True
     target = url.rstrip("/") + ("" if ok else "/fail")
-    error = heartbeat.ping(target, body or None)
+    error = http.ping(target, body or None)
     if error:
         logger.warning(f"alerts: status ping to {describe_url(url)} failed: {scrub(error, url)}")
     return not error

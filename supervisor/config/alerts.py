@@ -24,8 +24,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from supervisor.alerts.rules import OK, SEVERITY
-from supervisor.config.values import parse_duration, private_file_problem
+from supervisor.config.values import parse_duration
+from supervisor.core.files import private_file_problem
+from supervisor.core.states import OK, SEVERITY
 
 
 def parse_urls_file(value: Any) -> Path | None:

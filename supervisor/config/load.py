@@ -27,41 +27,16 @@ from supervisor.config.keys import (
 )
 from supervisor.config.values import Source, parse_duration, show
 from supervisor.storage import upload_options
-from supervisor.storage.upload_options import UploadOptions
+from supervisor.storage.destination import Destination
 
 __all__ = ["Source", "parse_duration"]  # re-exported: part of what a config holds
 
 DEFAULT_PATH = Path("/etc/ardua-backup/config.toml")
 ENV_VAR = "ARDUA_BACKUP_CONFIG"
 DRILL_JOB = "restore-drill"  # the drill's name in the schedule, ledger, logs and metrics
-# sysexits.h EX_CONFIG: the exit code of every command for an invalid config (`status` excepted:
-# 3, UNKNOWN, by the monitoring-plugin convention). The unit has RestartPreventExitStatus=78.
-EXIT_CONFIG = 78
 
 class ConfigError(Exception):
     """A config problem, phrased as one line that names the file and the key."""
-
-
-@dataclass(frozen=True)
-class S3Config:
-    bucket: str
-    region: str = default("s3.region")
-    endpoint_url: str = default("s3.endpoint_url")
-    credentials_file: Path | None = default("s3.credentials_file")  # noqa: RUF009 - None
-    profile: str = default("s3.profile")
-    storage_class: str = default("s3.storage_class")
-    server_side_encryption: str = default("s3.server_side_encryption")
-    sse_kms_key_id: str = default("s3.sse_kms_key_id")
-
-    @property
-    def upload_options(self) -> UploadOptions:
-        return UploadOptions(self.storage_class, self.server_side_encryption,
-                             self.sse_kms_key_id)
-
-    @property
-    def provider(self) -> str:
-        """rclone's S3 provider: AWS unless a custom endpoint points elsewhere."""
-        return "Other" if self.endpoint_url else "AWS"
 
 
 @dataclass(frozen=True)
@@ -166,7 +141,8 @@ class Config:
     timezone: str
     state_dir: Path
     stop_grace_s: float
-    s3: S3Config
+    # Where the copies go: today the one [s3] table (a Destination named "s3").
+    destinations: tuple[Destination, ...]
     rclone: RcloneConfig
     drill: DrillConfig
     jobs: dict[str, JobConfig] = field(default_factory=dict)
@@ -188,6 +164,17 @@ class Config:
         if self.drill.schedule:
             plan[DRILL_JOB] = Scheduled(self.drill.schedule, True)
         return plan
+
+    def destination(self, name: str | None = None) -> Destination:
+        """The destination named `name`; without one, the first (with [s3], the only one), which
+        restores, the drill, `status` and `doctor` read from."""
+        if name is None:
+            return self.destinations[0]
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        known = ", ".join(d.name for d in self.destinations)
+        raise ConfigError(f"{self.path}: no destination named '{name}' (configured: {known})")
 
     def job(self, name: str) -> JobConfig:
         if name not in self.jobs:
@@ -322,7 +309,7 @@ def parse(text: str, path: Path) -> Config:
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     root = _Table(path, "", data)
-    s3 = S3Config(**_read(root.table("s3"), "s3"))
+    s3 = Destination(**_read(root.table("s3"), "s3"), table="s3")
     try:  # the three options are only valid together (a KMS key needs aws:kms)
         upload_options.validate_upload_options(s3.storage_class, s3.server_side_encryption,
                                                s3.sse_kms_key_id)
@@ -340,7 +327,7 @@ def parse(text: str, path: Path) -> Config:
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     alerts = AlertsConfig(**_read(root.table("alerts", required=False), "alerts"))
     top = _read(root, "")
-    return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], s3, rclone,
+    return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], (s3,), rclone,
                   drill, jobs, health, guard, metrics, alerts)
 
 
@@ -355,6 +342,8 @@ def settings(config: Config) -> list[tuple[str, Any, bool]]:
         elif table == "drill.checks[]":
             holders += [(table, f"drill.checks[{i}]", c)
                         for i, c in enumerate(config.drill.checks)]
+        elif table == "s3":
+            holders += [(table, d.table, d) for d in config.destinations]
         elif table:
             holders.append((table, table, getattr(config, table)))
     rows: list[tuple[str, Any, bool]] = []

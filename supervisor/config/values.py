@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -326,23 +325,3 @@ def sql(value: Any) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
     return text
-
-
-def private_file_problem(path: Path, setting: str) -> str:
-    """Why a file holding secrets (credentials, notification URLs) may not be used, or "": it
-    must exist and be mode 0600 or stricter, like ssh keys."""
-    where = f"{setting} {path}"
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return f"{where} does not exist"
-    except OSError as exc:
-        return f"{where} cannot be read: {exc.strerror}"
-    if not stat.S_ISREG(mode):
-        return f"{where} is not a regular file"
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return (f"{where} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
-                f"run: chmod 600 {path}")
-    if not os.access(path, os.R_OK):
-        return f"{where} is not readable by this user"
-    return ""

@@ -23,8 +23,9 @@ from docker.models.containers import Container
 from docker.types import Mount
 from docker.utils.socket import STDERR, frames_iter
 
-from supervisor.config.load import S3Config, Source
+from supervisor.config.load import Source
 from supervisor.core.retry import is_transient
+from supervisor.storage.destination import Destination
 
 LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
@@ -131,9 +132,9 @@ def file_mount(path: str, target: str, read_only: bool = True) -> Mount:
     return Mount(target, path, type="bind", read_only=read_only)
 
 
-def credentials_mounts(s3: S3Config, target: str) -> list[Mount]:
+def credentials_mounts(dest: Destination, target: str) -> list[Mount]:
     """The AWS credentials file, read-only; none when the IAM role is used."""
-    return [file_mount(str(s3.credentials_file), target)] if s3.credentials_file else []
+    return [file_mount(str(dest.credentials_file), target)] if dest.credentials_file else []
 
 
 @dataclass(frozen=True)

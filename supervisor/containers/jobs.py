@@ -14,17 +14,15 @@ from supervisor.config.load import Config, JobConfig
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
 from supervisor.containers.engine import ContainerRun, DockerError
-from supervisor.upload import hardlinks
+from supervisor.storage.destination import Destination
 
 # Read-only container, but it must read every file whatever its owner and mode.
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 LIST_STEP, SYNC_STEP = "list", "sync"
-WRITER_STEPS = frozenset({SYNC_STEP, hardlinks.SEED_STEP})  # containers that write to S3
-
-
-def destination_of(config: Config, job: JobConfig) -> str:
-    return f"s3://{config.s3.bucket}/{job.prefix}/"
+# upload.hardlinks' steps: hashing only reads; the seed upload writes to the prefix.
+HASH_STEP, SEED_STEP = "hash", "seed"
+WRITER_STEPS = frozenset({SYNC_STEP, SEED_STEP})  # containers that write to S3
 
 
 @dataclass
@@ -36,6 +34,15 @@ class JobContainers:
     job: JobConfig
     run_id: str
     client: docker.DockerClient
+
+    @property
+    def dest(self) -> Destination:
+        return self.config.destination()
+
+    @property
+    def target(self) -> str:
+        """The mirror this run writes: `s3://bucket/prefix/`."""
+        return self.dest.url(self.job.prefix)
 
     def labels(self, step: str) -> dict[str, str]:
         """Every container carries the job (so a killed run's leftovers are reaped) and the run.
@@ -49,14 +56,14 @@ class JobContainers:
             docker_runner.LABEL_STEP: step,
         }
         if step in WRITER_STEPS:
-            labels[docker_runner.LABEL_TARGET] = destination_of(self.config, self.job)
+            labels[docker_runner.LABEL_TARGET] = self.target
         else:
             labels[docker_runner.LABEL_READS] = str(self.job.source)
         return labels
 
     def container(self, step: str, command: list[str], timeout_s: float) -> ContainerRun:
         spec = rclone_spec(
-            self.config, command,
+            self.config, self.dest, command,
             docker_runner.source_mount(self.client, self.job.source, rclone.SOURCE_MOUNT),
             self.labels(step),
         )  # fmt: skip
@@ -64,17 +71,17 @@ class JobContainers:
 
 
 def rclone_spec(
-    config: Config, command: list[str], mount: Mount, labels: dict[str, str],
+    config: Config, dest: Destination, command: list[str], mount: Mount, labels: dict[str, str],
     user: str | None = None,
 ) -> docker_runner.Spec:
-    """An rclone one-shot container: the configured image and network, the S3 settings as
-    environment, the credentials file read-only, and `mount` (a job's source, a restore's
-    target)."""
+    """An rclone one-shot container: the configured image and network, the destination's
+    settings as environment, its credentials file read-only, and `mount` (a job's source, a
+    restore's target)."""
     return docker_runner.Spec(
         image=config.rclone.image,
         command=command,
-        mounts=[mount, *docker_runner.credentials_mounts(config.s3, rclone.CREDENTIALS_MOUNT)],
-        env=rclone.environment(config.s3),
+        mounts=[mount, *docker_runner.credentials_mounts(dest, rclone.CREDENTIALS_MOUNT)],
+        env=rclone.environment(dest),
         labels=labels,
         network_mode=config.rclone.network_mode,
         cap_add=READ_ANY_FILE,

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from supervisor.config.load import S3Config
+from supervisor.core.clock import parse_time
 from supervisor.storage import markers, upload_options
+from supervisor.storage.destination import Destination
 
 SOURCE_MOUNT = "/source"
 DEST_MOUNT = "/dest"
@@ -32,27 +33,22 @@ BOUNDS = [
 LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
 
 
-def remote(bucket: str, prefix: str) -> str:
-    # Trailing slash: without it rclone reports any HEAD failure as "is a file not a directory".
-    return f":s3:{bucket}/{prefix}/"
-
-
-def environment(s3: S3Config) -> dict[str, str]:
+def environment(dest: Destination) -> dict[str, str]:
     """Backend settings as environment: none of these are secrets (the secret stays in the file)."""
     env = {
-        "RCLONE_S3_PROVIDER": s3.provider,
+        "RCLONE_S3_PROVIDER": dest.provider,
         "RCLONE_S3_ENV_AUTH": "true",
-        "RCLONE_S3_REGION": s3.region,
+        "RCLONE_S3_REGION": dest.region,
         # The preflight already proved the bucket exists; never let rclone create one.
         "RCLONE_S3_NO_CHECK_BUCKET": "true",
         "HOME": "/tmp",
     }
-    if s3.endpoint_url:
-        env["RCLONE_S3_ENDPOINT"] = s3.endpoint_url
-    if s3.credentials_file:
+    if dest.endpoint_url:
+        env["RCLONE_S3_ENDPOINT"] = dest.endpoint_url
+    if dest.credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = CREDENTIALS_MOUNT
-        env["AWS_PROFILE"] = s3.profile
-    return env | upload_options.rclone_env(s3.upload_options)
+        env["AWS_PROFILE"] = dest.profile
+    return env | upload_options.rclone_env(dest.upload_options)
 
 
 def max_duration_s(timeout_s: float) -> int:
@@ -92,21 +88,21 @@ def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSU
     ]  # fmt: skip
 
 
-def sync_command(bucket: str, prefix: str, timeout_s: float,
+def sync_command(dest: Destination, prefix: str, timeout_s: float,
                  compare: Sequence[str] = CHECKSUM, extra: Sequence[str] = (),
                  exclude: Sequence[str] = ()) -> list[str]:
     """`extra`: more flags, e.g. --bwlimit (supervisor.config.bwlimit); `exclude`: see _sync."""
-    return _sync(f"{SOURCE_MOUNT}/", remote(bucket, prefix), timeout_s, compare, extra, exclude)
+    return _sync(f"{SOURCE_MOUNT}/", dest.remote(prefix), timeout_s, compare, extra, exclude)
 
 
 def restore_command(
-    bucket: str, prefix: str, timeout_s: float, at: datetime | None = None
+    dest: Destination, prefix: str, timeout_s: float, at: datetime | None = None
 ) -> list[str]:
     """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3). With `at`
     (aware), the prefix as it was then: `--s3-version-at` lists each object's version live at
     that time and leaves out what was deleted (delete markers show only with
     --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot."""
-    command = _sync(remote(bucket, prefix), f"{DEST_MOUNT}/", timeout_s)
+    command = _sync(dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s)
     if at is not None:
         if at.tzinfo is None:
             raise ValueError("restore_command(at=...) needs an aware datetime")
@@ -197,15 +193,6 @@ class ListedFile:
     def modified(self) -> datetime:
         """Parsed once: the young-file rule, the hard links and a cheap pass all read it."""
         return parse_time(self.mod_time)
-
-
-def parse_time(text: str) -> datetime:
-    """Go timestamps as rclone and go-cron print them ('2025-12-18T01:15:04.123456789-08:00',
-    '...Z') -> aware UTC datetime (Python 3.11 reads the `Z` and keeps 6 of Go's 9 digits)."""
-    parsed = datetime.fromisoformat(text.strip())
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
-    return parsed.astimezone(UTC)
 
 
 def parse_listing(stdout: str) -> list[ListedFile]:

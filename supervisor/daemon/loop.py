@@ -34,15 +34,16 @@ from loguru import logger
 
 from supervisor.alerts.alerter import Alerter
 from supervisor.config import load as config_module
-from supervisor.config.load import EXIT_CONFIG, Config, ConfigError
+from supervisor.config.load import Config, ConfigError
 from supervisor.core.retry import retrying
 from supervisor.core.schedule import missed_fire, next_fire
+from supervisor.core.states import DEFERRED, EXIT_CONFIG, FAILED
 from supervisor.daemon.notify import Notifier
 from supervisor.health import verdict as health
 from supervisor.record import metrics
 from supervisor.record.ledger import Ledger
 from supervisor.record.recorder import Recorder, Recording
-from supervisor.record.report import DEFERRED, FAILED, Report
+from supervisor.record.report import Report
 
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
 CONTAINER_STOP_S = 10.0

@@ -11,7 +11,6 @@ import docker
 from supervisor.config import load as config_module
 from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
-from supervisor.containers.jobs import destination_of
 from supervisor.core.retry import retrying
 from supervisor.daemon.loop import Daemon, run_service
 from supervisor.health import gather
@@ -41,7 +40,7 @@ class DockerContainers:
         upload = config.jobs.get(job)
         if upload is None:
             return bool(docker_runner.job_containers(self.client(), job))
-        destination = destination_of(config, upload)
+        destination = config.destination().url(upload.prefix)
         return bool(docker_runner.target_containers(self.client(), destination))
 
     def stop(self, job: str, timeout_s: float) -> None:
@@ -57,7 +56,7 @@ def main(config_path: Path) -> int:
         retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
         # One prefix of ours: a least-privilege key may list nothing else (doctor --iam-policy).
         prefix = next(iter(config.jobs.values())).prefix
-        retrying(lambda: s3.preflight(config.s3, prefix), "S3 preflight")
+        retrying(lambda: s3.preflight(config.destination(), prefix), "S3 preflight")
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
     def run(config: Config, name: str, *, run_id: str) -> Report:

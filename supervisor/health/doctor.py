@@ -10,10 +10,10 @@ may, or accept those rows as UNKNOWN).
 
 Seams (the lead wires `ardua-backup doctor [--json] [--iam-policy]`):
 
-    diagnose(s3cfg: S3Config, prefixes: Sequence[str], *, sse: str = "") -> list[Row]
+    diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> list[Row]
         prefixes: every job's prefix; sse: s3.server_side_encryption (a missing bucket default
         encryption is then no warning, the uploads ask for it themselves).
-    overall(rows) -> str;  exit_code(rows) -> int   (health.EXIT_CODES: OK 0 ... UNKNOWN 3)
+    overall(rows) -> str;  exit_code(rows) -> int   (core.states.STATUS_EXIT: OK 0 ... UNKNOWN 3)
     render(rows) -> str                              the table and the verdict line
     to_json(rows, checked_at=None) -> dict           {"schema": 1, "checked_at", "state",
                                                       "exit_code", "checks": [...]}
@@ -30,12 +30,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supervisor.config.load import S3Config
-from supervisor.health.verdict import CRITICAL, EXIT_CODES, OK, UNKNOWN, WARNING
+from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, worst
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 
-# Worst last, as `status` ranks them: a check we could not read must not hide one we could.
-_SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
 JSON_SCHEMA_VERSION = 1
 NOT_IMPLEMENTED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})
 _DENIED = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
@@ -55,11 +53,11 @@ class Row:
 
 
 def overall(rows: Sequence[Row]) -> str:
-    return max((r.state for r in rows), key=_SEVERITY.index, default=OK)
+    return worst(r.state for r in rows)
 
 
 def exit_code(rows: Sequence[Row]) -> int:
-    return EXIT_CODES[overall(rows)]
+    return STATUS_EXIT[overall(rows)]
 
 
 def render(rows: Sequence[Row]) -> str:
@@ -229,7 +227,7 @@ def _code(exc: ClientError) -> tuple[str, int]:
             int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0))
 
 
-def _call(s3cfg: S3Config, name: str, api: str, fn: Callable[[], Any]) -> Any:
+def _call(dest: Destination, name: str, api: str, fn: Callable[[], Any]) -> Any:
     """The answer, _ABSENT_ANSWER, or a Row saying why there is none (UNKNOWN)."""
     try:
         return fn()
@@ -242,41 +240,41 @@ def _call(s3cfg: S3Config, name: str, api: str, fn: Callable[[], Any]) -> Any:
         if code in _DENIED:
             return Row(name, UNKNOWN, f"these credentials may not call {api} ({code}); run "
                                       f"doctor with a key that may read the bucket's settings")
-        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, s3cfg)}")
+        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, dest)}")
     except BotoCoreError as exc:
-        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, s3cfg)}")
+        return Row(name, UNKNOWN, f"{api}: {s3.describe(exc, dest)}")
 
 
-def _access(s3cfg: S3Config, client: Any, prefixes: Sequence[str]) -> tuple[Row, bool]:
+def _access(dest: Destination, client: Any, prefixes: Sequence[str]) -> tuple[Row, bool]:
     """(row, go on). Lists each prefix (what the least-privilege policy allows, where a
     HEAD of the bucket needs an unconditioned s3:ListBucket)."""
     denied = []
     for prefix in prefixes:
         try:
-            client.list_objects_v2(Bucket=s3cfg.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+            client.list_objects_v2(Bucket=dest.bucket, Prefix=f"{prefix}/", MaxKeys=1)
         except ClientError as exc:
             code, _ = _code(exc)
             if code in ("NoSuchBucket", "404"):
-                return Row("access", CRITICAL, s3.describe(exc, s3cfg)), False
+                return Row("access", CRITICAL, s3.describe(exc, dest)), False
             if code in _DENIED:
                 denied.append(prefix)
                 continue
-            return Row("access", UNKNOWN, s3.describe(exc, s3cfg)), False
+            return Row("access", UNKNOWN, s3.describe(exc, dest)), False
         except BotoCoreError as exc:
-            return Row("access", UNKNOWN, s3.describe(exc, s3cfg)), False
+            return Row("access", UNKNOWN, s3.describe(exc, dest)), False
     if denied:
         return Row("access", CRITICAL, f"these credentials may not list {_listed(denied)}: "
                                        f"uploads, status and restores fail there"), True
     return Row("access", OK, f"these credentials can list {_listed(prefixes)} in "
-                             f"s3://{s3cfg.bucket}"), True
+                             f"s3://{dest.bucket}"), True
 
 
-def _version_listing(s3cfg: S3Config, client: Any, prefixes: Sequence[str]) -> Row:
+def _version_listing(dest: Destination, client: Any, prefixes: Sequence[str]) -> Row:
     name = "version listing"
     for prefix in prefixes:
-        answer = _call(s3cfg, name, "ListObjectVersions",
+        answer = _call(dest, name, "ListObjectVersions",
                        lambda p=prefix: client.list_object_versions(
-                           Bucket=s3cfg.bucket, Prefix=f"{p}/", MaxKeys=1))
+                           Bucket=dest.bucket, Prefix=f"{p}/", MaxKeys=1))
         if isinstance(answer, Row):
             if "may not call" in answer.detail:
                 return Row(name, WARNING, f"these credentials may not list object versions under "
@@ -287,38 +285,38 @@ def _version_listing(s3cfg: S3Config, client: Any, prefixes: Sequence[str]) -> R
                          f"{_listed(prefixes)} (what restore --at reads)")
 
 
-def diagnose(s3cfg: S3Config, prefixes: Sequence[str], *, sse: str = "") -> list[Row]:
-    client = s3.client(s3cfg, fast=True)
-    bucket = s3cfg.bucket
-    access, go_on = _access(s3cfg, client, prefixes)
+def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> list[Row]:
+    client = s3.client(dest, fast=True)
+    bucket = dest.bucket
+    access, go_on = _access(dest, client, prefixes)
     if not go_on:
         return [access]
     rows = [access]
 
-    answer = _call(s3cfg, "versioning", "GetBucketVersioning",
+    answer = _call(dest, "versioning", "GetBucketVersioning",
                    lambda: client.get_bucket_versioning(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_versioning(
         bucket, str(answer.get("Status", "")), str(answer.get("MFADelete", ""))))
 
-    rows.append(_version_listing(s3cfg, client, prefixes))
+    rows.append(_version_listing(dest, client, prefixes))
 
-    answer = _call(s3cfg, "lifecycle", "GetBucketLifecycleConfiguration",
+    answer = _call(dest, "lifecycle", "GetBucketLifecycleConfiguration",
                    lambda: client.get_bucket_lifecycle_configuration(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_lifecycle(
         None if answer is _ABSENT_ANSWER else answer.get("Rules", []), prefixes))
 
-    answer = _call(s3cfg, "object lock", "GetObjectLockConfiguration",
+    answer = _call(dest, "object lock", "GetObjectLockConfiguration",
                    lambda: client.get_object_lock_configuration(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_object_lock(
         None if answer is _ABSENT_ANSWER else answer.get("ObjectLockConfiguration")))
 
-    answer = _call(s3cfg, "encryption", "GetBucketEncryption",
+    answer = _call(dest, "encryption", "GetBucketEncryption",
                    lambda: client.get_bucket_encryption(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_encryption(
         None if answer is _ABSENT_ANSWER else answer.get("ServerSideEncryptionConfiguration"),
         sse))
 
-    answer = _call(s3cfg, "public access block", "GetPublicAccessBlock",
+    answer = _call(dest, "public access block", "GetPublicAccessBlock",
                    lambda: client.get_public_access_block(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_public_access(
         None if answer is _ABSENT_ANSWER else answer.get("PublicAccessBlockConfiguration")))

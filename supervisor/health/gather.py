@@ -13,11 +13,12 @@ import docker
 from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import jobs as rclone_containers
+from supervisor.core.clock import now_utc
 from supervisor.health.verdict import Sentinel, Signals, Verdict, evaluate
 from supervisor.postgres import dumps
 from supervisor.postgres import gocron as dbbackup
 from supervisor.postgres.dumps import DatabaseDumps
-from supervisor.record.report import new_run_id, now_utc
+from supervisor.record.report import new_run_id
 from supervisor.restore import drill
 from supervisor.storage import markers, s3
 
@@ -61,7 +62,7 @@ def _gather_docker(config: Config, client: docker.DockerClient | None,
 
 
 def _gather_s3(config: Config, found: dict[str, object]) -> None:
-    cfg = config.s3
+    cfg = config.destination()
     try:
         s3.preflight(cfg, next(iter(config.jobs.values())).prefix)
         found["versioning"] = s3.versioning_status(cfg)
@@ -93,7 +94,7 @@ def _with_s3(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> 
 
 def _read_sentinel(config: Config, job_name: str) -> Sentinel:
     job = config.job(job_name)
-    body = s3.read_text(config.s3, markers.sentinel_key(job.prefix))
+    body = s3.read_text(config.destination(), markers.sentinel_key(job.prefix))
     if body is None:
         return Sentinel(job.name, job.prefix, None)
     try:
@@ -104,7 +105,7 @@ def _read_sentinel(config: Config, job_name: str) -> Sentinel:
 
 def _read_drill(config: Config, found: dict[str, object]) -> None:
     # Where the drill writes it (drill.db_job), which need not be health.dump_job.
-    body = s3.read_text(config.s3, drill.marker_key(config))
+    body = s3.read_text(config.destination(), drill.marker_key(config))
     if body is None:
         return
     try:

@@ -11,17 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from supervisor.config.load import HealthConfig
+from supervisor.core.clock import now_utc
+from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, rank
 from supervisor.postgres.dumps import DatabaseDumps
 from supervisor.postgres.gocron import ContainerState, CronState
 from supervisor.record import metrics
-from supervisor.record.report import now_utc
 from supervisor.storage import markers
 from supervisor.storage.markers import Marker
 
-OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
-EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
-# Worst last. UNKNOWN ranks below CRITICAL: a signal we could not read must not hide one we could.
-_SEVERITY = (OK, WARNING, UNKNOWN, CRITICAL)
 JSON_SCHEMA_VERSION = 2
 
 
@@ -74,7 +71,7 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.state]
+        return STATUS_EXIT[self.state]
 
     @property
     def diagnoses(self) -> tuple[str, ...]:
@@ -164,7 +161,7 @@ class Verdict:
 def unknown_json(reason: str) -> dict[str, object]:
     """What `status --json` prints when nothing could be checked (a broken config)."""
     return {"schema": JSON_SCHEMA_VERSION, "checked_at": _iso(now_utc()), "state": UNKNOWN,
-            "exit_code": EXIT_CODES[UNKNOWN], "status_line": f"{UNKNOWN}: {reason}",
+            "exit_code": STATUS_EXIT[UNKNOWN], "status_line": f"{UNKNOWN}: {reason}",
             "diagnoses": [reason], "problems": [{"state": UNKNOWN, "text": reason}],
             "checks": []}
 
@@ -215,7 +212,7 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
     _container(signals, f)
     _drill(signals, limits, now, f)
     _versioning(signals, f)
-    ranked = sorted(f.diagnoses, key=lambda d: -_SEVERITY.index(d[0]))
+    ranked = sorted(f.diagnoses, key=lambda d: -rank(d[0]))
     state = ranked[0][0] if ranked else OK
     return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
                                      if level != OK), tuple(f.checks), signals)

@@ -18,7 +18,7 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from supervisor.containers import rclone
+from supervisor.core import clock
 
 ENDPOINT_TIMEOUT_S = 3.0
 # The JSON carries the whole stdout/stderr of the last and the running backup.
@@ -105,7 +105,7 @@ def _go_time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return rclone.parse_time(value)
+        return clock.parse_time(value)
     except ValueError:
         return None
 

@@ -7,28 +7,13 @@ the start ping runs in a background thread while the backup goes on.
 from __future__ import annotations
 
 import threading
-import urllib.request
 
 from loguru import logger
 
 from supervisor.config.load import JobConfig
-from supervisor.record.report import DEFERRED, Report
-
-TIMEOUT_S = 3.0
-BODY_LIMIT = 10_000  # healthchecks.io keeps the first 100 kB; a short tail is what people read
-
-
-def ping(url: str, body: str | None = None) -> str:
-    """GET ``url``, or POST the tail of ``body``; "" when answered with 2xx/3xx, else why not.
-    Never raises (also used by alertsend.status_ping, which logs a redacted URL instead)."""
-    data = body.encode("utf-8")[-BODY_LIMIT:] if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
-            resp.read(1024)
-    except Exception as exc:  # whatever breaks, the backup goes on
-        return str(exc) or type(exc).__name__
-    return ""
+from supervisor.core.http import TIMEOUT_S, ping
+from supervisor.core.states import DEFERRED
+from supervisor.record.report import Report
 
 
 def _ping(job: str, url: str, body: str | None = None) -> None:

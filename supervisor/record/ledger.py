@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from supervisor.record.report import INTERRUPTED, RUNNING, Report
+from supervisor.core.states import INTERRUPTED, RUNNING
+from supervisor.record.report import Report
 
 FILENAME = "runs.sqlite3"
 

@@ -22,7 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from supervisor.config.load import DRILL_JOB, Config
-from supervisor.record.report import DEFERRED, REFUSED, RESULTS, Report
+from supervisor.core.states import DEFERRED, REFUSED, RESULTS
+from supervisor.record.report import Report
 
 STATE_FILE = "metrics.json"
 P = "ardua_backup_"

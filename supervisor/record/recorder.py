@@ -20,9 +20,11 @@ from typing import TypeVar
 from loguru import logger
 
 from supervisor.config.load import Config
+from supervisor.core.clock import now_utc
+from supervisor.core.states import FAILED, INTERRUPTED
 from supervisor.record import heartbeat, metrics
 from supervisor.record.ledger import Ledger
-from supervisor.record.report import FAILED, INTERRUPTED, Report, new_run_id, now_utc
+from supervisor.record.report import Report, new_run_id
 
 R = TypeVar("R", bound=Report)
 Sink = Callable[[Report], None]  # e.g. alerts.Alerter.on_report

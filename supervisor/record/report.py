@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from supervisor.core.clock import now_utc
+from supervisor.core.states import DEFERRED, SUCCESS
 from supervisor.storage import markers
-
-SUCCESS, FAILED, REFUSED = "success", "failed", "refused"
-# Not a failure: the source is being written right now; nothing ran, try again after it settles.
-DEFERRED = "deferred"
-RESULTS = (SUCCESS, FAILED, REFUSED, DEFERRED)  # how a run ends
-# What the ledger says of a run that has not ended (yet), or was cut short.
-RUNNING, INTERRUPTED = "running", "interrupted"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_run_id() -> str:

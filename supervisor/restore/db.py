@@ -91,8 +91,8 @@ def list_dumps(config: Config, at: datetime | None = None) -> list[StoredDump]:
     With `at`: the dumps as S3 held them then (each object the version live at `at`)."""
     prefix = db_prefix(config)
     held: Mapping[str, s3.S3Object | versions.ObjectVersion] = (
-        s3.list_objects(config.s3, prefix) if at is None
-        else versions.state_at(config.s3, prefix, at)
+        s3.list_objects(config.destination(), prefix) if at is None
+        else versions.state_at(config.destination(), prefix, at)
     )
     found = dumps.find(((rel, o.size, o.last_modified) for rel, o in held.items()),
                        config.health.dump_dir)
@@ -135,7 +135,7 @@ def format_of(config: Config, dump: StoredDump) -> str:
     first = (next((o for o in dump.objects if o.key.endswith(f"/{dumpformat.TOC}")), None)
              if dump.is_directory else dump.objects[0])
     try:
-        head = b"" if first is None else s3.read_head(config.s3, first.key,
+        head = b"" if first is None else s3.read_head(config.destination(), first.key,
                                                       dumpformat.HEAD_BYTES, first.version_id)
         return dumpformat.detect(dump.key, head, names)
     except dumpformat.FormatError:
@@ -226,10 +226,10 @@ def _fetch_object(config: Config, obj: s3.S3Object | versions.ObjectVersion, pat
     """Downloads one object, or with a version_id that version, and verifies it against the
     HEAD of that same version."""
     key, version_id = obj.key, obj.version_id
-    head = s3.head(config.s3, key, version_id)
+    head = s3.head(config.destination(), key, version_id)
     size = int(head["ContentLength"])
     callback = Progress(key, size) if progress and sys.stderr.isatty() else None
-    s3.download(config.s3, key, str(path), callback, version_id)
+    s3.download(config.destination(), key, str(path), callback, version_id)
     try:
         verified = verify(path, head)
     except RestoreError as exc:
@@ -298,12 +298,13 @@ def find_dump(config: Config, key: str, at: datetime | None = None) -> StoredDum
     found = next((d for d in list_dumps(config, at) if d.key == key), None)
     if found is None and at is not None:
         when = versions.format_at(at)
-        raise RestoreError(f"s3://{config.s3.bucket}/{key} did not exist at {when} (or is not "
-                           f"named as postgres-backup-local names dumps); see `ardua-backup "
+        raise RestoreError(f"{config.destination().key_url(key)} did not exist at {when} (or is "
+                           f"not named as postgres-backup-local names dumps); see `ardua-backup "
                            f"restore list --at {when}`")
     if found is None:
-        raise RestoreError(f"s3://{config.s3.bucket}/{key} does not exist (or is not named as "
-                           f"postgres-backup-local names dumps); see `ardua-backup restore list`")
+        raise RestoreError(f"{config.destination().key_url(key)} does not exist (or is not "
+                           f"named as postgres-backup-local names dumps); see `ardua-backup "
+                           f"restore list`")
     if not found.size:
         raise RestoreError(f"{key} is empty (0 B): a pg_dump that failed left it; pick another")
     return found

@@ -24,8 +24,10 @@ from loguru import logger
 from supervisor.config.load import DRILL_JOB, Config, DrillCheck
 from supervisor.containers import engine as docker_runner
 from supervisor.containers.engine import DockerError
+from supervisor.core.clock import now_utc
+from supervisor.core.states import FAILED, SUCCESS
 from supervisor.postgres import dumpformat, pgtools
-from supervisor.record.report import FAILED, SUCCESS, Report, new_run_id, now_utc
+from supervisor.record.report import Report, new_run_id
 from supervisor.restore import db as restore
 from supervisor.restore.db import Fetched, RestoreError
 from supervisor.restore.spotcheck import SpotCheck, spot_check_receipts
@@ -300,7 +302,7 @@ def run_drill(
     log.info(f"{DRILL_JOB}: run {run_id} started")
     reasons: list[str] = []
     try:
-        s3.preflight(config.s3, restore.db_prefix(config))
+        s3.preflight(config.destination(), restore.db_prefix(config))
         listed, empty = restore.split_empty(restore.list_dumps(config))
         if empty:
             report.skipped = restore.skipped_note(empty)
@@ -310,7 +312,8 @@ def run_drill(
             reasons.append(f"no dump of database {', '.join(missing)} in S3")
         picked = {db: dump for db, dump in chosen.items() if dump is not None}
         if not picked:
-            raise DrillFailed(f"no dumps under s3://{config.s3.bucket}/{restore.db_prefix(config)}/")
+            where = config.destination().url(restore.db_prefix(config))
+            raise DrillFailed(f"no dumps under {where}")
         report.dump_key = ",".join(dump.key for dump in picked.values())
         with tempfile.TemporaryDirectory(dir=restore.workdir_root(config)) as tmp:
             fetched = {db: restore.fetch_dump(config, dump, Path(tmp))
@@ -348,7 +351,7 @@ def _finish(config: Config, report: DrillReport, reasons: list[str]) -> DrillRep
     report.message = "; ".join(reasons) or "restore and all checks passed"
     body = markers.format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
     try:
-        s3.put_text(config.s3, marker_key(config), body, "drill marker")
+        s3.put_text(config.destination(), marker_key(config), body, "drill marker")
         report.marker = body
     except s3.S3Error as exc:
         report.message += f"; {exc}"

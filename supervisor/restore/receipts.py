@@ -51,9 +51,10 @@ def restore_receipts(
             f"{dest} is not empty; the sync would delete files that are not in S3. "
             f"Use an empty directory or pass --force"
         )
-    s3.preflight(config.s3, prefix)
+    source = config.destination()
+    s3.preflight(source, prefix)
     if at is not None:
-        versions.require_versioning(config.s3)
+        versions.require_versioning(source)
     # Created here, owned by us: Docker would create a missing bind path itself, as root.
     dest.mkdir(parents=True, exist_ok=True)
     client = client or docker_runner.connect()
@@ -61,10 +62,10 @@ def restore_receipts(
     owner = dest.stat()
     timeout_s = config.job(config.drill.receipts_job).timeout_s
     as_of = f" as of {versions.format_at(at)}" if at is not None else ""
-    on_line(f"restoring s3://{config.s3.bucket}/{prefix}/{as_of} -> {dest}")
+    on_line(f"restoring {source.url(prefix)}{as_of} -> {dest}")
     spec = rclone_spec(
-        config,
-        rclone.restore_command(config.s3.bucket, prefix, timeout_s, at),
+        config, source,
+        rclone.restore_command(source, prefix, timeout_s, at),
         docker_runner.file_mount(str(dest), rclone.DEST_MOUNT, read_only=False),
         {docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
         # As DEST's owner: the files land owned like the directory, and no capability is

@@ -63,7 +63,7 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
     if job.source.kind != "path":
         return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
     root = Path(job.source.location)
-    objects = {rel: obj for rel, obj in s3.list_objects(config.s3, job.prefix).items()
+    objects = {rel: obj for rel, obj in s3.list_objects(config.destination(), job.prefix).items()
                if rel not in markers.MARKER_NAMES}
     rng = rng or random.SystemRandom()
     sample = rng.sample(sorted(objects), min(k, len(objects)))
@@ -74,7 +74,7 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
             missing.append(rel)
             continue
         digest = hashlib.sha256()
-        for chunk in s3.read_chunks(config.s3, objects[rel].key):
+        for chunk in s3.read_chunks(config.destination(), objects[rel].key):
             digest.update(chunk)
         if digest.hexdigest() != local:
             mismatched.append(rel)

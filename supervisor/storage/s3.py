@@ -32,9 +32,9 @@ from botocore.exceptions import (
 )
 from lxml import etree
 
-from supervisor.config.load import S3Config
-from supervisor.config.values import private_file_problem
+from supervisor.core.files import private_file_problem
 from supervisor.storage import markers, upload_options
+from supervisor.storage.destination import Destination
 
 # One attempt, two seconds: a dead endpoint is reported in well under a second.
 _FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1},
@@ -64,19 +64,19 @@ def _transient(exc: Exception) -> bool:
     return False
 
 
-def check_credentials_file(s3: S3Config) -> None:
-    path = s3.credentials_file
-    if path is not None and (problem := private_file_problem(path, "s3.credentials_file")):
+def check_credentials_file(dest: Destination) -> None:
+    path, setting = dest.credentials_file, dest.setting("credentials_file")
+    if path is not None and (problem := private_file_problem(path, setting)):
         raise S3Error(problem)
 
 
-def client(s3: S3Config, fast: bool = False) -> Any:
+def client(dest: Destination, fast: bool = False) -> Any:
     """An S3 client reading the configured credentials file (or the default chain: IAM role).
 
     Cached: making one costs about 130 ms (botocore loads its service models), and a status
     check or a drill makes dozens of calls. The key holds the credentials file's identity, so a
     rewritten file (rotated keys) gets a new client. boto3 clients are thread-safe."""
-    return _client(s3, fast, _file_version(s3.credentials_file))
+    return _client(dest, fast, _file_version(dest.credentials_file))
 
 
 def _file_version(path: Path | None) -> tuple[int, int, int] | None:
@@ -118,80 +118,84 @@ _LOADER = botocore.loaders.Loader(extra_search_paths=_SearchPath())
 
 
 @functools.lru_cache(maxsize=16)
-def _client(s3: S3Config, fast: bool, _version: tuple[int, int, int] | None) -> Any:
+def _client(dest: Destination, fast: bool, _version: tuple[int, int, int] | None) -> Any:
     core = botocore.session.Session()
     core.register_component("data_loader", _LOADER)
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
-    if s3.credentials_file:
-        core.set_config_variable("credentials_file", str(s3.credentials_file))
-        core.set_config_variable("profile", s3.profile)
+    if dest.credentials_file:
+        core.set_config_variable("credentials_file", str(dest.credentials_file))
+        core.set_config_variable("profile", dest.profile)
     try:
         session = boto3.Session(botocore_session=core)
         return session.client(
             "s3",
-            region_name=s3.region,
-            endpoint_url=s3.endpoint_url or None,
+            region_name=dest.region,
+            endpoint_url=dest.endpoint_url or None,
             config=_FAST if fast else _NORMAL,
         )
     except ProfileNotFound:
         raise S3Error(
-            f"profile '{s3.profile}' is not in s3.credentials_file {s3.credentials_file}"
+            f"profile '{dest.profile}' is not in {dest.setting('credentials_file')} "
+            f"{dest.credentials_file}"
         ) from None
 
 
-def describe(exc: Exception, s3: S3Config) -> str:
+def describe(exc: Exception, dest: Destination) -> str:
     """One line naming the cause of a failed S3 call."""
-    where = s3.endpoint_url or f"AWS ({s3.region})"
+    where = dest.where
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
-        return f"S3 endpoint {where} is unreachable; check s3.endpoint_url and the network"
+        return (f"S3 endpoint {where} is unreachable; check {dest.setting('endpoint_url')} and "
+                f"the network")
     if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found: set s3.credentials_file or give the host an IAM role"
+        return (f"no AWS credentials found: set {dest.setting('credentials_file')} or give the "
+                f"host an IAM role")
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in ("404", "NoSuchBucket"):
-            return f"S3 bucket '{s3.bucket}' does not exist at {where}; check s3.bucket"
+            return (f"S3 bucket '{dest.bucket}' does not exist at {where}; "
+                    f"check {dest.setting('bucket')}")
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return (
-                f"S3 at {where} refused the credentials for bucket '{s3.bucket}' ({code}); "
-                f"check s3.credentials_file / s3.profile"
+                f"S3 at {where} refused the credentials for bucket '{dest.bucket}' ({code}); "
+                f"check {dest.setting('credentials_file')} / {dest.setting('profile')}"
             )
-        return f"S3 at {where} answered {code or http} for bucket '{s3.bucket}'"
+        return f"S3 at {where} answered {code or http} for bucket '{dest.bucket}'"
     return f"S3 at {where} failed: {exc}"
 
 
-def preflight(s3: S3Config, prefix: str | None = None) -> None:
+def preflight(dest: Destination, prefix: str | None = None) -> None:
     """Fails fast, before any container starts: dead endpoint, wrong credentials, no bucket.
 
     With a prefix it lists one key under prefix/ instead of HEADing the bucket: AWS authorizes
     HeadBucket as an s3:ListBucket without a prefix, which the least-privilege policy of
     supervisor.health.doctor.iam_policy (ListBucket only on s3:prefix PREFIX/*) denies."""
-    check_credentials_file(s3)
+    check_credentials_file(dest)
     try:
         if prefix is None:
-            client(s3, fast=True).head_bucket(Bucket=s3.bucket)
+            client(dest, fast=True).head_bucket(Bucket=dest.bucket)
         else:
-            client(s3, fast=True).list_objects_v2(Bucket=s3.bucket, Prefix=f"{prefix}/",
+            client(dest, fast=True).list_objects_v2(Bucket=dest.bucket, Prefix=f"{prefix}/",
                                                   MaxKeys=1)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(describe(exc, s3), _transient(exc)) from None
+        raise S3Error(describe(exc, dest), _transient(exc)) from None
 
 
-def put_text(s3: S3Config, key: str, body: str, what: str) -> None:
+def put_text(dest: Destination, key: str, body: str, what: str) -> None:
     """A small object the daemon writes itself (sentinel, drill marker), with the configured
     storage class and encryption like every upload."""
     try:
-        client(s3).put_object(
-            Bucket=s3.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
-            **upload_options.boto_extra_args(s3.upload_options),
+        client(dest).put_object(
+            Bucket=dest.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
+            **upload_options.boto_extra_args(dest.upload_options),
         )
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"writing the {what} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"writing the {what} failed: {describe(exc, dest)}") from None
 
 
-def write_sentinel(s3: S3Config, prefix: str, when: datetime) -> str:
+def write_sentinel(dest: Destination, prefix: str, when: datetime) -> str:
     body = markers.format_sentinel(when)
-    put_text(s3, markers.sentinel_key(prefix), body, "sentinel")
+    put_text(dest, markers.sentinel_key(prefix), body, "sentinel")
     return body
 
 
@@ -204,55 +208,55 @@ def _named(key: str, version_id: str | None) -> str:
     return f"{key} (version {version_id})" if version_id else key
 
 
-def head(s3: S3Config, key: str, version_id: str | None = None) -> dict[str, Any]:
+def head(dest: Destination, key: str, version_id: str | None = None) -> dict[str, Any]:
     """HEAD of one object (or one version of it); a missing key is an S3Error that names it."""
     try:
-        return client(s3).head_object(Bucket=s3.bucket, Key=key, **_version(version_id))
+        return client(dest).head_object(Bucket=dest.bucket, Key=key, **_version(version_id))
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey",
                                                                   "NoSuchVersion"):
-            raise S3Error(f"s3://{s3.bucket}/{_named(key, version_id)} does not exist") from None
-        raise S3Error(describe(exc, s3)) from None
+            raise S3Error(f"{dest.key_url(_named(key, version_id))} does not exist") from None
+        raise S3Error(describe(exc, dest)) from None
     except BotoCoreError as exc:
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, dest)) from None
 
 
 def download(
-    s3: S3Config, key: str, dest: str, progress: Callable[[int], None] | None = None,
+    dest: Destination, key: str, path: str, progress: Callable[[int], None] | None = None,
     version_id: str | None = None,
 ) -> None:
     """Downloads one object (or one version of it) to a file (ranged, parallel GETs for large
     objects)."""
     try:
-        client(s3).download_file(s3.bucket, key, dest, Callback=progress,
+        client(dest).download_file(dest.bucket, key, path, Callback=progress,
                                  ExtraArgs=_version(version_id) or None)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"downloading s3://{s3.bucket}/{_named(key, version_id)} failed: "
-                      f"{describe(exc, s3)}") from None
+        raise S3Error(f"downloading {dest.key_url(_named(key, version_id))} failed: "
+                      f"{describe(exc, dest)}") from None
 
 
-def read_chunks(s3: S3Config, key: str) -> Iterator[bytes]:
+def read_chunks(dest: Destination, key: str) -> Iterator[bytes]:
     """An object's body in chunks, without holding it in memory."""
     try:
-        body = client(s3).get_object(Bucket=s3.bucket, Key=key)["Body"]
+        body = client(dest).get_object(Bucket=dest.bucket, Key=key)["Body"]
         yield from body.iter_chunks(1 << 20)
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"reading {dest.key_url(key)} failed: {describe(exc, dest)}") from None
 
 
-def read_head(s3: S3Config, key: str, size: int, version_id: str | None = None) -> bytes:
+def read_head(dest: Destination, key: str, size: int, version_id: str | None = None) -> bytes:
     """The first `size` bytes of an object or version (a ranged GET): enough to tell its
     format."""
     try:
-        resp = client(s3).get_object(Bucket=s3.bucket, Key=key, Range=f"bytes=0-{size - 1}",
+        resp = client(dest).get_object(Bucket=dest.bucket, Key=key, Range=f"bytes=0-{size - 1}",
                                      **_version(version_id))
         return resp["Body"].read(size)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
             return b""  # an empty object has no byte 0
-        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"reading {dest.key_url(key)} failed: {describe(exc, dest)}") from None
     except BotoCoreError as exc:
-        raise S3Error(f"reading s3://{s3.bucket}/{key} failed: {describe(exc, s3)}") from None
+        raise S3Error(f"reading {dest.key_url(key)} failed: {describe(exc, dest)}") from None
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,7 @@ class S3Object:
     version_id: str | None = None  # None: the current version
 
 
-def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
+def list_objects(dest: Destination, prefix: str) -> dict[str, S3Object]:
     """Every object under prefix/, keyed by the path relative to the prefix.
 
     Read page by page with lxml from presigned ListObjectsV2 URLs, sent through the client's
@@ -274,14 +278,14 @@ def list_objects(s3: S3Config, prefix: str) -> dict[str, S3Object]:
     botocore raises)."""
     found: dict[str, S3Object] = {}
     try:
-        for page in _listing_pages(client(s3), s3.bucket, f"{prefix}/"):
+        for page in _listing_pages(client(dest), dest.bucket, f"{prefix}/"):
             encoded = page.findtext(f"{_namespace(page)}EncodingType") == "url"  # or ignored
             for key, size, etag, modified in page_objects(page):
                 key = unquote_str(key) if encoded else key
                 found[key[len(prefix) + 1 :]] = S3Object(
                     key, int(size), etag.strip('"'), _timestamp(modified))
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, dest)) from None
     return found
 
 
@@ -389,22 +393,23 @@ def _namespace(root: etree._Element) -> str:
     return root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
 
 
-def read_text(s3: S3Config, key: str) -> str | None:
+def read_text(dest: Destination, key: str) -> str | None:
     """The body of a small marker object, or None when there is no such object."""
     try:
-        resp = client(s3, fast=True).get_object(Bucket=s3.bucket, Key=key)
+        resp = client(dest, fast=True).get_object(Bucket=dest.bucket, Key=key)
         return resp["Body"].read(4096).decode("utf-8", "replace")
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
             return None
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, dest)) from None
     except BotoCoreError as exc:
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, dest)) from None
 
 
-def versioning_status(s3: S3Config) -> str:
+def versioning_status(dest: Destination) -> str:
     """'Enabled', 'Suspended', or '' for a bucket that never had versioning."""
     try:
-        return str(client(s3, fast=True).get_bucket_versioning(Bucket=s3.bucket).get("Status", ""))
+        answer = client(dest, fast=True).get_bucket_versioning(Bucket=dest.bucket)
+        return str(answer.get("Status", ""))
     except (BotoCoreError, ClientError) as exc:
-        raise S3Error(describe(exc, s3)) from None
+        raise S3Error(describe(exc, dest)) from None

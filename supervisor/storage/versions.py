@@ -11,11 +11,11 @@ Seams (the lead wires config keys and CLI flags; everything here takes plain inp
     parse_at(text: str) -> datetime
         `--at TIME`: ISO 8601 with `Z` or an offset -> aware UTC datetime; ValueError (one
         line, asks for an offset) for a naive or unreadable time.
-    state_at(s3cfg: S3Config, prefix: str, at: datetime) -> dict[str, ObjectVersion]
+    state_at(dest: Destination, prefix: str, at: datetime) -> dict[str, ObjectVersion]
         rel key (under `prefix/`) -> the version live at `at`. Raises VersioningOff (an
         S3Error, one line with the command that turns versioning on) when the bucket never had
         versioning, S3Error for any other S3 problem.
-    require_versioning(s3cfg: S3Config) -> str
+    require_versioning(dest: Destination) -> str
         'Enabled' or 'Suspended' (old versions still exist), else VersioningOff.
     choose(entries: Iterable[Entry], at: datetime) -> dict[str, ObjectVersion]
         the pure choice, separated from boto3 (unit- and property-tested).
@@ -36,9 +36,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supervisor.config.load import S3Config
 from supervisor.containers import rclone
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 
 _ORDER_KEY = "ArduaDocumentOrder"  # added to each parsed ListObjectVersions page by _keep_order
 _HOOK_ID = "ardua-backup-version-order"
@@ -166,35 +166,35 @@ def page_entries(page: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
-def require_versioning(s3cfg: S3Config) -> str:
+def require_versioning(dest: Destination) -> str:
     """'Enabled' or 'Suspended' (versions made while it was on are still there)."""
-    status = s3.versioning_status(s3cfg)
+    status = s3.versioning_status(dest)
     if status not in ("Enabled", "Suspended"):
-        raise VersioningOff(versioning_off_message(s3cfg.bucket))
+        raise VersioningOff(versioning_off_message(dest.bucket))
     return status
 
 
-def list_entries(s3cfg: S3Config, prefix: str, page_size: int | None = None) -> Iterator[Entry]:
+def list_entries(dest: Destination, prefix: str, page_size: int | None = None) -> Iterator[Entry]:
     """Every version and delete marker under prefix/, in listing order, all pages (up to 1000
     entries each, or page_size)."""
-    client = s3.client(s3cfg)
+    client = s3.client(dest)
     client.meta.events.register("after-call.s3.ListObjectVersions", _keep_order,
                                 unique_id=_HOOK_ID)
     paginator = client.get_paginator("list_object_versions")
     paging = {"PaginationConfig": {"PageSize": page_size}} if page_size else {}
     try:
-        for page in paginator.paginate(Bucket=s3cfg.bucket, Prefix=f"{prefix}/", **paging):
+        for page in paginator.paginate(Bucket=dest.bucket, Prefix=f"{prefix}/", **paging):
             yield from page_entries(page)
     except (BotoCoreError, ClientError) as exc:
-        raise s3.S3Error(f"listing the object versions under s3://{s3cfg.bucket}/{prefix}/ "
-                         f"failed: {s3.describe(exc, s3cfg)}") from None
+        raise s3.S3Error(f"listing the object versions under {dest.url(prefix)} "
+                         f"failed: {s3.describe(exc, dest)}") from None
 
 
-def state_at(s3cfg: S3Config, prefix: str, at: datetime) -> dict[str, ObjectVersion]:
+def state_at(dest: Destination, prefix: str, at: datetime) -> dict[str, ObjectVersion]:
     """The objects under prefix/ as S3 held them at `at`, keyed by the path relative to the
     prefix (as s3.list_objects keys them)."""
     if at.tzinfo is None:
         raise ValueError("state_at() needs an aware datetime (see parse_at)")
-    require_versioning(s3cfg)
-    chosen = choose(list_entries(s3cfg, prefix), at)
+    require_versioning(dest)
+    chosen = choose(list_entries(dest, prefix), at)
     return {key[len(prefix) + 1:]: version for key, version in chosen.items()}

@@ -1,16 +1,15 @@
 """`ardua-backup run-once JOB --dry-run`: what the sync would do, changing nothing in S3 and
 leaving the sentinel, the ledger and the metrics alone.
 
-The same steps as a run (supervisor.upload.run), each only reading: the preflight, the source
-listing, the in-progress checks (pipeline.check_in_progress, the run's own code: the young files
-a receipts run leaves out on both sides, or the deferral), the deletion guard's numbers and
-verdict, the hard-link plan (the candidates are hashed in a read-only container), the compare
-mode this run would use, then the sync itself (the young files excluded as the run excludes
-them) with `rclone --dry-run` in a container labelled as a reader (so it never makes a real sync
-refuse). Its "Skipped copy/delete as --dry-run is set" lines are the files and bytes that would
-be uploaded and the objects that would be deleted; keys the hard-link step would copy
-server-side are counted apart from the uploads. Operators run it before --force-deletes. A step
-that cannot run (S3 down, Docker) ends the plan with its reason.
+Not a copy of the run: upload.run.dry_run walks the run's own steps in read-only mode and fills
+in the DryRun plan below: the source listing, the in-progress checks (the young files a receipts
+run leaves out on both sides, or the deferral), the deletion guard's numbers and verdict, the
+hard-link plan (the candidates hashed in a read-only container), the compare mode, then the sync
+itself with `rclone --dry-run` in a container labelled as a reader. Its "Skipped copy/delete as
+--dry-run is set" lines are the files and bytes that would be uploaded and the objects that would
+be deleted; keys the hard-link step would copy server-side are counted apart from the uploads.
+Operators run it before --force-deletes. A step that cannot run (S3 down, Docker) ends the plan
+with its reason.
 """
 
 from __future__ import annotations
@@ -18,20 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import docker
-
-from supervisor.config.load import Config
-from supervisor.containers import engine as docker_runner
-from supervisor.containers import jobs as rclone_containers
 from supervisor.containers import rclone
-from supervisor.containers.engine import DockerError
-from supervisor.record.report import human_size, new_run_id, now_utc
-from supervisor.storage import s3
-from supervisor.upload import compare, guard, hardlinks, servercopy
-from supervisor.upload import run as pipeline
+from supervisor.core.states import EXIT_DEFERRED, EXIT_FAILED, EXIT_OK
+from supervisor.record.report import human_size
+from supervisor.upload import hardlinks
 
 DRY_RUN_STEP = "dry-run"  # not a writer step: the container carries the reader label
-EXIT_OK, EXIT_FAILED, EXIT_DEFERRED = 0, 1, 75
 SHOWN = 20  # names listed per kind
 
 
@@ -150,50 +141,3 @@ class DryRun:
                 lines.append(f"    copy   {p.source} -> {target} ({p.size} B; {how})")
         lines.append(f"  => {self.verdict}")
         return "\n".join(lines)
-
-
-def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
-            force_deletes: bool = False, deep: bool = False) -> DryRun:
-    job = config.job(job_name)
-    out = DryRun(job.name, rclone_containers.destination_of(config, job), force_deletes,
-                 quiet_period_s=config.guard.quiet_period_s)
-    started = now_utc()
-    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
-                             deep)
-    out.compare, out.compare_reason = choice.mode, choice.reason
-    try:
-        s3.preflight(config.s3, job.prefix)
-        run = rclone_containers.JobContainers(config, job, f"dryrun-{new_run_id()}",
-                            client or docker_runner.connect())
-        docker_runner.ensure_image(run.client, config.rclone.image)
-        listed = rclone_containers.list_source(run).files
-        out.source_files, out.source_bytes = len(listed), sum(f.size for f in listed)
-        try:
-            out.young = pipeline.check_in_progress(run, listed)
-        except pipeline.Deferred as exc:
-            out.deferred = str(exc)
-        mirror = s3.list_objects(config.s3, job.prefix)
-        plan = guard.plan_sync(listed, mirror)
-        out.guard_numbers = plan.numbers()
-        out.refusal = guard.deletion_refusal(plan, config.guard)
-        out.difference = guard.first_difference(choice.mode, listed, mirror,
-                                                {f.path for f in out.young})
-        try:
-            out.copies = servercopy.plan(
-                run.container, pipeline.settled_files(listed, out.young), mirror,
-                min(rclone_containers.LIST_TIMEOUT_S, job.timeout_s))
-        except DockerError as exc:
-            out.copy_note = f"not planned: {exc}"
-        extra = [*pipeline.upload_flags(config, job, started), "--dry-run"]
-        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
-                                      extra, exclude=[f.path for f in out.young])
-        result = run.container(DRY_RUN_STEP, command, job.timeout_s)
-    except (DockerError, s3.S3Error) as exc:
-        out.error = str(exc)
-        return out
-    log = rclone.parse_log(result.stderr)
-    verdict = rclone.judge_sync(result.exit_code, result.timed_out, log)
-    if not verdict.ok:
-        out.error = f"rclone --dry-run: {verdict.reason}: {log.last_error or 'no error text'}"
-    out.skipped = parse_skipped(result.stderr)
-    return out

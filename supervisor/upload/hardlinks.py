@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from supervisor.containers import rclone
 from supervisor.containers.rclone import ListedFile
+from supervisor.storage.destination import Destination
 from supervisor.storage.markers import MARKER_NAMES
 from supervisor.storage.s3 import S3Object
 
-HASH_STEP, SEED_STEP = "hash", "seed"
 # Candidate files are named one by one on rclone's command line (an exact --include each).
 # Linux allows ~2 MiB of arguments; beyond these bounds the largest groups are taken first and
 # the rest is left to the sync's plain uploads.
@@ -198,12 +198,12 @@ def plan_copies(
     return plans
 
 
-def seed_command(bucket: str, prefix: str, timeout_s: float, paths: Sequence[str],
+def seed_command(dest: Destination, prefix: str, timeout_s: float, paths: Sequence[str],
                  extra: Sequence[str] = ()) -> list[str]:
     """Uploads exactly these files (one per identity class): `rclone copy`, never deleting, with
     the sync's checks, bounds and `extra` flags (--bwlimit)."""
     return [
-        "copy", f"{rclone.SOURCE_MOUNT}/", rclone.remote(bucket, prefix),
+        "copy", f"{rclone.SOURCE_MOUNT}/", dest.remote(prefix),
         "--checksum", "--fast-list", *_includes(paths), *rclone.BOUNDS,
         "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.LOGGING,
     ]  # fmt: skip

@@ -1,8 +1,8 @@
-"""One upload run, start to finish: preflight -> list source -> guards -> sync -> judge ->
-sentinel.
+"""One upload run, start to finish: preflight -> list source and S3 -> in-progress checks ->
+deletion guard -> anything to do? -> hard links copied server-side -> sync -> judge -> sentinel.
 
 run_job never raises for a failed run: it returns a RunReport that says why, so the CLI and the
-daemon treat every outcome the same way.
+daemon treat every outcome the same way. dry_run walks the same steps read-only (_Steps).
 """
 
 from __future__ import annotations
@@ -17,26 +17,21 @@ from supervisor.config import bwlimit
 from supervisor.config.load import Config, JobConfig
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
-from supervisor.containers.engine import DockerError
+from supervisor.containers.engine import ContainerRun, DockerError
 from supervisor.containers.jobs import (
     LIST_TIMEOUT_S,
     SYNC_STEP,
     JobContainers,
-    destination_of,
+    Listing,
     list_source,
 )
+from supervisor.core.clock import now_utc
+from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.postgres import gocron as dbbackup
-from supervisor.record.report import (
-    DEFERRED,
-    FAILED,
-    REFUSED,
-    SUCCESS,
-    RunReport,
-    new_run_id,
-    now_utc,
-)
+from supervisor.record.report import RunReport, new_run_id
 from supervisor.storage import s3
 from supervisor.upload import compare, guard, servercopy
+from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, parse_skipped
 
 # Young files are excluded one by one on the sync's command line; beyond these bounds the run is
 # deferred instead (Linux takes ~2 MiB of arguments; a small business writes far fewer receipts
@@ -58,11 +53,10 @@ class Deferred(Exception):
 def _check_no_sync_running(run: JobContainers) -> None:
     """Refuses while a sync container writes to the same prefix, whoever started it. Listings
     (of a run, of `status`) do not count: they only read."""
-    destination = destination_of(run.config, run.job)
-    busy = docker_runner.target_containers(run.client, destination)
+    busy = docker_runner.target_containers(run.client, run.target)
     if busy:
         raise Refused(
-            f"a sync to {destination} is already running (run "
+            f"a sync to {run.target} is already running (run "
             f"{busy[0].labels.get(docker_runner.LABEL_RUN, busy[0].short_id)}); "
             f"two syncs of one prefix must never run at once"
         )
@@ -148,54 +142,140 @@ def _log_young(run: JobContainers, young: list[rclone.ListedFile]) -> None:
     )
 
 
-def _check_deletions(
-    run: JobContainers, listed: list[rclone.ListedFile], force: bool, mirror: dict[str, s3.S3Object]
-) -> None:
-    """Raises Refused when the guard says no."""
-    plan = guard.plan_sync(listed, mirror)
-    log = logger.bind(job=run.job.name, run_id=run.run_id)
-    reason = guard.deletion_refusal(plan, run.config.guard)
-    if not reason:
-        log.info(f"{run.job.name}: deletion guard passed: {plan.numbers()}")
-        return
-    if force:
-        log.warning(f"{run.job.name}: deletion guard overridden by --force-deletes: {reason}; "
-                    f"{plan.numbers()}")
-        return
-    raise Refused(
-        f"deletion guard: {reason} ({plan.numbers()}) under "
-        f"{destination_of(run.config, run.job)}. Nothing was changed. If this is "
-        f"intended, run once with --force-deletes"
-    )
-
-
 def upload_flags(config: Config, job: JobConfig, now: datetime) -> list[str]:
     """Flags of every container that uploads: the job's bandwidth limit, else rclone's."""
     return bwlimit.flags(job.bwlimit or config.rclone.bwlimit, config.timezone, now)
 
 
-def _copy_same_files(
-    run: JobContainers, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
-    extra: list[str],
-) -> servercopy.Outcome:
-    """Hard links in S3 as server-side copies instead of uploads (upload.hardlinks). Never
-    fails the run: what it does not do, the sync uploads."""
-    log = logger.bind(job=run.job.name, run_id=run.run_id)
-    try:
-        plans = servercopy.plan(run.container, listed, mirror,
-                                min(LIST_TIMEOUT_S, run.job.timeout_s))
+class _Steps:
+    """The steps of one upload run, shared by the run and its dry run (`dry`: the plan being
+    filled in). A dry run writes nothing: it reaps no leftovers, seeds and copies nothing, its
+    sync is `rclone --dry-run` in a container labelled as a reader (so it never makes a real
+    sync refuse), and it writes no sentinel. What would end a run (a deferral, the guard's
+    refusal, nothing to sync) ends it by raising; a dry run writes it in the plan and goes on,
+    so the plan shows everything the run would meet."""
+
+    def __init__(self, config: Config, job: JobConfig, run_id: str,
+                 client: docker.DockerClient | None, choice: compare.Choice,
+                 force_deletes: bool, dry: DryRun | None = None) -> None:
+        self.config, self.job, self.run_id, self.choice = config, job, run_id, choice
+        self.force_deletes, self.dry = force_deletes, dry
+        self.dest = config.destination()
+        self.log = logger.bind(job=job.name, run_id=run_id)
+        self._client = client
+        self.young: list[rclone.ListedFile] = []
+        self.listing = Listing([], 0)
+        self.copies = servercopy.Outcome()
+
+    def walk(self, started: datetime) -> ContainerRun | None:
+        """Every step in order; the sync container's result, or None when a run needs none."""
+        s3.preflight(self.dest, self.job.prefix)
+        run = self.containers()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # S3 is listed for the guard while the source listing container runs.
+            mirror_listing = pool.submit(s3.list_objects, self.dest, self.job.prefix)
+            self.listing = list_source(run)
+            mirror = mirror_listing.result()
+        listed = self.listing.files
+        self.in_progress(run, listed)
+        self.guard(run, listed, mirror)
+        if not self.needs_sync(listed, mirror):
+            return None
+        extra = upload_flags(self.config, self.job, started)
+        self.copy(run, settled_files(listed, self.young), mirror, extra)
+        return self.sync(run, extra)
+
+    def containers(self) -> JobContainers:
+        run_id = f"dryrun-{self.run_id}" if self.dry else self.run_id
+        run = JobContainers(self.config, self.job, run_id,
+                            self._client or docker_runner.connect())
+        docker_runner.ensure_image(run.client, self.config.rclone.image)
+        if self.dry:
+            return run
+        if reaped := docker_runner.reap_orphans(run.client, self.job.name):
+            self.log.warning(f"{self.job.name}: removed {reaped} finished container(s) left by "
+                             f"a killed run")
+        _check_no_sync_running(run)
+        return run
+
+    def in_progress(self, run: JobContainers, listed: list[rclone.ListedFile]) -> None:
+        try:
+            self.young = check_in_progress(run, listed)
+        except Deferred as exc:
+            if not self.dry:
+                raise
+            self.dry.deferred = str(exc)
+        if self.young and not self.dry:
+            _log_young(run, self.young)
+
+    def guard(self, run: JobContainers, listed: list[rclone.ListedFile],
+              mirror: dict[str, s3.S3Object]) -> None:
+        """The deletion guard: Refused when it says no (unless --force-deletes)."""
+        plan = guard.plan_sync(listed, mirror)
+        reason = guard.deletion_refusal(plan, self.config.guard)
+        if self.dry:
+            self.dry.guard_numbers, self.dry.refusal = plan.numbers(), reason
+        elif not reason:
+            self.log.info(f"{self.job.name}: deletion guard passed: {plan.numbers()}")
+        elif self.force_deletes:
+            self.log.warning(f"{self.job.name}: deletion guard overridden by --force-deletes: "
+                             f"{reason}; {plan.numbers()}")
+        else:
+            raise Refused(f"deletion guard: {reason} ({plan.numbers()}) under {run.target}. "
+                          f"Nothing was changed. If this is intended, run once with "
+                          f"--force-deletes")
+
+    def needs_sync(self, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object]) -> bool:
+        difference = guard.first_difference(self.choice.mode, listed, mirror,
+                                            {f.path for f in self.young})
+        if self.dry:
+            self.dry.difference = difference
+            return True  # the dry run lists what rclone would do either way
+        if difference is None:
+            self.log.info(f"{self.job.name}: S3 already holds the source's "
+                          f"{len(listed) - len(self.young)} settled file(s) "
+                          f"({self.choice.reason}): no sync needed, none started")
+            return False
+        self.log.info(f"{self.job.name}: source holds {len(listed)} file(s); syncing "
+                      f"({difference}), {self.choice.reason}")
+        return True
+
+    def copy(self, run: JobContainers, settled: list[rclone.ListedFile],
+             mirror: dict[str, s3.S3Object], extra: list[str]) -> None:
+        """Hard links in S3 as server-side copies instead of uploads (upload.hardlinks). Never
+        fails the run: what it does not do, the sync uploads. A dry run only plans them."""
+        try:
+            plans = servercopy.plan(run.container, settled, mirror,
+                                    min(LIST_TIMEOUT_S, self.job.timeout_s))
+            if self.dry:
+                self.dry.copies = plans
+                return
+            if plans:
+                _check_no_sync_running(run)  # the seed step writes to the prefix
+            self.copies = servercopy.carry_out(run.container, self.dest, self.job.prefix, plans,
+                                               self.job.timeout_s, self.log, extra)
+        except DockerError as exc:
+            if self.dry:
+                self.dry.copy_note = f"not planned: {exc}"
+            else:
+                self.log.warning(f"{self.job.name}: no server-side copies this run: {exc}")
+            return
         if plans:
-            _check_no_sync_running(run)  # the seed step writes to the prefix
-        outcome = servercopy.carry_out(run.container, run.config.s3, run.job.prefix, plans,
-                                       run.job.timeout_s, log, extra)
-    except DockerError as exc:
-        log.warning(f"{run.job.name}: no server-side copies this run: {exc}")
-        return servercopy.Outcome()
-    if plans:
-        log.info(f"{run.job.name}: {outcome.copied} key(s) copied server-side "
-                 f"({outcome.bytes_saved} B not uploaded), {outcome.seed_files} uploaded to "
-                 f"copy from, {outcome.failed} left to the sync")
-    return outcome
+            out = self.copies
+            self.log.info(f"{self.job.name}: {out.copied} key(s) copied server-side "
+                          f"({out.bytes_saved} B not uploaded), {out.seed_files} uploaded to "
+                          f"copy from, {out.failed} left to the sync")
+
+    def sync(self, run: JobContainers, extra: list[str]) -> ContainerRun:
+        if self.dry:
+            step, extra = DRY_RUN_STEP, [*extra, "--dry-run"]
+        else:
+            step = SYNC_STEP
+            _check_no_sync_running(run)  # again: another sync may have started meanwhile
+        command = rclone.sync_command(self.dest, self.job.prefix, self.job.timeout_s,
+                                      self.choice.flags, extra,
+                                      exclude=[f.path for f in self.young])
+        return run.container(step, command, self.job.timeout_s)
 
 
 def run_job(
@@ -207,82 +287,33 @@ def run_job(
     run_id: str | None = None,
     deep: bool = False,
 ) -> RunReport:
-    """One upload run; its report says how it ended (supervisor.record.recorder records it)."""
+    """One upload run; its report says how it ended (record.sinks records it)."""
     job = config.job(job_name)
     run_id = run_id or new_run_id()
     log = logger.bind(job=job.name, run_id=run_id)
     started = now_utc()
-    destination = destination_of(config, job)
-    log.info(f"{job.name}: run {run_id} started: {job.source} -> {destination}")
+    dest = config.destination()
+    log.info(f"{job.name}: run {run_id} started: {job.source} -> {dest.url(job.prefix)}")
     choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
                              deep)
-    base = {"job": job.name, "run_id": run_id, "started_at": started, "destination": destination,
-            "compare": choice.mode}
-
-    def finish(result: str, exit_code: int | None = None, **extra: object) -> RunReport:
-        finished = now_utc()
-        return RunReport(
-            result=result, exit_code=exit_code, finished_at=finished,
-            duration_s=(finished - started).total_seconds(), **base, **extra,  # type: ignore[arg-type]
-        )
-
-    young: list[rclone.ListedFile] = []
-
-    def succeed(exit_code: int | None, note: str, **counts: object) -> RunReport:
-        """Only a run whose every step succeeded writes the sentinel."""
-        try:
-            body = s3.write_sentinel(config.s3, job.prefix, now_utc())
-        except s3.S3Error as exc:
-            return finish(FAILED, exit_code, message=str(exc), **counts)
-        message = f"sentinel {body.strip()}{note}"
-        if young:
-            message += (f"; {len(young)} file(s) changed within guard.quiet_period left for the "
-                        f"next run")
-        return finish(SUCCESS, exit_code, sentinel_written=True, message=message, **counts)
-
+    steps = _Steps(config, job, run_id, client, choice, force_deletes)
+    report = _Reporter(job.name, run_id, started, dest.url(job.prefix), choice.mode)
     try:
-        s3.preflight(config.s3, job.prefix)
-        run = JobContainers(config, job, run_id, client or docker_runner.connect())
-        docker_runner.ensure_image(run.client, config.rclone.image)
-        if reaped := docker_runner.reap_orphans(run.client, job.name):
-            log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
-        _check_no_sync_running(run)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # S3 is listed for the guard while the source listing container runs.
-            mirror_listing = pool.submit(s3.list_objects, config.s3, job.prefix)
-            listing = list_source(run)
-            mirror = mirror_listing.result()
-        listed = listing.files
-        base["source_files"] = len(listed)
-        young = check_in_progress(run, listed)
-        base["skipped_young"] = len(young)
-        _check_deletions(run, listed, force_deletes, mirror)
-        if young:
-            _log_young(run, young)
-        difference = guard.first_difference(choice.mode, listed, mirror, {f.path for f in young})
-        if difference is None:
-            log.info(f"{job.name}: S3 already holds the source's {len(listed) - len(young)} "
-                     f"settled file(s) ({choice.reason}): no sync needed, none started")
-            return succeed(None, f"; S3 already matched the source ({choice.mode} pass), no "
-                                 f"sync was needed", skipped_symlinks=listing.skipped_symlinks)
-        extra = upload_flags(config, job, started)
-        copies = _copy_same_files(run, settled_files(listed, young), mirror, extra)
-        log.info(f"{job.name}: source holds {len(listed)} file(s); syncing ({difference}), "
-                 f"{choice.reason}")
-        _check_no_sync_running(run)  # again: another sync may have started while we listed
-        command = rclone.sync_command(config.s3.bucket, job.prefix, job.timeout_s, choice.flags,
-                                      extra, exclude=[f.path for f in young])
-        result = run.container(SYNC_STEP, command, job.timeout_s)
+        result = steps.walk(started)
     except Refused as exc:
-        return finish(REFUSED, message=str(exc))
+        return report.finish(steps, REFUSED, message=str(exc))
     except Deferred as exc:
-        return finish(DEFERRED, message=str(exc))
+        return report.finish(steps, DEFERRED, message=str(exc))
     except (DockerError, s3.S3Error) as exc:
-        return finish(FAILED, message=str(exc))
-
+        return report.finish(steps, FAILED, message=str(exc))
+    if result is None:
+        return report.succeed(steps, None, f"; S3 already matched the source ({choice.mode} "
+                                           f"pass), no sync was needed",
+                              skipped_symlinks=steps.listing.skipped_symlinks)
     summary = rclone.parse_log(result.stderr)
     for line in summary.error_lines:
         log.warning(f"{job.name}: rclone: {line}")
+    copies = steps.copies
     counts = {
         "files": summary.stat("transfers") + copies.seed_files,
         "bytes": summary.stat("bytes") + copies.seed_bytes,
@@ -295,5 +326,66 @@ def run_job(
     }
     verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
     if not verdict.ok:
-        return finish(FAILED, result.exit_code, message=verdict.reason, **counts)
-    return succeed(result.exit_code, "", **counts)
+        return report.finish(steps, FAILED, result.exit_code, message=verdict.reason, **counts)
+    return report.succeed(steps, result.exit_code, "", **counts)
+
+
+class _Reporter:
+    """Builds the run's report; only a run whose every step succeeded writes the sentinel."""
+
+    def __init__(self, job: str, run_id: str, started: datetime, destination: str,
+                 mode: str) -> None:
+        self.base = {"job": job, "run_id": run_id, "started_at": started,
+                     "destination": destination, "compare": mode}
+
+    def finish(self, steps: _Steps, result: str, exit_code: int | None = None,
+               **extra: object) -> RunReport:
+        finished = now_utc()
+        return RunReport(
+            result=result, exit_code=exit_code, finished_at=finished,
+            duration_s=(finished - self.base["started_at"]).total_seconds(),  # type: ignore[operator]
+            source_files=len(steps.listing.files), skipped_young=len(steps.young),
+            **self.base, **extra,  # type: ignore[arg-type]
+        )
+
+    def succeed(self, steps: _Steps, exit_code: int | None, note: str,
+                **counts: object) -> RunReport:
+        try:
+            body = s3.write_sentinel(steps.dest, steps.job.prefix, now_utc())
+        except s3.S3Error as exc:
+            return self.finish(steps, FAILED, exit_code, message=str(exc), **counts)
+        message = f"sentinel {body.strip()}{note}"
+        if steps.young:
+            message += (f"; {len(steps.young)} file(s) changed within guard.quiet_period left "
+                        f"for the next run")
+        return self.finish(steps, SUCCESS, exit_code, sentinel_written=True, message=message,
+                           **counts)
+
+
+def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
+            force_deletes: bool = False, deep: bool = False) -> DryRun:
+    """`run-once JOB --dry-run`: the run's own steps in read-only mode (see _Steps)."""
+    job = config.job(job_name)
+    started = now_utc()
+    plan = DryRun(job.name, config.destination().url(job.prefix), force_deletes,
+                  quiet_period_s=config.guard.quiet_period_s)
+    choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
+                             deep)
+    plan.compare, plan.compare_reason = choice.mode, choice.reason
+    steps = _Steps(config, job, new_run_id(), client, choice, force_deletes, dry=plan)
+    try:
+        result = steps.walk(started)
+    except (DockerError, s3.S3Error) as exc:
+        plan.error = str(exc)
+        return plan
+    listed = steps.listing.files
+    plan.source_files, plan.source_bytes = len(listed), sum(f.size for f in listed)
+    plan.young = steps.young
+    assert result is not None  # a dry run always reaches its sync
+    summary = rclone.parse_log(result.stderr)
+    verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
+    if not verdict.ok:
+        plan.error = (f"rclone --dry-run: {verdict.reason}: "
+                      f"{summary.last_error or 'no error text'}")
+    plan.skipped = parse_skipped(result.stderr)
+    return plan

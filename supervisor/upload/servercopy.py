@@ -19,11 +19,12 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
-from supervisor.config.load import S3Config
 from supervisor.containers import rclone
 from supervisor.containers.engine import ContainerRun, DockerError
+from supervisor.containers.jobs import HASH_STEP, SEED_STEP
 from supervisor.containers.rclone import ListedFile
 from supervisor.storage import s3, upload_options
+from supervisor.storage.destination import Destination
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import hardlinks
 
@@ -59,16 +60,16 @@ def object_md5(head: Mapping[str, Any]) -> str | None:
     return raw.hex() if len(raw) == 16 else None
 
 
-def holds(config: S3Config, key: str, size: int, md5: str) -> tuple[bool, dict[str, Any]]:
+def holds(dest: Destination, key: str, size: int, md5: str) -> tuple[bool, dict[str, Any]]:
     """Does the object at key hold exactly that content? (and its HEAD)."""
     try:
-        head = s3.head(config, key)
+        head = s3.head(dest, key)
     except s3.S3Error:
         return False, {}
     return int(head.get("ContentLength", -1)) == size and object_md5(head) == md5, head
 
 
-def copy(config: S3Config, source_key: str, target_key: str, md5: str,
+def copy(dest: Destination, source_key: str, target_key: str, md5: str,
          source_head: Mapping[str, Any]) -> None:
     """A server-side copy that keeps what rclone compares and stores: the metadata (mtime; the
     hard links share it) plus md5chksum, so a multipart copy (whose ETag is no MD5) still
@@ -79,18 +80,18 @@ def copy(config: S3Config, source_key: str, target_key: str, md5: str,
     extra: dict[str, Any] = {
         "MetadataDirective": "REPLACE",
         "Metadata": metadata,
-        **upload_options.boto_extra_args(config.upload_options),
+        **upload_options.boto_extra_args(dest.upload_options),
     }
     if source_head.get("ContentType"):
         extra["ContentType"] = source_head["ContentType"]
     transfer = TransferConfig(multipart_threshold=COPY_PART_BYTES,
                               multipart_chunksize=COPY_PART_BYTES)
     try:
-        s3.client(config).copy({"Bucket": config.bucket, "Key": source_key}, config.bucket,
+        s3.client(dest).copy({"Bucket": dest.bucket, "Key": source_key}, dest.bucket,
                                target_key, ExtraArgs=extra, Config=transfer)
     except (BotoCoreError, ClientError) as exc:
         raise s3.S3Error(f"server-side copy {source_key} -> {target_key} failed: "
-                         f"{s3.describe(exc, config)}") from None
+                         f"{s3.describe(exc, dest)}") from None
 
 
 def _counts(run: ContainerRun) -> tuple[bool, rclone.LogSummary]:
@@ -102,7 +103,7 @@ def hash_candidates(run_step: RunStep, groups: list[hardlinks.Group], timeout_s:
                     ) -> dict[str, hardlinks.Hashed]:
     """MD5 of every candidate file, from one read-only container. Raises DockerError."""
     paths = [p for g in groups for p in g.paths]
-    result = run_step(hardlinks.HASH_STEP, hardlinks.hash_command(paths), timeout_s)
+    result = run_step(HASH_STEP, hardlinks.hash_command(paths), timeout_s)
     log = rclone.parse_log(result.stderr)
     if result.exit_code != 0 or log.error_count:
         raise DockerError(f"hashing {len(paths)} candidate file(s) failed (exit "
@@ -124,7 +125,7 @@ def plan(run_step: RunStep, listed: Iterable[ListedFile], mirror: Mapping[str, S
 
 
 def carry_out(
-    run_step: RunStep, config: S3Config, prefix: str, plans: list[hardlinks.CopyPlan],
+    run_step: RunStep, dest: Destination, prefix: str, plans: list[hardlinks.CopyPlan],
     timeout_s: float, log: Any = logger, extra: list[str] | None = None,
 ) -> Outcome:
     """Seeds, then copies, each verified. Never raises for S3 or rclone trouble: what fails is
@@ -132,8 +133,8 @@ def carry_out(
     out = Outcome(plans=plans)
     seeds = [p for p in plans if p.seed]
     if seeds:
-        result = run_step(hardlinks.SEED_STEP, hardlinks.seed_command(
-            config.bucket, prefix, timeout_s, [p.source for p in seeds], extra or ()), timeout_s)
+        result = run_step(SEED_STEP, hardlinks.seed_command(
+            dest, prefix, timeout_s, [p.source for p in seeds], extra or ()), timeout_s)
         ok, summary = _counts(result)
         out.seed_files, out.seed_bytes = summary.stat("transfers"), summary.stat("bytes")
         if not ok:
@@ -142,7 +143,7 @@ def carry_out(
                         f"the sync uploads what is missing")
     for p in plans:
         source_key = f"{prefix}/{p.source}"
-        good, head = holds(config, source_key, p.size, p.md5)
+        good, head = holds(dest, source_key, p.size, p.md5)
         if not good:
             out.failed += len(p.targets)
             log.warning(f"{source_key} does not hold the MD5 {p.md5} of its hard links; "
@@ -151,8 +152,8 @@ def carry_out(
         for target in p.targets:
             target_key = f"{prefix}/{target}"
             try:
-                copy(config, source_key, target_key, p.md5, head)
-                verified, _ = holds(config, target_key, p.size, p.md5)
+                copy(dest, source_key, target_key, p.md5, head)
+                verified, _ = holds(dest, target_key, p.size, p.md5)
             except s3.S3Error as exc:
                 log.warning(f"{exc}; the sync uploads it")
                 verified = False

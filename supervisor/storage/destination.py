@@ -1,0 +1,72 @@
+"""Where a copy lives: one bucket at one endpoint, reached with one set of credentials, written
+with one set of upload options. Everything that talks to S3 (the boto3 client, the rclone
+containers, the sentinel, the error messages) takes a Destination and asks it; nothing else
+knows a bucket name.
+
+A config's ``[s3]`` table is one Destination named ``s3``. Its setting names (``s3.bucket``) are
+how errors tell the operator what to fix, so a destination from another table names its own.
+Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.storage import markers
+from supervisor.storage.upload_options import UploadOptions
+
+# rclone's own name for the remote of every container: `:s3:` is the on-the-fly backend,
+# configured by environment (containers.rclone.environment), never by a config file.
+_RCLONE_BACKEND = ":s3:"
+
+
+@dataclass(frozen=True)
+class Destination:
+    bucket: str
+    region: str = "us-east-1"
+    endpoint_url: str = ""  # "" = AWS
+    credentials_file: Path | None = None  # None = IAM role / the default chain
+    profile: str = "default"
+    storage_class: str = ""
+    server_side_encryption: str = ""
+    sse_kms_key_id: str = ""
+    table: str = "s3"  # the config table it was read from: names its settings in errors
+
+    @property
+    def name(self) -> str:
+        return self.table.rpartition(".")[2]
+
+    def setting(self, key: str) -> str:
+        """The full name of one of its settings, as the operator writes it: `s3.bucket`."""
+        return f"{self.table}.{key}"
+
+    @property
+    def upload_options(self) -> UploadOptions:
+        return UploadOptions(self.storage_class, self.server_side_encryption,
+                             self.sse_kms_key_id)
+
+    @property
+    def provider(self) -> str:
+        """rclone's S3 provider: AWS unless a custom endpoint points elsewhere."""
+        return "Other" if self.endpoint_url else "AWS"
+
+    @property
+    def where(self) -> str:
+        """The endpoint, for messages: its URL, or AWS and the region."""
+        return self.endpoint_url or f"AWS ({self.region})"
+
+    def url(self, prefix: str) -> str:
+        """`s3://bucket/prefix/`: how logs, reports and container labels name a mirror."""
+        return f"s3://{self.bucket}/{prefix}/"
+
+    def key_url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def remote(self, prefix: str) -> str:
+        """rclone's name for the prefix. Trailing slash: without it rclone reports any HEAD
+        failure as "is a file not a directory"."""
+        return f"{_RCLONE_BACKEND}{self.bucket}/{prefix}/"
+
+    def sentinel_key(self, prefix: str) -> str:
+        return markers.sentinel_key(prefix)
