@@ -1,6 +1,6 @@
 """Memory and file descriptors over many runs of the daemon's run path.
 
-The daemon runs every job as `Recorder.record(job, pipeline.run_job)` on a worker thread (ledger,
+The daemon runs every job as `sinks.record(job, pipeline.run_job)` on a worker thread (ledger,
 metrics textfile, heartbeat, final journal line). This runs that path N times back to back in
 one process against a small receipts job (a new receipt each run, so every run uploads), and
 prints RSS and open fds every N/10 runs, against the process right after the daemon's imports
@@ -35,7 +35,7 @@ from loguru import logger
 from benchmarks import stop_cleanly_on_sigterm
 from supervisor.config import load as config_mod
 from supervisor.core.states import SUCCESS
-from supervisor.record.recorder import Recorder, open_ledger
+from supervisor.record import sinks
 from supervisor.upload import run as pipeline
 
 
@@ -98,7 +98,7 @@ def measured(path: Path, docker_host: str, n: int, rewrite: bool) -> int:
     cfg = config_mod.load(path)
     (job, job_cfg), = cfg.jobs.items()
     receipts = Path(str(job_cfg.source))
-    recorder = Recorder(cfg, open_ledger(cfg))
+    recorder = sinks.for_runs(cfg)
     rows = []
     every: list[int] = []  # RSS after each run, KB
     uploaded = 0
@@ -125,7 +125,7 @@ def measured(path: Path, docker_host: str, n: int, rewrite: bool) -> int:
             print(f"run {i}: RSS {rows[-1][1] / 1024:.1f} MB, {rows[-1][2]} fds",
                   file=sys.stderr)
     each = "the one receipt rewritten" if rewrite else "one new receipt"
-    print(f"{n} runs of the daemon's run path in one process (Recorder.record(run_job) on a "
+    print(f"{n} runs of the daemon's run path in one process (Sinks.record(run_job) on a "
           f"worker thread; {each} each; {uploaded} files uploaded)")
     print(f"after imports: RSS {base_rss / 1024:.1f} MB, {base_fds} fds")
     print(f"{'runs':>6} {'RSS MB':>8} {'vs run 1':>9} {'fds':>5} {'s':>7}")

@@ -39,8 +39,7 @@ from supervisor.daemon import service
 from supervisor.health import doctor, gather
 from supervisor.health import verdict as health
 from supervisor.record import journal as logs
-from supervisor.record import ledger, metrics
-from supervisor.record.recorder import Recorder, open_ledger
+from supervisor.record import ledger, sinks
 from supervisor.record.report import Report
 from supervisor.restore import db as restore
 from supervisor.restore import drill
@@ -147,8 +146,9 @@ def cmd_drill(cfg: Config, args: Args) -> int:
 
 
 def _recorded(cfg: Config, job: str, run: Callable[[str], R]) -> R:
-    """Runs `run(run_id)` recorded as the daemon records its runs (supervisor.record.recorder)."""
-    return Recorder(cfg, open_ledger(cfg)).record(job, run)
+    """Runs `run(run_id)` reported to the daemon's sinks (record.sinks): ledger, metrics,
+    heartbeat, journal and the alerts, sharing the daemon's alert memory."""
+    return sinks.for_runs(cfg).record(job, run)
 
 
 def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool) -> int:
@@ -180,7 +180,7 @@ def _dash(value: object) -> str:
 
 def cmd_status(cfg: Config, args: Args) -> int:
     verdict = gather.evaluate_status(cfg)
-    metrics.write_status(cfg, verdict.values())
+    sinks.for_verdicts(cfg).verdict(verdict)
     print(json.dumps(verdict.to_json(), indent=2) if args.json else verdict.render())
     return verdict.exit_code
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.config import values
 from supervisor.containers import rclone
 from supervisor.record.ledger import Ledger
 from supervisor.record.report import RunReport
@@ -47,7 +48,7 @@ def test_flags_reach_the_sync_command() -> None:
 
 def test_parse_mode_names_the_choices() -> None:
     with pytest.raises(ValueError, match="'checksum', 'size', 'mtime'"):
-        compare.parse_mode("sha1")
+        values.compare_mode("sha1")
 
 
 def _report(job: str, result: str, mode: str, started: datetime) -> RunReport:

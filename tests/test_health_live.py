@@ -21,7 +21,7 @@ from supervisor import cli
 from supervisor.config import load as config
 from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.postgres import gocron as dbbackup
-from supervisor.record import recorder
+from supervisor.record import sinks
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 from tests.harness.pgtree import fill_volume, make_backups_tree
@@ -100,8 +100,8 @@ def sentinel_at(cfg: config.Config, job: str, hours_ago: float) -> None:
 
 def run(cfg: config.Config, job: str, **kw: object):
     """A run recorded as the daemon and `run-once` record it (ledger, metrics, heartbeats)."""
-    book = recorder.Recorder(cfg, recorder.open_ledger(cfg))
-    return book.record(job, lambda run_id: pipeline.run_job(cfg, job, run_id=run_id, **kw))
+    return sinks.for_runs(cfg).record(
+        job, lambda run_id: pipeline.run_job(cfg, job, run_id=run_id, **kw))
 
 
 @pytest.mark.parametrize(

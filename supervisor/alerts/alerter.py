@@ -88,6 +88,15 @@ class Alerter:
             finally:
                 os.close(fd)
 
+    def can_share(self) -> bool:
+        """May this process take the memory's lock (and so share it with the daemon)?"""
+        try:
+            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        os.close(fd)
+        return True
+
     def reconfigure(self, settings: Settings, urls: Sequence[str]) -> None:
         with self._lock:
             self.settings, self.urls = settings, list(urls)

@@ -16,7 +16,6 @@ from supervisor.config import alerts as alertconfig
 from supervisor.config import bwlimit
 from supervisor.config import values as v
 from supervisor.config.values import parse_duration
-from supervisor.upload import compare
 
 DEFAULT_DB_JOB = "db-upload"
 DEFAULT_RECEIPTS_JOB = "receipts-upload"
@@ -81,7 +80,7 @@ KEYS: tuple[Key, ...] = (
         "timeout_s"),
     Key("jobs.*.catch_up", v.boolean, True, "run once at start-up if a run was missed"),
     Key("jobs.*.heartbeat_url", v.url, "", "healthchecks.io-style ping URL; empty = none"),
-    Key("jobs.*.compare", compare.parse_mode, "checksum", "how a run finds changed files: "
+    Key("jobs.*.compare", v.compare_mode, "checksum", "how a run finds changed files: "
         "'checksum' (reads every file), 'size' or 'mtime' (read none; a deep checksum pass "
         "every deep_every)"),
     Key("jobs.*.deep_every", parse_duration, 86400.0, "with compare 'size' or 'mtime', a run "

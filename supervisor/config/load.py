@@ -26,7 +26,7 @@ from supervisor.config.keys import (
     default,
 )
 from supervisor.config.values import Source, parse_duration, show
-from supervisor.storage import upload_options
+from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
 __all__ = ["Source", "parse_duration"]  # re-exported: part of what a config holds
@@ -175,6 +175,11 @@ class Config:
                 return dest
         known = ", ".join(d.name for d in self.destinations)
         raise ConfigError(f"{self.path}: no destination named '{name}' (configured: {known})")
+
+    @property
+    def drill_marker_key(self) -> str:
+        """Where the drill leaves its result: beside the dumps it restores (drill.db_job)."""
+        return markers.drill_marker_key(self.job(self.drill.db_job).prefix)
 
     def job(self, name: str) -> JobConfig:
         if name not in self.jobs:

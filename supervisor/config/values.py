@@ -325,3 +325,15 @@ def sql(value: Any) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
     return text
+
+
+# jobs.NAME.compare: how a sync finds changed files (upload.compare gives each its rclone flags).
+CHECKSUM, SIZE, MTIME = "checksum", "size", "mtime"
+COMPARE_MODES = (CHECKSUM, SIZE, MTIME)
+
+
+def compare_mode(value: object) -> str:
+    if not isinstance(value, str) or value not in COMPARE_MODES:
+        raise ValueError(f"must be one of {', '.join(repr(m) for m in COMPARE_MODES)}, "
+                         f"got {value!r}")
+    return value

@@ -8,9 +8,9 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from supervisor.core.clock import parse_time
+from supervisor.core.clock import parse_time, rfc3339
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
@@ -108,13 +108,6 @@ def restore_command(
             raise ValueError("restore_command(at=...) needs an aware datetime")
         command += ["--s3-version-at", rfc3339(at)]
     return command
-
-
-def rfc3339(at: datetime) -> str:
-    """An aware time as RFC 3339 in UTC with `Z` (fractions kept), as rclone reads times."""
-    at = at.astimezone(UTC)
-    fraction = f".{at.microsecond:06d}" if at.microsecond else ""
-    return f"{at:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
 # lsjson's own layout for a time, so a listed mtime reads as it always did (9 digits, a zone).

@@ -16,3 +16,10 @@ def parse_time(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")
     return parsed.astimezone(UTC)
+
+
+def rfc3339(at: datetime) -> str:
+    """An aware time as RFC 3339 in UTC with `Z` (fractions kept), as rclone reads times."""
+    at = at.astimezone(UTC)
+    fraction = f".{at.microsecond:06d}" if at.microsecond else ""
+    return f"{at:%Y-%m-%dT%H:%M:%S}{fraction}Z"

@@ -38,12 +38,12 @@ from supervisor.config.load import Config, ConfigError
 from supervisor.core.retry import retrying
 from supervisor.core.schedule import missed_fire, next_fire
 from supervisor.core.states import DEFERRED, EXIT_CONFIG, FAILED
+from supervisor.daemon.health import Check, HealthReads
 from supervisor.daemon.notify import Notifier
-from supervisor.health import verdict as health
-from supervisor.record import metrics
+from supervisor.record import metrics, sinks
 from supervisor.record.ledger import Ledger
-from supervisor.record.recorder import Recorder, Recording
 from supervisor.record.report import Report
+from supervisor.record.sinks import Recording, Sinks
 
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
 CONTAINER_STOP_S = 10.0
@@ -101,7 +101,7 @@ class Daemon:
     container_stop_s: float = CONTAINER_STOP_S
     # The `status` verdict, for STATUS=, the metrics and the alerts; None in tests that only
     # exercise the scheduler.
-    check_health: Callable[[Config], health.Verdict] | None = None
+    check_health: Check | None = None
 
     def __post_init__(self) -> None:
         self.wake = threading.Event()
@@ -109,18 +109,13 @@ class Daemon:
         self._stop = threading.Event()
         self._jobs: dict[str, _JobState] = {}
         self._problem = ""  # shown first in STATUS until resolved (failed reload, preflight)
-        self._health = ""  # the last health verdict line
-        self._health_reads: list[threading.Thread] = []
-        self._health_lock = threading.Lock()
-        # One health read at a time, in order (alerts must not see an older verdict after a
-        # newer one); a request while one runs makes it read once more when done.
-        self._health_running = False
-        self._health_again = False
         self._next_check: datetime | None = None  # the next alerts.check_every verdict
         self.config: Config
         self.ledger: Ledger
-        self.recorder: Recorder
+        self.sinks: Sinks
         self.alerter: Alerter | None = None
+        self.health = HealthReads(self.check_health, lambda: (self.config, self.sinks),
+                                  lambda: self.notifier.send(STATUS=self.status()))
 
     # -- signals (handlers only set flags: everything else happens on the loop thread)
 
@@ -140,11 +135,8 @@ class Daemon:
         self.ledger = Ledger(self.config.state_dir)
         for run in self.ledger.mark_interrupted():
             logger.bind(job=run.job, run_id=run.run_id).warning(
-                "run {} of {} started {} never finished (daemon killed?)",
-                run.run_id,
-                run.job,
-                run.started_at.isoformat(),
-            )
+                "run {} of {} started {} never finished (daemon killed?)", run.run_id, run.job,
+                run.started_at.isoformat())
         self._configure(self.config)
         for name in self.config.scheduled:
             # An interrupted run did not finish its sync: count from the run before it.
@@ -161,22 +153,19 @@ class Daemon:
         if metrics.serve(self.config):  # a port change takes effect at the next restart
             logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
         self.notifier.send(READY=1, STATUS=self.status())
-        self._refresh_health()
+        self.health.request()
 
     def _configure(self, config: Config) -> None:
-        """What follows the config: the recorder (its sinks) and the alerts."""
+        """What follows the config: the sinks every run and verdict reports to (record.sinks:
+        the same list `run-once`, `drill` and `status` build), and the alerts among them."""
         if not config.alerts.enabled:
             self.alerter = None
         elif self.alerter is None:
             self.alerter = Alerter(config.alerts, config.alert_urls, config.state_dir)
         else:
             self.alerter.reconfigure(config.alerts, config.alert_urls)
-        self.recorder = Recorder(config, self.ledger, sinks=[self._report_run])
+        self.sinks = sinks.build(config, self.ledger, self.alerter)
         self._next_check = None
-
-    def _report_run(self, report: Report) -> None:
-        if self.alerter:
-            self.alerter.on_run(report.job, report.result, report.summary())
 
     def serve(self) -> int:
         """The loop, until SIGTERM/SIGINT; then a graceful shutdown. Returns the exit code."""
@@ -204,7 +193,7 @@ class Daemon:
         now = self.clock.now()
         if self.alerter and (self._next_check is None or self._next_check <= now):
             self._next_check = now + timedelta(seconds=self.config.alerts.check_every_s)
-            self._refresh_health()
+            self.health.request()
         for name, job in self.config.scheduled.items():
             state = self._jobs.setdefault(name, _JobState(cursor=now))
             fire = missed_fire(
@@ -225,17 +214,9 @@ class Daemon:
 
     def reload(self) -> None:
         self.notifier.reloading()
-        try:
-            new = self.load(self.config_path)
-        except ConfigError as exc:
-            self._problem = f"reload failed, previous schedule kept: {exc}"
-            logger.error("{}", self._problem)
-        except Exception as exc:
-            # A file the validation does not foresee is a bug there, and still no reason to
-            # stop running the backups: keep the schedule, say so, log the traceback.
-            self._problem = (f"reload failed, previous schedule kept: {self.config_path}: "
-                             f"{type(exc).__name__}: {exc}")
-            logger.opt(exception=exc).error("{}", self._problem)
+        new, problem = _load_for_reload(self.load, self.config_path)
+        if new is None:
+            self._problem = problem
         else:
             if new.state_dir != self.config.state_dir:
                 logger.warning("state_dir changes take effect at the next restart")
@@ -251,26 +232,10 @@ class Daemon:
     def shutdown(self) -> int:
         self.notifier.send(STOPPING=1, STATUS="stopping: " + self.status())
         running = {name: s.worker for name, s in self._jobs.items() if s.worker and s.busy}
-        if running:
-            logger.info(
-                "stopping: waiting up to {}s for {}", self.config.stop_grace_s, ", ".join(running)
-            )
-        deadline = time.monotonic() + self.config.stop_grace_s
-        for name, worker in running.items():
-            worker.join(max(0.0, deadline - time.monotonic()))
-            if worker.is_alive():
-                logger.bind(job=name).warning("{} still running after the grace period: stop", name)
-                try:
-                    retrying(lambda n=name: self.containers.stop(n, self.container_stop_s), "stop")
-                except Exception as exc:
-                    logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
-                worker.join(self.container_stop_s + 5)
+        _stop_runs(running, self.config.stop_grace_s, self.containers, self.container_stop_s)
         # A health read in progress has a listing container: let it finish and remove that
         # (it takes a second) instead of exiting between its create and its removal.
-        with self._health_lock:
-            reads = list(self._health_reads)
-        for read in reads:
-            read.join(self.container_stop_s)
+        self.health.join(self.container_stop_s)
         logger.info("stopped")
         return 0
 
@@ -283,26 +248,15 @@ class Daemon:
         if state.busy:
             log.warning("{} is still running: skipping its run due at {}", name, when)
             return
-        try:
-            orphan = retrying(lambda: self.containers.running(self.config, name),
-                              "container check")
-        except Exception as exc:
-            # Docker is unreachable: the run will fail with its own clear error and be recorded.
-            log.warning("cannot check for running containers of {}: {}", name, exc)
-            orphan = False
-        if orphan:
-            log.warning(
-                "a container of {} is still running (left by an earlier process?): "
-                "not starting another, skipping its run due at {}",
-                name,
-                when,
-            )
+        if _container_running(self.containers, self.config, name):
+            log.warning("a container of {} is still running (left by an earlier process?): "
+                        "not starting another, skipping its run due at {}", name, when)
             return
         if (now - fire).total_seconds() > MAX_WAIT_S:
             log.info("catching up: {} missed its run due at {}", name, when)
         state.started_at = now
         state.retry_at = None
-        recording = self.recorder.start(name, at=now)
+        recording = self.sinks.start(name, at=now)
         state.worker = threading.Thread(
             target=self._run, args=(self.config, name, recording), name=f"run-{name}",
             daemon=True)
@@ -325,71 +279,70 @@ class Daemon:
             log.exception("run {} of {} crashed", run_id, name)
             recording.close(FAILED, f"run crashed: {exc}")
         self.notifier.send(STATUS=self.status())
-        self._refresh_health()
-
-    def _refresh_health(self) -> None:
-        """Re-reads the real signals (a listing container, S3) on a thread of its own: neither
-        the loop nor a finishing run (still "busy" until it returns) waits for it."""
-        if self.check_health is None:
-            return
-        with self._health_lock:
-            if self._health_running:
-                self._health_again = True
-                return
-            self._health_running = True
-            read = threading.Thread(
-                target=self._read_health_until_current, args=(self.check_health,),
-                name="health", daemon=True)
-            self._health_reads = [t for t in self._health_reads if t.is_alive()] + [read]
-        read.start()
-
-    def _read_health_until_current(self, check: Callable[[Config], health.Verdict]) -> None:
-        while True:
-            self._read_health(check)
-            with self._health_lock:
-                if not self._health_again:
-                    self._health_running = False
-                    return
-                self._health_again = False
-
-    def _read_health(self, check: Callable[[Config], health.Verdict]) -> None:
-        """The verdict goes to STATUS=, the metrics and the alerts."""
-        config, alerter = self.config, self.alerter
-        try:
-            verdict = check(config)
-        except Exception as exc:
-            self._health = f"UNKNOWN: health check failed: {exc}"
-        else:
-            line = verdict.status_line()
-            if line.split(":", 1)[0] != self._health.split(":", 1)[0]:
-                logger.info("health: {}", line)  # on a change of state only
-            self._health = line
-            metrics.write_status(config, verdict.values())
-            if alerter:
-                alerter.on_verdict(
-                    verdict.state, [(p.state, p.text) for p in verdict.problems],
-                    [(c.name, c.state, c.detail) for c in verdict.checks], verdict.checked_at,
-                    status_body=verdict.render())
-        self.notifier.send(STATUS=self.status())
+        self.health.request()
 
     # -- STATUS
 
     def status(self) -> str:
         """One line for `systemctl status`: per job the last result and when, and the next run."""
-        tz = self.config.tz
-        now = self.clock.now()
-        parts = []
-        for name, job in sorted(self.config.scheduled.items()):
-            state = self._jobs.get(name)
-            last = self.ledger.last_run(name)
-            if state and state.busy and state.started_at:
-                done = f"running since {_short(state.started_at, tz)}"
-            elif last:
-                done = f"{last.result} {_short(last.finished_at or last.started_at, tz)}"
-            else:
-                done = "never run"
-            parts.append(f"{name}: {done}, next {_short(next_fire(job.schedule, tz, now), tz)}")
-        return " | ".join(p for p in (self._problem, self._health, "; ".join(parts)) if p)
+        jobs = "; ".join(_job_status(name, job.schedule, self._jobs.get(name), self.ledger,
+                                     self.config.tz, self.clock.now())
+                         for name, job in sorted(self.config.scheduled.items()))
+        return " | ".join(p for p in (self._problem, self.health.line, jobs) if p)
+
+
+def _job_status(name: str, schedule: str, state: _JobState | None, ledger: Ledger, tz: Any,
+                now: datetime) -> str:
+    last = ledger.last_run(name)
+    if state and state.busy and state.started_at:
+        done = f"running since {_short(state.started_at, tz)}"
+    elif last:
+        done = f"{last.result} {_short(last.finished_at or last.started_at, tz)}"
+    else:
+        done = "never run"
+    return f"{name}: {done}, next {_short(next_fire(schedule, tz, now), tz)}"
+
+
+def _container_running(containers: Containers, config: Config, name: str) -> bool:
+    try:
+        return retrying(lambda: containers.running(config, name), "container check")
+    except Exception as exc:
+        # Docker is unreachable: the run will fail with its own clear error and be recorded.
+        logger.bind(job=name).warning("cannot check for running containers of {}: {}", name, exc)
+        return False
+
+
+def _load_for_reload(load: Callable[[Path], Config], path: Path) -> tuple[Config | None, str]:
+    """The new config, or None and why not (logged): a bad file keeps the schedule running."""
+    try:
+        return load(path), ""
+    except ConfigError as exc:
+        problem = f"reload failed, previous schedule kept: {exc}"
+        logger.error("{}", problem)
+    except Exception as exc:
+        # A file the validation does not foresee is a bug there, and still no reason to stop
+        # running the backups: keep the schedule, say so, log the traceback.
+        problem = (f"reload failed, previous schedule kept: {path}: "
+                   f"{type(exc).__name__}: {exc}")
+        logger.opt(exception=exc).error("{}", problem)
+    return None, problem
+
+
+def _stop_runs(running: dict[str, threading.Thread], grace_s: float, containers: Containers,
+               container_stop_s: float) -> None:
+    """Shutdown: each run may finish within the grace period, then its container is stopped."""
+    if running:
+        logger.info("stopping: waiting up to {}s for {}", grace_s, ", ".join(running))
+    deadline = time.monotonic() + grace_s
+    for name, worker in running.items():
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            logger.bind(job=name).warning("{} still running after the grace period: stop", name)
+            try:
+                retrying(lambda n=name: containers.stop(n, container_stop_s), "stop")
+            except Exception as exc:
+                logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
+            worker.join(container_stop_s + 5)
 
 
 def _short(when: datetime, tz: Any) -> str:

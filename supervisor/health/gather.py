@@ -19,7 +19,6 @@ from supervisor.postgres import dumps
 from supervisor.postgres import gocron as dbbackup
 from supervisor.postgres.dumps import DatabaseDumps
 from supervisor.record.report import new_run_id
-from supervisor.restore import drill
 from supervisor.storage import markers, s3
 
 
@@ -105,7 +104,7 @@ def _read_sentinel(config: Config, job_name: str) -> Sentinel:
 
 def _read_drill(config: Config, found: dict[str, object]) -> None:
     # Where the drill writes it (drill.db_job), which need not be health.dump_job.
-    body = s3.read_text(config.destination(), drill.marker_key(config))
+    body = s3.read_text(config.destination(), config.drill_marker_key)
     if body is None:
         return
     try:

@@ -131,6 +131,12 @@ class Verdict:
                 "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
         }
 
+    def alert_rows(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """The diagnoses as (state, text) and the table as (name, state, detail): what the
+        alerts read (alerts.rules knows no Verdict)."""
+        return ([(p.state, p.text) for p in self.problems],
+                [(c.name, c.state, c.detail) for c in self.checks])
+
     def values(self) -> metrics.StatusValues:
         """The numbers this check exports as metrics."""
         stalest, sig = self.stalest, self.signals

@@ -1,7 +1,7 @@
 """What a run reports: one base (Report) for every kind of run, the result words, the run id.
 
 An upload run builds a RunReport from what its containers said; the drill a DrillReport
-(restore.drill). record.recorder writes either to the ledger, the metrics, the heartbeat, the
+(restore.drill). record.sinks writes either to the ledger, the metrics, the heartbeat, the
 notifications and the journal, reading only what Report declares.
 """
 

@@ -338,10 +338,6 @@ def run_drill(
     return _finish(config, report, reasons)
 
 
-def marker_key(config: Config) -> str:
-    return markers.drill_marker_key(restore.db_prefix(config))
-
-
 def _finish(config: Config, report: DrillReport, reasons: list[str]) -> DrillReport:
     report.result = FAILED if reasons else SUCCESS
     report.finished_at = now_utc()
@@ -351,7 +347,7 @@ def _finish(config: Config, report: DrillReport, reasons: list[str]) -> DrillRep
     report.message = "; ".join(reasons) or "restore and all checks passed"
     body = markers.format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
     try:
-        s3.put_text(config.destination(), marker_key(config), body, "drill marker")
+        s3.put_text(config.destination(), config.drill_marker_key, body, "drill marker")
         report.marker = body
     except s3.S3Error as exc:
         report.message += f"; {exc}"

@@ -36,7 +36,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supervisor.containers import rclone
+from supervisor.core import clock
 from supervisor.storage import s3
 from supervisor.storage.destination import Destination
 
@@ -70,7 +70,7 @@ def parse_at(text: str) -> datetime:
 
 def format_at(at: datetime) -> str:
     """RFC 3339 in UTC with `Z`, as messages show it and rclone's --s3-version-at reads it."""
-    return rclone.rfc3339(at)
+    return clock.rfc3339(at)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from supervisor.config.values import CHECKSUM, MTIME, SIZE
 from supervisor.record.ledger import Ledger
 
-CHECKSUM, SIZE, MTIME = "checksum", "size", "mtime"
 DEEP = CHECKSUM
 FLAGS: dict[str, tuple[str, ...]] = {
     CHECKSUM: ("--checksum",),
@@ -28,13 +28,6 @@ FLAGS: dict[str, tuple[str, ...]] = {
     # The upload time S3 lists (LastModified), not the mtime metadata that costs a HEAD each.
     MTIME: ("--update", "--use-server-modtime"),
 }
-
-
-def parse_mode(value: object) -> str:
-    """Config parser of jobs.NAME.compare."""
-    if not isinstance(value, str) or value not in FLAGS:
-        raise ValueError(f"must be one of {', '.join(repr(m) for m in FLAGS)}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
