@@ -131,24 +131,46 @@ def judge_lifecycle(rules: Sequence[Mapping[str, Any]] | None, prefixes: Sequenc
     harmful: list[str] = []
     for prefix in prefixes:
         for rule in (r for r in rules if _covers(r, prefix)):
-            rid = rule.get("ID") or "(no ID)"
-            days = (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")
-            if days is not None:
-                expiry[prefix] = min(int(days), expiry.get(prefix, int(days)))
-            aborts = (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation")
-            if aborts is not None:
-                abort[prefix] = min(int(aborts), abort.get(prefix, int(aborts)))
-            current = rule.get("Expiration") or {}
-            if current.get("Days") is not None or current.get("Date") is not None:
-                when = (f"after {current['Days']} days" if current.get("Days") is not None
-                        else f"on {current['Date']}")
-                harmful.append(f"rule {rid} expires current objects under {prefix}/ {when}: S3 "
-                               f"would delete live backups on its own (retention is local)")
-            moves = [*(rule.get("Transitions") or []),
-                     *(rule.get("NoncurrentVersionTransitions") or [])]
-            if any(t.get("StorageClass") in _ARCHIVE_CLASSES for t in moves):
-                harmful.append(f"rule {rid} moves objects under {prefix}/ to an archive class: "
-                               f"those need a restore request before restore db can read them")
+            noncurrent = rule.get("NoncurrentVersionExpiration") or {}
+            multipart = rule.get("AbortIncompleteMultipartUpload") or {}
+            _keep_shortest(expiry, prefix, noncurrent.get("NoncurrentDays"))
+            _keep_shortest(abort, prefix, multipart.get("DaysAfterInitiation"))
+            harmful += _harmful(rule, prefix)
+    problems = [*_uncovered(prefixes, expiry, abort), *harmful]
+    if problems:
+        return Row("lifecycle", WARNING, "; ".join(problems))
+    reach = min(expiry.values()) if expiry else 0
+    return Row("lifecycle", OK, f"noncurrent versions expire after {reach} days (how far back "
+                                f"restore --at reaches); incomplete multipart uploads are "
+                                f"aborted after {max(abort.values(), default=0)} days")
+
+
+def _keep_shortest(shortest: dict[str, int], prefix: str, days: Any) -> None:
+    """Record a rule's day count for prefix, keeping the shortest one seen (None: no count)."""
+    if days is not None:
+        shortest[prefix] = min(int(days), shortest.get(prefix, int(days)))
+
+
+def _harmful(rule: Mapping[str, Any], prefix: str) -> list[str]:
+    """What a rule covering prefix would do to the backups behind the daemon's back."""
+    rid = rule.get("ID") or "(no ID)"
+    found = []
+    current = rule.get("Expiration") or {}
+    if current.get("Days") is not None or current.get("Date") is not None:
+        when = (f"after {current['Days']} days" if current.get("Days") is not None
+                else f"on {current['Date']}")
+        found.append(f"rule {rid} expires current objects under {prefix}/ {when}: S3 "
+                     f"would delete live backups on its own (retention is local)")
+    moves = [*(rule.get("Transitions") or []), *(rule.get("NoncurrentVersionTransitions") or [])]
+    if any(t.get("StorageClass") in _ARCHIVE_CLASSES for t in moves):
+        found.append(f"rule {rid} moves objects under {prefix}/ to an archive class: "
+                     f"those need a restore request before restore db can read them")
+    return found
+
+
+def _uncovered(prefixes: Sequence[str], expiry: Mapping[str, int],
+               abort: Mapping[str, int]) -> list[str]:
+    """The prefixes no enabled rule expires noncurrent versions / aborts uploads under."""
     problems = []
     no_expiry = [p for p in prefixes if p not in expiry]
     no_abort = [p for p in prefixes if p not in abort]
@@ -160,13 +182,7 @@ def judge_lifecycle(rules: Sequence[Mapping[str, Any]] | None, prefixes: Sequenc
         problems.append(f"no enabled rule aborts incomplete multipart uploads under "
                         f"{_listed(no_abort)} (parts of interrupted uploads are billed "
                         f"forever; add AbortIncompleteMultipartUpload)")
-    problems += harmful
-    if problems:
-        return Row("lifecycle", WARNING, "; ".join(problems))
-    reach = min(expiry.values()) if expiry else 0
-    return Row("lifecycle", OK, f"noncurrent versions expire after {reach} days (how far back "
-                                f"restore --at reaches); incomplete multipart uploads are "
-                                f"aborted after {max(abort.values(), default=0)} days")
+    return problems
 
 
 def judge_object_lock(config: Mapping[str, Any] | None) -> Row:

@@ -248,27 +248,46 @@ def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: da
               settle_s: float, f: _Findings) -> None:
     """Rows of the design's table for one database: its newest dump's age (and size against
     the dump before it) x S3 has that dump x the upload job's sentinel age."""
-    name, dump = f"dump {db.database} ({limits.dump_dir}/)", db.newest
+    dump = db.newest
     if dump is None:
-        f.check(name, CRITICAL, f"no dump of {db.database}",
+        f.check(f"dump {db.database} ({limits.dump_dir}/)", CRITICAL, f"no dump of {db.database}",
                 f"No dump at all of database {db.database} in {limits.dump_dir}/ "
                 f"(health.databases names it)")
         return
     age = (now - dump.modified).total_seconds()
     dump_fresh = age <= limits.dump_max_age_s
-    shrunk = _shrunk(db, signals, now, settle_s, limits.min_size_share)
-    f.check(name, OK if dump_fresh and not shrunk else CRITICAL,
-            f"{dump.key}, {dump.size} B{_previous(db)}, {_ago(age)} old "
-            f"(limit {_ago(limits.dump_max_age_s)})")
-    if shrunk:
-        f.diagnose(CRITICAL, f"DB backup producing empty/shrunken dumps: {shrunk}")
-    in_s3 = f"S3 has {db.database}'s dump"
+    _newest_dump(db, signals, limits, now, settle_s, age, f)
     if db.in_s3 is None:
-        f.check(in_s3, UNKNOWN, "S3 not readable")
+        f.check(f"S3 has {db.database}'s dump", UNKNOWN, "S3 not readable")
         if not dump_fresh:
             f.diagnose(CRITICAL, f"DB backup not producing new data: {db.database}'s newest dump "
                                  f"{_ago(age)} old")
         return
+    upload_fresh, waiting = _upload_state(db, signals, limits, now, age)
+    _in_s3(db, waiting, f)
+    _diagnose_chain(db, signals, limits, age, dump_fresh, upload_fresh, waiting, f)
+
+
+def _newest_dump(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
+                 settle_s: float, age: float, f: _Findings) -> None:
+    """The newest dump's row: fresh enough and not shrunken (age: its age in seconds)."""
+    dump = db.newest
+    assert dump is not None
+    shrunk = _shrunk(db, signals, now, settle_s, limits.min_size_share)
+    fresh = age <= limits.dump_max_age_s
+    f.check(f"dump {db.database} ({limits.dump_dir}/)", OK if fresh and not shrunk else CRITICAL,
+            f"{dump.key}, {dump.size} B{_previous(db)}, {_ago(age)} old "
+            f"(limit {_ago(limits.dump_max_age_s)})")
+    if shrunk:
+        f.diagnose(CRITICAL, f"DB backup producing empty/shrunken dumps: {shrunk}")
+
+
+def _upload_state(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
+                  age: float) -> tuple[bool, bool]:
+    """(upload_fresh, waiting): the dump job's sentinel is within its limit; the newest dump
+    (age seconds old), not in S3, is simply waiting for its upload."""
+    dump = db.newest
+    assert dump is not None
     sentinel = _dump_sentinel(signals)
     last_ok = sentinel.at if sentinel else None
     upload_fresh = last_ok is not None and (
@@ -277,11 +296,23 @@ def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: da
     # not had its upload yet: that is not a miss.
     waiting = (not db.in_s3 and last_ok is not None and dump.modified > last_ok
                and age <= limits.sentinel_max_age_s)
+    return upload_fresh, waiting
+
+
+def _in_s3(db: DatabaseDumps, waiting: bool, f: _Findings) -> None:
+    in_s3 = f"S3 has {db.database}'s dump"
     if db.in_s3:
         f.check(in_s3, OK, "same key, same size")
     else:
         f.check(in_s3, OK if waiting else CRITICAL,
                 "not yet: newer than the last upload" if waiting else "missing or different size")
+
+
+def _diagnose_chain(db: DatabaseDumps, signals: Signals, limits: HealthConfig, age: float,
+                    dump_fresh: bool, upload_fresh: bool, waiting: bool, f: _Findings) -> None:
+    """Which link of dump -> upload -> S3 broke, in the design's words (nothing when whole)."""
+    dump = db.newest
+    assert dump is not None
     job, dump_age = signals.dump_job, f"{db.database}'s newest dump {_ago(age)} old"
     if dump_fresh and upload_fresh and not db.in_s3 and not waiting:
         f.diagnose(CRITICAL, f"Upload ran but missed the newest dump of {db.database}: {dump.key}")

@@ -45,10 +45,23 @@ def make_backups_tree(
     root = Path(root)
     for folder in FOLDERS:
         (root / folder).mkdir(parents=True, exist_ok=True)
-    ordered = sorted(dumps, key=lambda d: d[0])
     created: list[Path] = []
+    last_files = _write_last_dumps(root, dumps, db, suffix, created)
+    _link_periods(root, last_files, db, suffix, created)
+    _link_latest(root, db, suffix, latest, created)
+    return created
+
+
+def _write_last_dumps(
+    root: Path,
+    dumps: Iterable[tuple[datetime, bytes | Path]],
+    db: str,
+    suffix: str,
+    created: list[Path],
+) -> list[tuple[datetime, Path]]:
+    """Write each dump into last/ (oldest first) with its time as mtime; return (time, path)."""
     last_files: list[tuple[datetime, Path]] = []
-    for when, body in ordered:
+    for when, body in sorted(dumps, key=lambda d: d[0]):
         path = root / "last" / f"{db}-{when:%Y%m%d-%H%M%S}{suffix}"
         ts = when.timestamp()
         if isinstance(body, Path):
@@ -61,28 +74,45 @@ def make_backups_tree(
             created.append(path)
         os.utime(path, (ts, ts))
         last_files.append((when, path))
+    return last_files
 
-    # For each period the newest dump wins (the container replaces the link on every run).
+
+def _link_periods(
+    root: Path,
+    last_files: list[tuple[datetime, Path]],
+    db: str,
+    suffix: str,
+    created: list[Path],
+) -> None:
+    """daily/ weekly/ monthly/: for each period the newest dump wins (the container replaces
+    the link on every run)."""
     for folder, fmt in PERIOD_FORMATS.items():
         newest: dict[str, Path] = {}
         for when, path in last_files:  # ascending, so later ones overwrite
             newest[when.strftime(fmt)] = path
         for period, src in newest.items():
-            dst = root / folder / f"{db}-{period}{suffix}"
-            if dst.is_dir() and not dst.is_symlink():
-                shutil.rmtree(dst)
-            elif dst.exists() or dst.is_symlink():
-                dst.unlink()
-            if src.is_dir():  # `mkdir X-new; ln -f SRC/* X-new/; mv X-new X`
-                dst.mkdir()
-                for f in sorted(src.iterdir()):
-                    os.link(f, dst / f.name)
-                    created.append(dst / f.name)
-                os.utime(dst, (src.stat().st_mtime,) * 2)
-            else:
-                os.link(src, dst)
-                created.append(dst)
+            _link_period_entry(src, root / folder / f"{db}-{period}{suffix}", created)
 
+
+def _link_period_entry(src: Path, dst: Path, created: list[Path]) -> None:
+    """Replace dst by a hard link of src (a directory dump: a directory of hard links)."""
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    elif dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if src.is_dir():  # `mkdir X-new; ln -f SRC/* X-new/; mv X-new X`
+        dst.mkdir()
+        for f in sorted(src.iterdir()):
+            os.link(f, dst / f.name)
+            created.append(dst / f.name)
+        os.utime(dst, (src.stat().st_mtime,) * 2)
+    else:
+        os.link(src, dst)
+        created.append(dst)
+
+
+def _link_latest(root: Path, db: str, suffix: str, latest: str, created: list[Path]) -> None:
+    """<folder>/DB-latest<suffix> to each folder's newest entry, as BACKUP_LATEST_TYPE says."""
     for folder in FOLDERS:
         link = root / folder / f"{db}-latest{suffix}"
         if link.is_symlink() or link.is_file():
@@ -100,7 +130,6 @@ def make_backups_tree(
         elif target.is_file():  # hardlink; for a directory dump backup.sh has no such link
             os.link(target, link)
             created.append(link)
-    return created
 
 
 def volume_mountpoint(client: docker.DockerClient, name: str) -> Path:
