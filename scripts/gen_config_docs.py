@@ -67,6 +67,10 @@ units. A default marked *derived* is computed from other keys: the meaning says 
 
 # Hand-written notes printed under a table's keys: what the one-line docs leave out.
 NOTES: dict[str, str] = {
+    "": """\
+Keep the unit's `TimeoutStopSec` (90 s as shipped) above `stop_grace` + 20 s: see
+[Reload and stop](operations.md#reload-and-stop).
+""",
     "s3": """\
 The three upload options (`storage_class`, `server_side_encryption`, `sse_kms_key_id`) apply to
 every object ardua-backup writes; which storage classes are accepted, and what they cost, is in
