@@ -89,7 +89,8 @@ class Writer:
 def stop_at_listing(client: docker.DockerClient, source: Path, writer: Writer) -> None:
     """Stops the writer when the run's listing container starts (a file in progress is
     finished): every receipt it wrote exists when rclone lists the folder, so the young set is
-    known exactly. (A file created after the listing is the window README step 4 describes.)"""
+    known exactly. (A file created after the listing is the window docs/design.md step 4
+    describes.)"""
     events = client.events(decode=True, filters={
         "type": "container", "event": "start",
         "label": f"{docker_runner.LABEL_READS}={source}"})

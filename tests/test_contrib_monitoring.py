@@ -289,7 +289,7 @@ def test_every_alert_has_a_severity_summary_and_description() -> None:
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         assert rule["annotations"].keys() >= {"summary", "description"}, rule["alert"]
     summaries = {r["alert"]: r["annotations"]["summary"] for r in rules}
-    # The design's words (README: Health).
+    # The design's words (docs/operations.md#health).
     assert summaries["ArduaBackupDumpStale"] == "DB backup not producing new data"
     assert summaries["ArduaBackupUploadFailing"] == "Upload failing: {{ $labels.job }}"
     assert summaries["ArduaBackupDumpNotInS3"] == "Upload ran but missed the newest dump"

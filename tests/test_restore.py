@@ -293,7 +293,7 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
     # The image's PGDATA VOLUME went with the container. (Anonymous only: the engine is shared
     # with other test sessions creating named volumes.)
     assert _anonymous_volumes(docker_client) <= volumes_before
-    # `status` reads the marker back from S3 (schema: README, `status --json`).
+    # `status` reads the marker back from S3 (schema: docs/operations.md#health, `status --json`).
     seen = gather.gather(uploaded.cfg, docker_client).drill
     assert seen is not None and seen.ok and seen.dump_key == uploaded.newest_key
     print(report.summary())

@@ -12,7 +12,8 @@ import pytest
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "ardua-backup.service"
 EXEC_START = "ExecStart=/usr/local/bin/ardua-backup run --config /etc/ardua-backup/config.toml"
-MAX_EXPOSURE = 1.3  # measured with systemd 252; raise only with a reason in README.md#systemd
+# Measured with systemd 252; raise only with a reason in docs/operations.md#systemd-unit.
+MAX_EXPOSURE = 1.3
 
 pytestmark = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed"
