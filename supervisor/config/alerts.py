@@ -9,12 +9,12 @@ remind_every = "24h"      # repeat a notification this often while not OK; "0" =
 status_ping_url = ""      # healthchecks-style: URL while below min_state, URL/fail otherwise
 ```
 
-The keys are declared in supervisor.config.load's KEYS with the parsers below (each raises
+The keys are declared in config.keys (KEYS) with the parsers below (each raises
 ValueError with the problem only; the config names file and key) and read into
-config.AlertsConfig. ``load_urls(urls_file)`` checks and reads the URLs file (mode 0600, every
-line a URL apprise can send to); config.load calls it, so a bad file is a config error at start
-and on reload. This module does not import apprise until ``load_urls`` runs, so loading a config
-without alerts stays cheap.
+config.load.AlertsConfig. ``load_urls(urls_file)`` checks and reads the URLs file (mode 0600,
+every line a URL apprise can send to); config.load.load calls it, so a bad file is a config
+error at start and on reload. This module does not import apprise until ``load_urls`` runs, so
+loading a config without alerts stays cheap.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Every config key, declared once: its name, parser, default and one-line doc (KEYS).
 
-supervisor.config.load reads the file with it and takes the dataclass defaults from it; check-config
-lists the settings by it; a test checks that config.example.toml and the README's tables name
-exactly these keys.
+config.load reads the file with it and takes the dataclass defaults from it; check-config lists
+the settings by it; scripts/gen_config_docs.py writes docs/configuration.md from it (a test fails
+when that file is stale), and a test checks that config.example.toml names exactly these keys.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Key:
     path: str  # "s3.bucket"; "jobs.*.timeout" for every job; "drill.checks[].sql" for each check
     parse: Callable[[Any], Any]  # what tomllib returned -> the value; ValueError says what's wrong
     default: Any  # the value when the key is absent, or REQUIRED / DERIVED
-    doc: str  # one line, as README's tables and check-config show it
+    doc: str  # one line, as docs/configuration.md and check-config show it
     attr: str = ""  # the dataclass field, when it is not the key's name (durations end in _s)
 
     @property

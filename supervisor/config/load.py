@@ -1,9 +1,9 @@
-"""The config file: every key declared once (KEYS: name, parser, default, one-line doc), the
-immutable dataclasses the rest of the program reads, and the reader that fills them.
+"""The config file: the immutable dataclasses the rest of the program reads, and the reader
+that fills them from the keys declared once in config.keys (KEYS). `[s3]` becomes a
+storage.Destination.
 
 Every error names the file, the key and what is wrong; unknown keys are errors so a typo can
-never silently fall back to a default. KEYS also drives `check-config`'s listing and a test that
-config.example.toml and the README document exactly these keys.
+never silently fall back to a default.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _reason(exc: BaseException) -> str:
 @_api
 def ensure_image(client: docker.DockerClient, image: str, setting: str = "rclone.image") -> None:
     """Requires the image to be on the host. Never pulls: a 3 a.m. pull of an unpinned or
-    moved tag is a surprise, and the operator pulls once at set-up (see README)."""
+    moved tag is a surprise, and the operator pulls once at set-up (docs/install.md)."""
     try:
         client.images.get(image)
     except ImageNotFound:

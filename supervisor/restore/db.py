@@ -11,7 +11,9 @@ datetime, None = now) and then works on the object versions S3 held at that time
     list_dumps(config, at=None) -> list[StoredDump]            restore list --at TIME
     find_dump(config, key, at=None) -> StoredDump
     restore_db(config, key, target, ..., at=None)              restore db KEY --at TIME
-    restore_receipts(config, dest, ..., at=None) -> str        restore receipts DEST --at TIME
+
+restore.receipts.restore_receipts(config, dest, ..., at=None) gets the receipts back
+(`restore receipts DEST --at TIME`).
 
 `--at TIME` parses with supervisor.storage.versions.parse_at; without versioning each raises
 versions.VersioningOff (an S3Error: one line naming the command that turns it on).

@@ -111,7 +111,7 @@ class _SearchPath(list):
 # (the S3 service model, endpoints, the endpoint rule set): 12 MB per session, measured, and
 # every cached client has a session of its own (its own credentials file and profile). Shared,
 # a second client costs 0.5 MB; a run (its fast and normal client) 12 MB less RSS, measured
-# (benchmarks/daemon_soak.py, README "Memory"). It reads botocore's and boto3's own models
+# (benchmarks/daemon_soak.py, docs/design.md "Memory"). It reads botocore's and boto3's own models
 # only: AWS_DATA_PATH (extra models) is not searched. Loading is idempotent: two threads that
 # miss its cache at once both load and store the same data.
 _LOADER = botocore.loaders.Loader(extra_search_paths=_SearchPath())

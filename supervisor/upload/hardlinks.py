@@ -1,6 +1,6 @@
 """Each file's bytes cross the uplink once: which source files are the same content (hard links),
 and which S3 keys can be made with a server-side copy instead of an upload. Pure: listings in,
-plans and rclone command lines out (supervisor.samecopy carries a plan out).
+plans and rclone command lines out (upload.servercopy carries a plan out).
 
 postgres-backup-local writes one dump into `last/` and hard-links it into `daily/`, `weekly/`
 and `monthly/`. rclone knows nothing of hard links (its issue #6160), so a plain sync uploads
