@@ -23,7 +23,7 @@ from supervisor.daemon.loop import Daemon
 from supervisor.daemon.notify import Notifier
 from supervisor.record.ledger import Ledger
 from supervisor.record.report import RunReport
-from tests.cli_helpers import Notifications
+from tests.harness.cli import Notifications
 from tests.harness.poll import poll
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -295,7 +295,8 @@ def service(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str
         }
         env.pop("JOURNAL_STREAM", None)
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "daemon_stub.py"), str(config), str(ctl)],
+            [sys.executable, str(ROOT / "tests" / "harness" / "daemon_stub.py"), str(config),
+             str(ctl)],
             env=env,
             stderr=open(tmp_path / f"stderr-{len(procs)}.log", "w"),  # noqa: SIM115
             text=True,

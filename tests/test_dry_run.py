@@ -8,7 +8,7 @@ import json
 import re
 
 from supervisor.upload import dryrun
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.test_server_copy import dumps  # noqa: F401 (the fixture)

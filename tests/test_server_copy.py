@@ -22,7 +22,7 @@ from supervisor.record.report import SUCCESS
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 from supervisor.upload import servercopy
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.postgres import PgServer
 

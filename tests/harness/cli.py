@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.harness import dockerd
 from tests.harness.files import settle
 
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m supervisor` runs there
+
 
 def run_cli(
     *args: str, config: Path | None = None, timeout: float = 300, env: dict | None = None
@@ -24,7 +26,7 @@ def run_cli(
     full_env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST, **(env or {})}
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
 
 
@@ -63,7 +65,7 @@ def service(
     with open(tmp_path / "daemon.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "--config", str(config), "run"],
-            env=full_env, stderr=log, cwd=Path(__file__).resolve().parent.parent,
+            env=full_env, stderr=log, cwd=ROOT,
         )
     try:
         yield proc, notify
