@@ -11,10 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+from loguru import logger
+
 from tests.harness import dockerd
 from tests.harness.files import settle
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m supervisor` runs there
+
+
+@pytest.fixture(autouse=True)
+def _detach_cli_logging() -> Iterator[None]:
+    """Autouse where imported, for tests that call cli.main() in-process."""
+    # cli.main() points loguru at the sys.stderr of the moment: pytest's capture, closed later.
+    yield
+    logger.remove()
 
 
 def run_cli(
