@@ -31,6 +31,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs the test Docker engine")
 
 
+# Every fixture that reaches the test engine depends on docker_client (rclone_image, pg_volume,
+# write_config, postgres_image, ...), and item.fixturenames is the whole closure.
+DOCKER_FIXTURES = frozenset({"docker_client"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark docker every test that uses the test engine through a fixture, so that
+    `pytest -m "not docker"` runs on a machine without one. Tests that start containers another
+    way (the CLI in a subprocess, dockerd directly) carry the mark explicitly."""
+    for item in items:
+        if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     host = dockerd.ensure_dockerd()

@@ -37,8 +37,8 @@ from supervisor.config import load as config
 from supervisor.config.load import AlertsConfig as AlertSettings
 from supervisor.core.states import CRITICAL, OK, SEVERITY, UNKNOWN, WARNING
 from supervisor.record import journal as logs
+from tests.harness.configs import MINIMAL
 from tests.harness.poll import poll
-from tests.test_config import MINIMAL
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DEFAULTS = AlertSettings()

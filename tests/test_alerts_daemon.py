@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.cli_helpers import run_cli, service
+from tests.harness.cli import run_cli, service
 from tests.harness.files import settle
 from tests.harness.pgtree import fill_volume, make_backups_tree
 from tests.harness.poll import poll

@@ -19,7 +19,7 @@ from supervisor.containers import engine as docker_runner
 from supervisor.core.states import DEFERRED, SUCCESS
 from supervisor.restore import drill
 from supervisor.upload import run as pipeline
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.poll import poll
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 
 CONFIG = """
 timezone = "America/Los_Angeles"

@@ -18,7 +18,7 @@ from supervisor.record.ledger import Ledger
 from supervisor.record.report import RunReport
 from supervisor.storage.destination import Destination
 from supervisor.upload import compare
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -6,16 +6,9 @@ import pytest
 
 from supervisor.config import load as config
 from supervisor.config.load import ConfigError, Source
+from tests.harness.configs import MINIMAL
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
-MINIMAL = """
-[s3]
-bucket = "ardua-backups"
-[jobs.db-upload]
-schedule = "15 * * * *"
-source = "volume:pg_backups"
-prefix = "postgres"
-"""
 
 
 def parse(text: str) -> config.Config:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from supervisor import cli
 from supervisor.config import load as config
 from supervisor.record import journal as logs
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.tomlw import dumps
 
 ROOT = Path(__file__).resolve().parent.parent

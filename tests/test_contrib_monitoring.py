@@ -35,7 +35,7 @@ from supervisor.record import metrics
 from supervisor.record.report import RunReport
 from supervisor.restore.drill import DrillReport
 from supervisor.storage.markers import Marker
-from tests.test_config import MINIMAL
+from tests.harness.configs import MINIMAL
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "contrib" / "prometheus" / "ardua-backup.rules.yml"

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from loguru import logger
 
 from supervisor.config.load import Config
 from supervisor.core.retry import is_transient
@@ -23,7 +21,8 @@ from supervisor.daemon.loop import Daemon
 from supervisor.daemon.notify import Notifier
 from supervisor.record.ledger import Ledger
 from supervisor.record.report import RunReport
-from tests.cli_helpers import Notifications
+from tests.harness.cli import Notifications
+from tests.harness.fakedaemon import FakeClock, Runner, log_lines_fixture, tick_at  # noqa: F401
 from tests.harness.poll import poll
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -55,37 +54,6 @@ def wait_for(check: Callable[[], object], what: str) -> object:
     return poll(check, what, timeout=10, interval=0.01)  # the clock is fake: runs are quick
 
 
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.t = now
-
-    def now(self) -> datetime:
-        return self.t
-
-    def wait(self, wake: threading.Event, until: datetime, max_s: float) -> None:
-        raise AssertionError("in-process tests drive the daemon with tick()")
-
-
-@dataclass
-class Runner:
-    """Stand-in for pipeline.run_job: records calls; blocks while `gate` is clear."""
-
-    clock: FakeClock
-    gate: threading.Event = field(default_factory=threading.Event)
-    calls: list[tuple[str, datetime]] = field(default_factory=list)
-    results: list[str] = field(default_factory=list)  # results to return first, then success
-
-    def __post_init__(self) -> None:
-        self.gate.set()
-
-    def __call__(self, config: Config, job: str, *, run_id: str) -> RunReport:
-        now = self.clock.now()
-        self.calls.append((job, now))
-        self.gate.wait(10)
-        result = self.results.pop(0) if self.results else "success"
-        return RunReport(job, run_id, result, 0, now, now + timedelta(seconds=1), 1.0)
-
-
 @dataclass
 class FakeContainers:
     orphans: set[str] = field(default_factory=set)
@@ -97,14 +65,6 @@ class FakeContainers:
         self.orphans.discard(job)
 
 
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
-    yield lines
-    logger.remove(sink)
-
-
 def make_daemon(tmp_path: Path, start: datetime, text: str) -> tuple[Daemon, Runner, FakeClock]:
     path = tmp_path / "config.toml"
     path.write_text(text)
@@ -114,14 +74,6 @@ def make_daemon(tmp_path: Path, start: datetime, text: str) -> tuple[Daemon, Run
         path, runner, FakeContainers(), lambda c: None, clock=clock, notifier=Notifier({})
     )
     return daemon, runner, clock
-
-
-def tick_at(daemon: Daemon, clock: FakeClock, when: datetime) -> None:
-    clock.t = when
-    daemon.tick()
-    for state in daemon._jobs.values():
-        if state.worker:
-            state.worker.join(5)
 
 
 def test_hourly_job_fires_in_both_fall_back_hours(tmp_path: Path) -> None:
@@ -295,7 +247,8 @@ def service(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str
         }
         env.pop("JOURNAL_STREAM", None)
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "daemon_stub.py"), str(config), str(ctl)],
+            [sys.executable, str(ROOT / "tests" / "harness" / "daemon_stub.py"), str(config),
+             str(ctl)],
             env=env,
             stderr=open(tmp_path / f"stderr-{len(procs)}.log", "w"),  # noqa: SIM115
             text=True,

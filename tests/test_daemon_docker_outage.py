@@ -8,8 +8,8 @@ import socket
 import threading
 from pathlib import Path
 
-from tests.cli_helpers import minutely_receipts_config, service
 from tests.harness import dockerd
+from tests.harness.cli import minutely_receipts_config, service
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.containers import engine as docker_runner
-from tests.cli_helpers import minutely_receipts_config, run_cli, service
+from tests.harness.cli import minutely_receipts_config, run_cli, service
 from tests.harness.freeze import SyncFreezer
 from tests.harness.poll import poll
 from tests.harness.s3server import S3Server

@@ -19,7 +19,7 @@ from supervisor.containers import engine as docker_runner
 from supervisor.daemon.loop import Daemon
 from supervisor.daemon.notify import Notifier
 from supervisor.daemon.service import DockerContainers
-from tests.test_daemon import FakeClock, Runner, log_lines, tick_at  # noqa: F401 (a fixture)
+from tests.harness.fakedaemon import FakeClock, Runner, log_lines_fixture, tick_at  # noqa: F401
 
 pytestmark = pytest.mark.docker
 JOB = "receipts-upload"  # the name every installation gives it
@@ -45,7 +45,7 @@ def sync_container(docker_client: docker.DockerClient,
 
 
 def test_daemon_skips_only_for_a_sync_to_its_own_destination(
-        tmp_path: Path, sync_container, log_lines: list[str]) -> None:  # noqa: F811
+        tmp_path: Path, sync_container, log_lines: list[str]) -> None:
     bucket = f"ardua-test-{secrets.token_hex(6)}"  # no other session writes there
     path = tmp_path / "config.toml"
     path.write_text(f"""

@@ -8,10 +8,10 @@ import json
 import re
 
 from supervisor.upload import dryrun
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
-from tests.test_server_copy import dumps  # noqa: F401 (the fixture)
+from tests.harness.sourcedb import dumps_fixture  # noqa: F401 (the dumps fixture)
 
 SENTINEL = "postgres/.last_success"
 
@@ -27,7 +27,7 @@ def _history(cfg) -> list[dict]:
 
 
 def test_dry_run_shows_what_the_run_then_does(docker_client, s3server, bucket, pg_volume,
-                                               dumps, write_config, tmp_path) -> None:  # noqa: F811
+                                               dumps, write_config, tmp_path) -> None:
     root = volume_mountpoint(docker_client, pg_volume)
     make_backups_tree(root, dumps[:2])
     cfg = write_config(tmp_path, s3server, bucket, db_volume=pg_volume)
@@ -59,7 +59,7 @@ def test_dry_run_shows_what_the_run_then_does(docker_client, s3server, bucket, p
     assert _count(r"deleted in S3\s+(\d+)", real.stdout) == 2
 
 
-def test_dry_run_before_force_deletes(docker_client, s3server, bucket, pg_volume, dumps,  # noqa: F811
+def test_dry_run_before_force_deletes(docker_client, s3server, bucket, pg_volume, dumps,
                                       write_config, tmp_path) -> None:
     root = volume_mountpoint(docker_client, pg_volume)
     make_backups_tree(root, dumps)

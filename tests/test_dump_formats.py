@@ -22,11 +22,12 @@ import pytest
 from supervisor import cli
 from supervisor.config import load as config
 from supervisor.restore import drill
+from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import PERIOD_FORMATS, fill_volume, make_backups_tree
 from tests.harness.postgres import PgServer
-from tests.test_restore import _detach_cli_logging, _free_port  # noqa: F401 - autouse fixture
+from tests.harness.server import free_port as _free_port
 
 pytestmark = pytest.mark.docker
 

@@ -71,6 +71,7 @@ def test_dockerd_cli_status(docker_client):
     assert {n.name for n in docker_client.networks.list()} <= {"host", "none"}
 
 
+@pytest.mark.docker  # starts an engine of its own
 def test_engine_starts_over_a_reboots_leftovers(tmp_path):
     """/run is on disk here, so a reboot leaves dockerd's pidfiles behind and their pids get
     reused: dockerd refuses a pidfile naming a live process, and trusts containerd.pid. The

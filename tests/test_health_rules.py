@@ -18,7 +18,7 @@ from supervisor.postgres.gocron import ContainerState, CronState
 from supervisor.storage.markers import Marker, format_marker, parse_marker
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import guard
-from tests.test_config import MINIMAL
+from tests.harness.configs import MINIMAL
 
 NOW = datetime(2025, 12, 18, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.harness import dockerd
 from tests.harness.files import settle
-from tests.test_logs_journald import JOURNALD
+from tests.harness.journald import JOURNALD
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ import pytest
 from supervisor.config import load as config
 from supervisor.containers import engine as docker_runner
 from supervisor.daemon.service import DockerContainers
-from tests.cli_helpers import run_cli, service
 from tests.harness import dockerd
+from tests.harness.cli import run_cli, service
 from tests.harness.freeze import ListingFreezer, SyncFreezer
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
 from tests.harness.poll import poll

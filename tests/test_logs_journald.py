@@ -15,8 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from supervisor.record import journal as logs
-
-JOURNALD = Path("/lib/systemd/systemd-journald")
+from tests.harness.journald import JOURNALD
 
 # Runs as root inside `unshare -m`: tmpfs over every directory journald writes to, so the host's
 # journal (if any) is neither read nor written, then our logger sends and journalctl reads back.

@@ -35,7 +35,8 @@ from tests.harness.pgtree import volume_mountpoint
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
-from tests.test_restore import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, _counts, dumps_and_receipts
+from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, dumps_and_receipts
+from tests.harness.sourcedb import counts as _counts
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NEWEST = "postgres/last/ardua-20260302-010000.dump"

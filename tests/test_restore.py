@@ -9,9 +9,7 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +18,6 @@ import boto3
 import boto3.s3.transfer
 import docker
 import pytest
-from loguru import logger
 
 from supervisor import cli
 from supervisor.config import load as config
@@ -30,77 +27,26 @@ from supervisor.health import gather
 from supervisor.restore import db as restore
 from supervisor.restore import drill, spotcheck
 from supervisor.upload import run as pipeline
+from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import fill_volume, make_backups_tree
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
+from tests.harness.server import free_port as _free_port
+from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, dumps_and_receipts
+from tests.harness.sourcedb import counts as _counts
+from tests.harness.sourcedb import source_db as _source_db
 
 pytestmark = pytest.mark.docker
 
-OLD_ORDERS, NEW_ORDERS, CUSTOMERS = 10, 1500, 40
 MARKER = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (OK|FAIL) (\S+) (\d+)s\n$")
 
 
 @pytest.fixture(scope="session")
 def postgres_image(docker_client: docker.DockerClient) -> str:
     return ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
-
-
-@pytest.fixture(autouse=True)
-def _detach_cli_logging() -> Iterator[None]:
-    # cli.main() points loguru at the sys.stderr of the moment: pytest's capture, closed later.
-    yield
-    logger.remove()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _source_db(pg: PgServer, orders: int) -> str:
-    name = f"src_{secrets.token_hex(4)}"
-    pg.createdb(name)
-    pg.psql(
-        f"""
-        CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
-        CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
-                             total numeric(10, 2), created_at timestamptz NOT NULL);
-        INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, {CUSTOMERS}) g;
-        INSERT INTO orders (customer_id, total, created_at)
-            SELECT 1 + g % {CUSTOMERS}, g * 1.5, now() - g * interval '1 minute'
-            FROM generate_series(1, {orders}) g;
-        """,
-        db=name,
-    )
-    return name
-
-
-def _counts(pg: PgServer, db: str) -> tuple[int, int]:
-    out = pg.psql("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM customers)", db)
-    orders, customers = out.strip().split("|")
-    return int(orders), int(customers)
-
-
-def dumps_and_receipts(
-    pg: PgServer, tmp_path: Path, client: docker.DockerClient, volume: str
-) -> tuple[list[tuple[datetime, bytes]], Path]:
-    """Two real dumps (OLD_ORDERS on 2026-03-01, NEW_ORDERS on 03-02) in a postgres-backup-local
-    tree in `volume`, and 12 receipts under tmp_path/receipts (not yet settled)."""
-    dumps = []
-    for when, orders in ((datetime(2026, 3, 1, 1, 0), OLD_ORDERS),
-                         (datetime(2026, 3, 2, 1, 0), NEW_ORDERS)):
-        path = pg.pg_dump(_source_db(pg, orders), tmp_path / f"{orders}.dump")
-        dumps.append((when, path.read_bytes()))
-    fill_volume(client, volume, lambda root: make_backups_tree(root, dumps))
-    receipts = tmp_path / "receipts"
-    for i in range(12):
-        (receipts / f"2026/03/{i:02d}").mkdir(parents=True)
-        (receipts / f"2026/03/{i:02d}/r{i}.pdf").write_bytes(secrets.token_bytes(2000 + i))
-    return dumps, receipts
 
 
 @dataclass

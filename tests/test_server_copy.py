@@ -8,11 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
-from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from supervisor.config import load as config_mod
 from supervisor.containers import engine as docker_runner
@@ -21,25 +17,9 @@ from supervisor.core.states import SUCCESS
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 from supervisor.upload import servercopy
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
-from tests.harness.postgres import PgServer
-
-DAYS = [datetime(2026, 3, d, 1, 0, 0, tzinfo=UTC) for d in (1, 2, 3)]  # Sun, Mon (new week), Tue
-
-
-@pytest.fixture(scope="module")
-def dumps(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[datetime, bytes]]:
-    """Real `pg_dump -Fc` dumps of a database that grows a little every day (~100 KB each)."""
-    db = f"ardua_links_{secrets.token_hex(3)}"
-    pg.createdb(db)
-    pg.psql("CREATE TABLE notes (id serial PRIMARY KEY, body text)", db=db)
-    out, folder = [], tmp_path_factory.mktemp("link-dumps")
-    for i, when in enumerate(DAYS):
-        pg.psql("INSERT INTO notes (body) SELECT md5(random()::text) || md5(random()::text) "
-                f"FROM generate_series(1, {2000 + 10 * i})", db=db)
-        out.append((when, pg.pg_dump(db, folder / f"{i}.dump").read_bytes()))
-    return out
+from tests.harness.sourcedb import DAYS, dumps_fixture  # noqa: F401 (the dumps fixture)
 
 
 def local_tree(root: Path) -> dict[str, Path]:

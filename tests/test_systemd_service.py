@@ -22,8 +22,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.cli_helpers import minutely_receipts_config
 from tests.harness import dockerd
+from tests.harness.cli import minutely_receipts_config
 from tests.harness.images import ensure_systemd_image, text_tar
 from tests.harness.poll import poll
 

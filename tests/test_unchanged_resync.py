@@ -23,7 +23,7 @@ from supervisor.containers.rclone import ListedFile
 from supervisor.storage import markers, s3
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import compare, guard
-from tests.cli_helpers import run_cli
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.images import rclone_binary
 

@@ -105,7 +105,7 @@ def test_upload_options_reach_the_objects(
 
 
 def test_upload_options_are_config_keys_checked_together(tmp_path: Path) -> None:
-    from tests.test_config import MINIMAL
+    from tests.harness.configs import MINIMAL
     text = MINIMAL.replace('bucket = "ardua-backups"', 'bucket = "ardua-backups"\n'
                            'sse_kms_key_id = "alias/backups"')
     with pytest.raises(config.ConfigError, match=r"/c.toml: s3.sse_kms_key_id is set but "

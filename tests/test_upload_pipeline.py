@@ -18,8 +18,8 @@ import docker
 import pytest
 
 from supervisor.containers import engine as docker_runner
-from tests.cli_helpers import run_cli
 from tests.harness import dockerd
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.freeze import SyncFreezer
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint

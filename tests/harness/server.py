@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Self
 
 
@@ -23,3 +24,10 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

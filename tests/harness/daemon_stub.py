@@ -1,8 +1,9 @@
 """The real daemon service (signals, loop, sd_notify, ledger) with stand-in runs and containers.
 
-Test helper, run as a subprocess: `python tests/daemon_stub.py CONFIG CTL_DIR`. A stand-in run
-writes CTL_DIR/started-<job>, then blocks until CTL_DIR/release-<job> exists or its "container" is
-stopped. CTL_DIR/container-<job> makes the job's container count as running (left by a predecessor).
+Test helper, run as a subprocess: `python tests/harness/daemon_stub.py CONFIG CTL_DIR`. A stand-in
+run writes CTL_DIR/started-<job>, then blocks until CTL_DIR/release-<job> exists or its "container"
+is stopped. CTL_DIR/container-<job> makes the job's container count as running (left by a
+predecessor).
 """
 
 from __future__ import annotations

@@ -11,8 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+from loguru import logger
+
 from tests.harness import dockerd
 from tests.harness.files import settle
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m supervisor` runs there
+
+
+@pytest.fixture(autouse=True)
+def _detach_cli_logging() -> Iterator[None]:
+    """Autouse where imported, for tests that call cli.main() in-process."""
+    # cli.main() points loguru at the sys.stderr of the moment: pytest's capture, closed later.
+    yield
+    logger.remove()
 
 
 def run_cli(
@@ -24,7 +37,7 @@ def run_cli(
     full_env = {**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST, **(env or {})}
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
 
 
@@ -63,7 +76,7 @@ def service(
     with open(tmp_path / "daemon.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "--config", str(config), "run"],
-            env=full_env, stderr=log, cwd=Path(__file__).resolve().parent.parent,
+            env=full_env, stderr=log, cwd=ROOT,
         )
     try:
         yield proc, notify
