@@ -16,7 +16,8 @@ its destination is running, whoever started it (the writer label ardua-backup.ta
 PREFIX/, e.g. left by a predecessor killed with SIGKILL): two syncs of one prefix must never
 overlap, while another installation's job of the same name on the same engine writes elsewhere
 and must not block ours. Read-only listings (`status` lists the dump volume every few minutes)
-carry no writer label. The drill, which writes to no prefix, checks its own job label.
+carry no writer label. The drill, which writes to no prefix, checks its own job label on this
+installation's containers only (ardua-backup.instance, from state_dir).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Containers(Protocol):
 
     def running(self, config: Config, job: str) -> bool: ...
 
-    def stop(self, job: str, timeout_s: float) -> None: ...
+    def stop(self, config: Config, job: str, timeout_s: float) -> None: ...
 
 
 @dataclass
@@ -260,7 +261,8 @@ class Daemon:
             if worker.is_alive():
                 logger.bind(job=name).warning("{} still running after the grace period: stop", name)
                 try:
-                    retrying(lambda n=name: self.containers.stop(n, self.container_stop_s), "stop")
+                    retrying(lambda n=name: self.containers.stop(
+                        self.config, n, self.container_stop_s), "stop")
                 except Exception as exc:
                     logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
                 worker.join(self.container_stop_s + 5)

@@ -244,7 +244,7 @@ def run_job(
         s3.preflight(config.s3, job.prefix)
         run = JobContainers(config, job, run_id, client or docker_runner.connect())
         docker_runner.ensure_image(run.client, config.rclone.image)
-        if reaped := docker_runner.reap_orphans(run.client, job.name):
+        if reaped := docker_runner.reap_orphans(run.client, job.name, instance=run.instance):
             log.warning(f"{job.name}: removed {reaped} finished container(s) left by a killed run")
         _check_no_sync_running(run)
         with ThreadPoolExecutor(max_workers=1) as pool:
