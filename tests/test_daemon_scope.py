@@ -90,8 +90,8 @@ prefix = "receipts"
                for line in log_lines)
 
 
-def write_config(directory: Path, bucket: str) -> Path:
-    """One installation: its own state_dir and bucket, and the `db-upload` every one has."""
+def write_config(directory: Path, bucket: str, job: str) -> Path:
+    """One installation: its own state_dir and bucket, and the dump job every one has."""
     directory.mkdir()
     path = directory / "config.toml"
     path.write_text(f"""
@@ -99,7 +99,7 @@ timezone = "UTC"
 state_dir = "{directory / 'state'}"
 [s3]
 bucket = "{bucket}"
-[jobs.db-upload]
+[jobs.{job}]
 schedule = "* * * * *"
 source = "volume:pg_backups"
 prefix = "postgres"
@@ -115,23 +115,27 @@ catch_up = false
 def test_two_installations_never_block_reap_nor_stop_each_other(
         tmp_path: Path, docker_client: docker.DockerClient, rclone_image: str,
         log_lines: list[str]) -> None:  # noqa: F811
-    """Daemon A's `db-upload` sync runs (its owner alive: this process); a run of A's killed
-    between create and start left a container of `db-upload` behind. Daemon B, another config on
-    the same engine with its own `db-upload`: runs its job on time, reaps and stops nothing of
+    """Daemon A's dump job's sync runs (its owner alive: this process); a run of A's killed
+    between create and start left a container of the job behind. Daemon B, another config on
+    the same engine with its own job of that name: runs its job on time, reaps and stops nothing of
     A's. A itself skips its run while its sync runs, stops it at shutdown and reaps its own."""
     bucket = f"ardua-test-{secrets.token_hex(6)}"  # no other session writes there
-    path_a = write_config(tmp_path / "a", f"{bucket}-a")
-    path_b = write_config(tmp_path / "b", bucket)
+    # `db-upload` in both configs, made unique to this test: the engine is shared with other
+    # sessions, and their runs of a plain `db-upload` (any version before the installation
+    # label) would reap A's leftover themselves.
+    job = f"db-upload-{secrets.token_hex(4)}"
+    path_a = write_config(tmp_path / "a", f"{bucket}-a", job)
+    path_b = write_config(tmp_path / "b", bucket, job)
     config_a, config_b = config_module.load(path_a), config_module.load(path_b)
     assert instance_of(config_a) != instance_of(config_b)
-    run_a = JobContainers(config_a, config_a.jobs["db-upload"], "a-run", docker_client)
+    run_a = JobContainers(config_a, config_a.jobs[job], "a-run", docker_client)
     sync = docker_runner.Spec(image=rclone_image, command=SERVER, mounts=[], env={},
                               labels=run_a.labels("sync"), network_mode="host")
     killed_owner = None
     try:
         with docker_runner.service(docker_client, sync) as a_sync:
             # The killed run's container: A's labels, its owner gone before the start.
-            killed_owner, killed = owner_process(rclone_image, "db-upload", "created",
+            killed_owner, killed = owner_process(rclone_image, job, "created",
                                                  instance_of(config_a))
             end(killed_owner)
 
@@ -148,28 +152,28 @@ def test_two_installations_never_block_reap_nor_stop_each_other(
                 daemons[name] = (runner, containers)
 
             runner_b, containers_b = daemons["b"]
-            assert not containers_b.running(config_b, "db-upload")
-            assert [job for job, _ in runner_b.calls] == ["db-upload"]
+            assert not containers_b.running(config_b, job)
+            assert [name for name, _ in runner_b.calls] == [job]
             runner_a, containers_a = daemons["a"]
-            assert containers_a.running(config_a, "db-upload")
+            assert containers_a.running(config_a, job)
             assert runner_a.calls == []
-            assert sum("a container of db-upload is still running" in line
+            assert sum(f"a container of {job} is still running" in line
                        for line in log_lines) == 1
 
             # B's run reaps (run_job's call), B's daemon stops at shutdown: nothing of A's.
-            docker_runner.reap_orphans(docker_client, "db-upload",
-                                       instance=instance_of(config_b), running=True)
-            containers_b.stop(config_b, "db-upload", 5)
+            assert docker_runner.reap_orphans(docker_client, job,
+                                              instance=instance_of(config_b), running=True) == 0
+            containers_b.stop(config_b, job, 5)
             assert docker_client.containers.get(killed).status == "created"
             a_sync.reload()
             assert a_sync.status == "running"
 
             # A's own: stopped at its shutdown, its leftover reaped by its next run.
-            containers_a.stop(config_a, "db-upload", 5)
+            containers_a.stop(config_a, job, 5)
             a_sync.reload()
             assert a_sync.status == "exited"
-            assert docker_runner.reap_orphans(docker_client, "db-upload",
-                                              instance=instance_of(config_a)) >= 1
+            assert docker_runner.reap_orphans(docker_client, job,
+                                              instance=instance_of(config_a)) == 1
             with pytest.raises(docker.errors.NotFound):
                 docker_client.containers.get(killed)
     finally:
