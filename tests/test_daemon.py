@@ -61,7 +61,7 @@ class FakeContainers:
     def running(self, config: Config, job: str) -> bool:
         return job in self.orphans
 
-    def stop(self, job: str, timeout_s: float) -> None:
+    def stop(self, config: Config, job: str, timeout_s: float) -> None:
         self.orphans.discard(job)
 
 

@@ -1,7 +1,9 @@
 """Reaping a killed run's leftovers is exact: a job's finished or never started container is
 removed only when the process that made it (LABEL_OWNER: boot, pid namespace, pid, start time)
 is gone. A live owner's just-exited container (a daemon's run while `run-once` of the same job
-reaps) is its owner's to read and remove. Real containers on the test engine."""
+reaps) is its owner's to read and remove. Reaping and the shutdown stop see one installation's
+containers only (LABEL_INSTANCE, from its state_dir): another installation's job of the same name
+on the engine is its own. Real containers on the test engine, all with host networking."""
 
 from __future__ import annotations
 
@@ -17,31 +19,9 @@ import docker
 import pytest
 
 from supervisor.containers import engine as docker_runner
-from tests.harness import dockerd
+from tests.harness.owners import HERE, OTHER, SERVER, end, owner_process
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[1]
-
-# A process that makes one container of JOB the way the supervisor does (exited: it ran
-# `rclone version`; created: never started; running: `rclone rcd`, a server that runs until
-# stopped, as the drill's database does), prints its id, and holds it until ended.
-OWNER = """
-import sys
-from supervisor.containers import engine as docker_runner
-image, job, state = sys.argv[1:]
-client = docker_runner.connect()
-command = ["rcd", "--rc-no-auth"] if state == "running" else ["version"]
-spec = docker_runner.Spec(image=image, command=command, mounts=[], env={},
-                          labels={docker_runner.LABEL_JOB: job}, network_mode="none")
-container = docker_runner._create(client, spec)
-if state != "created":
-    container.start()
-if state == "exited":
-    container.wait()
-print(container.id, flush=True)
-sys.stdin.read()
-"""
-
 
 @pytest.fixture
 def job(docker_client: docker.DockerClient) -> Iterator[str]:
@@ -52,15 +32,6 @@ def job(docker_client: docker.DockerClient) -> Iterator[str]:
             all=True, filters={"label": f"{docker_runner.LABEL_JOB}={name}"}):
         with contextlib.suppress(docker.errors.NotFound):
             c.remove(force=True)
-
-
-def owner_process(image: str, job: str, state: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", OWNER, image, job, state], cwd=ROOT, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env={**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
 
 
 def ids(client: docker.DockerClient, job: str) -> set[str]:
@@ -75,17 +46,17 @@ def test_reaps_only_containers_whose_owner_is_gone(docker_client, rclone_image, 
         assert docker_client.containers.get(exited).status == "exited"
         assert docker_client.containers.get(created).status == "created"
         # Owners alive: a live run's container is left to its owner, however long it waits.
-        assert docker_runner.reap_orphans(docker_client, job) == 0
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 0
         assert ids(docker_client, job) == {exited, created}
 
         exited_owner.kill()  # SIGKILL: no cleanup of its own
         exited_owner.wait()
-        assert docker_runner.reap_orphans(docker_client, job) == 1
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 1
         assert ids(docker_client, job) == {created}
 
         created_owner.kill()  # killed between create and start
         created_owner.wait()
-        assert docker_runner.reap_orphans(docker_client, job) == 1
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 1
         assert ids(docker_client, job) == set()
     finally:
         for proc in (exited_owner, created_owner):
@@ -98,12 +69,13 @@ def test_running_orphans_are_reaped_only_when_asked(docker_client, rclone_image,
     server runs forever and holds its port: the drill asks for running orphans too."""
     owner, server = owner_process(rclone_image, job, "running")
     try:
-        assert docker_runner.reap_orphans(docker_client, job, running=True) == 0  # owner alive
+        # Owner alive:
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE, running=True) == 0
         owner.kill()
         owner.wait()
-        assert docker_runner.reap_orphans(docker_client, job) == 0
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 0
         assert docker_client.containers.get(server).status == "running"
-        assert docker_runner.reap_orphans(docker_client, job, running=True) == 1
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE, running=True) == 1
         assert ids(docker_client, job) == set()
     finally:
         owner.kill()
@@ -114,11 +86,13 @@ def test_shutdown_stops_only_this_process_containers(docker_client, rclone_image
     """The daemon's shutdown stops what it started, not a `run-once` of the same job running
     beside it (another process) nor another installation's."""
     other, theirs = owner_process(rclone_image, job, "running")
-    spec = docker_runner.Spec(image=rclone_image, command=["rcd", "--rc-no-auth"], mounts=[],
-                              env={}, labels={docker_runner.LABEL_JOB: job}, network_mode="none")
+    spec = docker_runner.Spec(image=rclone_image, command=SERVER, mounts=[], env={},
+                              labels={docker_runner.LABEL_JOB: job,
+                                      docker_runner.LABEL_INSTANCE: HERE},
+                              network_mode="host")
     try:
         with docker_runner.service(docker_client, spec) as mine:
-            assert docker_runner.stop_own_containers(docker_client, job, 5) == 1
+            assert docker_runner.stop_own_containers(docker_client, job, 5, instance=HERE) == 1
             mine.reload()
             assert mine.status == "exited"
             assert docker_client.containers.get(theirs).status == "running"
@@ -138,7 +112,7 @@ def test_owner_label_names_one_process(docker_client, rclone_image, job) -> None
         if owner is not None:
             labels[docker_runner.LABEL_OWNER] = owner
         c = docker_client.containers.create(rclone_image, ["version"], labels=labels,
-                                            network_mode="none")
+                                            network_mode="host")
         if start:
             c.start()
             c.wait()
@@ -150,19 +124,74 @@ def test_owner_label_names_one_process(docker_client, rclone_image, job) -> None
     old_exited = make(None, start=True)
     old_created = make(None, start=False)
 
-    assert docker_runner.reap_orphans(docker_client, job) == 3
+    assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 3
     assert ids(docker_client, job) == {elsewhere, old_created}
     assert {reused, rebooted, old_exited}.isdisjoint(ids(docker_client, job))
 
 
 def test_keeps_this_process_containers_in_use(docker_client, rclone_image, job) -> None:
     spec = docker_runner.Spec(image=rclone_image, command=["version"], mounts=[], env={},
-                              labels={docker_runner.LABEL_JOB: job}, network_mode="none")
+                              labels={docker_runner.LABEL_JOB: job,
+                                      docker_runner.LABEL_INSTANCE: HERE},
+                              network_mode="host")
     with docker_runner.service(docker_client, spec) as container:
         container.wait()  # exited, not yet read nor removed by its owner: this process
-        assert docker_runner.reap_orphans(docker_client, job) == 0
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE) == 0
         assert ids(docker_client, job) == {container.id}
     assert ids(docker_client, job) == set()
+
+
+def test_reaps_only_this_installations_leftovers(docker_client, rclone_image, job) -> None:
+    """Another installation's leftovers of a job of the same name, exited or never started, its
+    owner killed: not ours to reap (it reaps them at its next run). One made before the
+    installation label existed is reaped by whichever installation runs the job, as before."""
+    exited_owner, exited = owner_process(rclone_image, job, "exited", OTHER)
+    created_owner, created = owner_process(rclone_image, job, "created", OTHER)
+    old_owner, old = owner_process(rclone_image, job, "exited", "")
+    end(exited_owner, created_owner, old_owner)
+    assert docker_client.containers.get(created).status == "created"
+
+    assert docker_runner.reap_orphans(docker_client, job, instance=HERE, running=True) == 1
+    assert ids(docker_client, job) == {exited, created}
+    assert old not in ids(docker_client, job)
+    assert docker_runner.reap_orphans(docker_client, job, instance=OTHER) == 2
+    assert ids(docker_client, job) == set()
+
+
+def test_running_check_and_shutdown_see_this_installation_only(
+        docker_client, rclone_image, job) -> None:
+    """Another installation's running container of a job of the same name, made by this very
+    process (its owner, alive): it is not a run of ours in progress, and our shutdown leaves it
+    running; its own installation sees and stops it."""
+    spec = docker_runner.Spec(image=rclone_image, command=SERVER, mounts=[], env={},
+                              labels={docker_runner.LABEL_JOB: job,
+                                      docker_runner.LABEL_INSTANCE: OTHER},
+                              network_mode="host")
+    with docker_runner.service(docker_client, spec) as theirs:
+        assert docker_runner.job_containers(docker_client, job, instance=HERE) == []
+        assert docker_runner.stop_own_containers(docker_client, job, 5, instance=HERE) == 0
+        assert docker_runner.reap_orphans(docker_client, job, instance=HERE, running=True) == 0
+        theirs.reload()
+        assert theirs.status == "running"
+
+        assert [c.id for c in docker_runner.job_containers(
+            docker_client, job, instance=OTHER)] == [theirs.id]
+        assert docker_runner.stop_own_containers(docker_client, job, 5, instance=OTHER) == 1
+        theirs.reload()
+        assert theirs.status == "exited"
+
+
+def test_instance_label_names_the_state_dir(tmp_path: Path) -> None:
+    """The same directory however it is written (a symlink, a trailing `/..`), another one
+    differs; short enough to read in `docker ps`."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (tmp_path / "link").symlink_to(state)
+    label = docker_runner.instance_label(state)
+    assert docker_runner.instance_label(tmp_path / "link") == label
+    assert docker_runner.instance_label(state / "sub" / "..") == label
+    assert docker_runner.instance_label(tmp_path / "other") != label
+    assert len(label) == 12
 
 
 def test_a_process_hidden_from_proc_is_not_taken_for_gone(monkeypatch) -> None:

@@ -23,6 +23,7 @@ from supervisor import cli
 from supervisor.config import load as config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
+from supervisor.containers.jobs import instance_of
 from supervisor.health import gather
 from supervisor.restore import db as restore
 from supervisor.restore import drill, spotcheck
@@ -255,6 +256,7 @@ def test_a_killed_drills_server_is_cleared_first(uploaded: Uploaded, docker_clie
         rclone_image, ["rcd", "--rc-no-auth", f"--rc-addr=127.0.0.1:{uploaded.cfg.drill.port}"],
         detach=True, network_mode="host",
         labels={docker_runner.LABEL_JOB: "restore-drill",
+                docker_runner.LABEL_INSTANCE: instance_of(uploaded.cfg),
                 docker_runner.LABEL_OWNER: f"{boot}/{pidns}/{pid}/1"})  # this pid, reused
     try:
         deadline = time.monotonic() + 10

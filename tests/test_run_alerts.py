@@ -14,8 +14,8 @@ import pytest
 from supervisor.alerts.alerter import Alerter
 from supervisor.config.load import AlertsConfig
 from supervisor.core.states import FAILED, SUCCESS
-from tests.harness.cli import run_cli
 from tests.conftest import write_credentials
+from tests.harness.cli import run_cli
 from tests.harness.files import settle
 from tests.harness.receiver import receiving
 

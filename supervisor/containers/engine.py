@@ -2,12 +2,21 @@
 
 Every public function here raises one error type, DockerError (one line; `.transient` says
 whether a retry could help), whatever the SDK or the connection raised, so callers catch that.
+
+The labels every container of ours carries say whose it is. LABEL_JOB and LABEL_RUN: the job and
+the run. LABEL_INSTANCE: the installation (config) that ran it, so that two installations on one
+engine, each with its own `db-upload`, never count, reap or stop each other's containers.
+LABEL_OWNER: the process that made it and alone reads and removes it. LABEL_TARGET, on a
+container that writes to S3 only: the s3://BUCKET/PREFIX/ it writes to; unlike the others it is
+checked across installations, since two syncs of one prefix must never overlap whoever started
+them. LABEL_READS instead on a container that only reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import threading
 import time
@@ -30,6 +39,9 @@ from supervisor.storage.destination import Destination
 LABEL_JOB = "ardua-backup.job"
 LABEL_RUN = "ardua-backup.run-id"
 LABEL_STEP = "ardua-backup.step"
+# The installation whose run made the container: see instance_label. Only the writer label
+# (LABEL_TARGET) is looked at across installations.
+LABEL_INSTANCE = "ardua-backup.instance"
 LABEL_TARGET = "ardua-backup.target"  # s3://bucket/prefix/ the container writes to
 # Instead of LABEL_TARGET on a container that only reads (a source listing, also `status`'s):
 # its value is the source it reads. A reader never blocks a sync nor makes the daemon skip a run.
@@ -153,6 +165,22 @@ class Spec:
 
 
 UNKNOWN_BOOT = "-"
+
+
+def instance_label(state_dir: Path) -> str:
+    """LABEL_INSTANCE of an installation's containers: a short hash of its resolved state_dir.
+    Two installations on one host never share a state_dir (it holds the run ledger), while the
+    job names (`db-upload`) are everyone's; a restart or a reload of one config keeps it."""
+    path = Path(state_dir)
+    with contextlib.suppress(OSError, RuntimeError):  # a symlink loop: the path as written
+        path = path.resolve()
+    return hashlib.sha256(str(path).encode()).hexdigest()[:12]
+
+
+def _of_instance(container: Container, instance: str) -> bool:
+    """Is it installation `instance`'s container? One without LABEL_INSTANCE (made before the
+    label existed) counts for every installation, as it did then."""
+    return (container.labels or {}).get(LABEL_INSTANCE, instance) == instance
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -423,27 +451,33 @@ def _listed(client: docker.DockerClient, filters: dict[str, str], stopped: bool 
 
 @_api
 def job_containers(
-    client: docker.DockerClient, job: str, *, readers: bool = False
+    client: docker.DockerClient, job: str, *, instance: str, readers: bool = False
 ) -> list[Container]:
-    """Running containers of a job, also those a killed predecessor left behind. Read-only
-    listings (LABEL_READS: `status` lists the dump volume every few minutes) count only with
-    readers=True: they change nothing, so they must not make a run wait."""
+    """Running containers of installation `instance`'s job (see instance_label), also those a
+    killed predecessor left behind; another installation's job of the same name is not ours.
+    Read-only listings (LABEL_READS: `status` lists the dump volume every few minutes) count
+    only with readers=True: they change nothing, so they must not make a run wait."""
     found = _listed(client, {"label": f"{LABEL_JOB}={job}"})
-    return [c for c in found if readers or LABEL_READS not in (c.labels or {})]
+    return [c for c in found
+            if _of_instance(c, instance) and (readers or LABEL_READS not in (c.labels or {}))]
 
 
 @_api
 def target_containers(client: docker.DockerClient, target: str) -> list[Container]:
-    """Running containers that write to one S3 destination, whoever started them."""
+    """Running containers that write to one S3 destination, whoever started them: any
+    installation's, since they all write to the same objects."""
     return _listed(client, {"label": f"{LABEL_TARGET}={target}"})
 
 
 @_api
-def reap_orphans(client: docker.DockerClient, job: str, *, running: bool = False) -> int:
-    """Removes a job's finished (exited, dead) and never started (created) containers whose
-    owner will never remove them: a process killed before its cleanup (SIGKILL, a crash), or
-    between create and start. A live owner's container is left alone however long ago it
-    exited: its owner is about to read its logs (a run-once while the daemon runs the job).
+def reap_orphans(
+    client: docker.DockerClient, job: str, *, instance: str, running: bool = False
+) -> int:
+    """Removes installation `instance`'s finished (exited, dead) and never started (created)
+    containers of a job whose owner will never remove them: a process killed before its cleanup
+    (SIGKILL, a crash), or between create and start. A live owner's container is left alone
+    however long ago it exited: its owner is about to read its logs (a run-once while the
+    daemon runs the job). Another installation's are its own to reap, at its next run.
     With running=True also running ones: a killed drill's database server runs on forever
     (a killed run's sync is left to finish: the overlap check waits for it)."""
     statuses = ("exited", "dead", "created", *(("running",) if running else ()))
@@ -451,7 +485,7 @@ def reap_orphans(client: docker.DockerClient, job: str, *, running: bool = False
         c
         for status in statuses
         for c in _listed(client, {"label": f"{LABEL_JOB}={job}", "status": status}, stopped=True)
-        if _orphaned(c)
+        if _of_instance(c, instance) and _orphaned(c)
     ]
     for container in containers:
         _remove(container)
@@ -459,11 +493,14 @@ def reap_orphans(client: docker.DockerClient, job: str, *, running: bool = False
 
 
 @_api
-def stop_own_containers(client: docker.DockerClient, job: str, timeout_s: float) -> int:
-    """Stops the job's running containers that this process started (the daemon at shutdown),
-    not a `run-once`'s nor another installation's of the same job name."""
+def stop_own_containers(
+    client: docker.DockerClient, job: str, timeout_s: float, *, instance: str
+) -> int:
+    """Stops installation `instance`'s running containers of the job that this process started
+    (the daemon at shutdown), not a `run-once`'s nor another installation's of the same job
+    name (even one run by this process)."""
     mine = owner_label(os.getpid())
-    containers = [c for c in job_containers(client, job, readers=True)
+    containers = [c for c in job_containers(client, job, instance=instance, readers=True)
                   if (c.labels or {}).get(LABEL_OWNER) == mine]
     for container in containers:
         container.stop(timeout=int(timeout_s))

@@ -1,6 +1,7 @@
 """rclone in one-shot containers: the spec every rclone container gets (image, network, S3
 settings, the credentials file read-only, the least capability to read any file), the labels that
-tell a writer from a reader, and the listing of a job's source as rclone sees it.
+say whose a container is (job, run, installation) and tell a writer from a reader, and the listing
+of a job's source as rclone sees it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ HASH_STEP, SEED_STEP = "hash", "seed"
 WRITER_STEPS = frozenset({SYNC_STEP, SEED_STEP})  # containers that write to S3
 
 
+def instance_of(config: Config) -> str:
+    """This installation's LABEL_INSTANCE (engine.instance_label of its state_dir)."""
+    return docker_runner.instance_label(config.state_dir)
+
+
+def run_labels(config: Config, job: str, run_id: str) -> dict[str, str]:
+    """The labels of every container of a run of `job` (an upload's, the drill's, a restore's):
+    the job and the run, and the installation, so that another installation's job of the same
+    name on this engine is never counted, reaped nor stopped as ours."""
+    return {
+        docker_runner.LABEL_JOB: job,
+        docker_runner.LABEL_RUN: run_id,
+        docker_runner.LABEL_INSTANCE: instance_of(config),
+    }
+
+
 @dataclass
 class JobContainers:
     """The containers of one run of a job: its config, job, run id and Docker client; each
@@ -44,15 +61,19 @@ class JobContainers:
         """The mirror this run writes: `s3://bucket/prefix/`."""
         return self.dest.url(self.job.prefix)
 
+    @property
+    def instance(self) -> str:
+        return instance_of(self.config)
+
     def labels(self, step: str) -> dict[str, str]:
-        """Every container carries the job (so a killed run's leftovers are reaped) and the run.
-        Only the sync writes to S3: it alone carries the writer label LABEL_TARGET, which makes
-        a second sync of the prefix refuse and the daemon skip a run. Any other step only reads
-        the source and says so (LABEL_READS): `status` lists the dump volume this way every few
-        minutes, and that must never block an upload."""
+        """Every container carries the job, the run and the installation (run_labels: so a
+        killed run's leftovers are reaped by this installation alone). Only the sync writes to
+        S3: it alone carries the writer label LABEL_TARGET, which makes a second sync of the
+        prefix refuse and the daemon skip a run, whichever installation started it. Any other
+        step only reads the source and says so (LABEL_READS): `status` lists the dump volume
+        this way every few minutes, and that must never block an upload."""
         labels = {
-            docker_runner.LABEL_JOB: self.job.name,
-            docker_runner.LABEL_RUN: self.run_id,
+            **run_labels(self.config, self.job.name, self.run_id),
             docker_runner.LABEL_STEP: step,
         }
         if step in WRITER_STEPS:

@@ -16,7 +16,8 @@ its destination is running, whoever started it (the writer label ardua-backup.ta
 PREFIX/, e.g. left by a predecessor killed with SIGKILL): two syncs of one prefix must never
 overlap, while another installation's job of the same name on the same engine writes elsewhere
 and must not block ours. Read-only listings (`status` lists the dump volume every few minutes)
-carry no writer label. The drill, which writes to no prefix, checks its own job label.
+carry no writer label. The drill, which writes to no prefix, checks its own job label on this
+installation's containers only (ardua-backup.instance, from state_dir).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Containers(Protocol):
 
     def running(self, config: Config, job: str) -> bool: ...
 
-    def stop(self, job: str, timeout_s: float) -> None: ...
+    def stop(self, config: Config, job: str, timeout_s: float) -> None: ...
 
 
 @dataclass
@@ -232,7 +233,7 @@ class Daemon:
     def shutdown(self) -> int:
         self.notifier.send(STOPPING=1, STATUS="stopping: " + self.status())
         running = {name: s.worker for name, s in self._jobs.items() if s.worker and s.busy}
-        _stop_runs(running, self.config.stop_grace_s, self.containers, self.container_stop_s)
+        _stop_runs(running, self.config, self.containers, self.container_stop_s)
         # A health read in progress has a listing container: let it finish and remove that
         # (it takes a second) instead of exiting between its create and its removal.
         self.health.join(self.container_stop_s)
@@ -328,9 +329,10 @@ def _load_for_reload(load: Callable[[Path], Config], path: Path) -> tuple[Config
     return None, problem
 
 
-def _stop_runs(running: dict[str, threading.Thread], grace_s: float, containers: Containers,
+def _stop_runs(running: dict[str, threading.Thread], config: Config, containers: Containers,
                container_stop_s: float) -> None:
     """Shutdown: each run may finish within the grace period, then its container is stopped."""
+    grace_s = config.stop_grace_s
     if running:
         logger.info("stopping: waiting up to {}s for {}", grace_s, ", ".join(running))
     deadline = time.monotonic() + grace_s
@@ -339,7 +341,7 @@ def _stop_runs(running: dict[str, threading.Thread], grace_s: float, containers:
         if worker.is_alive():
             logger.bind(job=name).warning("{} still running after the grace period: stop", name)
             try:
-                retrying(lambda n=name: containers.stop(n, container_stop_s), "stop")
+                retrying(lambda n=name: containers.stop(config, n, container_stop_s), "stop")
             except Exception as exc:
                 logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
             worker.join(container_stop_s + 5)

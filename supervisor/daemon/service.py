@@ -11,6 +11,7 @@ import docker
 from supervisor.config import load as config_module
 from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
+from supervisor.containers.jobs import instance_of
 from supervisor.core.retry import retrying
 from supervisor.daemon.loop import Daemon, run_service
 from supervisor.health import gather
@@ -36,15 +37,18 @@ class DockerContainers:
         """Is a container at work that a run of `job` must not overlap? For an upload, a sync to
         its destination (the writer label LABEL_TARGET), whoever started it: two syncs of one
         prefix must never overlap, while another installation's job of the same name on this
-        engine writes elsewhere. The drill writes to no prefix: its job label, as before."""
+        engine writes elsewhere. The drill writes to no prefix: its job label, this
+        installation's containers only (LABEL_INSTANCE)."""
         upload = config.jobs.get(job)
         if upload is None:
-            return bool(docker_runner.job_containers(self.client(), job))
+            return bool(docker_runner.job_containers(self.client(), job,
+                                                     instance=instance_of(config)))
         destination = config.destination().url(upload.prefix)
         return bool(docker_runner.target_containers(self.client(), destination))
 
-    def stop(self, job: str, timeout_s: float) -> None:
-        docker_runner.stop_own_containers(self.client(), job, timeout_s)
+    def stop(self, config: Config, job: str, timeout_s: float) -> None:
+        docker_runner.stop_own_containers(self.client(), job, timeout_s,
+                                          instance=instance_of(config))
 
 
 def main(config_path: Path) -> int:

@@ -24,6 +24,7 @@ from loguru import logger
 from supervisor.config.load import DRILL_JOB, Config, DrillCheck
 from supervisor.containers import engine as docker_runner
 from supervisor.containers.engine import DockerError
+from supervisor.containers.jobs import instance_of, run_labels
 from supervisor.core.clock import now_utc
 from supervisor.core.states import FAILED, SUCCESS
 from supervisor.postgres import dumpformat, pgtools
@@ -214,7 +215,7 @@ def _restore_and_check(
     # A drill killed mid-way (SIGKILL, a crash) leaves its server running on the port: its
     # owner is gone, so it goes first. A live drill's (the daemon's, while one runs by hand)
     # stays, and the port check below says so.
-    docker_runner.reap_orphans(client, DRILL_JOB, running=True)
+    docker_runner.reap_orphans(client, DRILL_JOB, instance=instance_of(config), running=True)
     if drill.network_mode == "host" and not _port_free(drill.port):
         raise DrillFailed(f"port {drill.port} on 127.0.0.1 is in use; set drill.port to a free one")
     docker_runner.ensure_image(client, drill.image, "drill.image")
@@ -298,7 +299,7 @@ def run_drill(
     report = DrillReport(job=DRILL_JOB, run_id=run_id, result=FAILED, exit_code=None,
                          started_at=started, finished_at=started, duration_s=0.0)
     log = logger.bind(job=DRILL_JOB, run_id=run_id)
-    labels = {docker_runner.LABEL_JOB: DRILL_JOB, docker_runner.LABEL_RUN: run_id}
+    labels = run_labels(config, DRILL_JOB, run_id)
     log.info(f"{DRILL_JOB}: run {run_id} started")
     reasons: list[str] = []
     try:

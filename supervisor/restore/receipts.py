@@ -13,7 +13,7 @@ import docker
 from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
-from supervisor.containers.jobs import rclone_spec
+from supervisor.containers.jobs import rclone_spec, run_labels
 from supervisor.containers.rclone import judge_sync
 from supervisor.record.report import new_run_id
 from supervisor.restore.db import RestoreError
@@ -67,7 +67,7 @@ def restore_receipts(
         config, source,
         rclone.restore_command(source, prefix, timeout_s, at),
         docker_runner.file_mount(str(dest), rclone.DEST_MOUNT, read_only=False),
-        {docker_runner.LABEL_JOB: RESTORE_JOB, docker_runner.LABEL_RUN: new_run_id()},
+        run_labels(config, RESTORE_JOB, new_run_id()),
         # As DEST's owner: the files land owned like the directory, and no capability is
         # needed to write there. As root (DEST owned by root) it may still read the 0600
         # credentials file of the service user; any other owner must be able to read it.

@@ -192,7 +192,8 @@ class _Steps:
         docker_runner.ensure_image(run.client, self.config.rclone.image)
         if self.dry:
             return run
-        if reaped := docker_runner.reap_orphans(run.client, self.job.name):
+        if reaped := docker_runner.reap_orphans(run.client, self.job.name,
+                                                instance=run.instance):
             self.log.warning(f"{self.job.name}: removed {reaped} finished container(s) left by "
                              f"a killed run")
         _check_no_sync_running(run)

@@ -27,7 +27,7 @@ class StubContainers:
     def running(self, config: Config, job: str) -> bool:
         return (self.ctl / f"container-{job}").exists()
 
-    def stop(self, job: str, timeout_s: float) -> None:
+    def stop(self, config: Config, job: str, timeout_s: float) -> None:
         (self.ctl / f"stopped-{job}").touch()
         self.stopped.setdefault(job, threading.Event()).set()
 
