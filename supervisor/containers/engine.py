@@ -162,6 +162,9 @@ class Spec:
     network_mode: str
     cap_add: Sequence[str] = ()
     user: str | None = None
+    # Resource bounds (None: Docker's default, none): "512m", a number of processes.
+    mem_limit: str | None = None
+    pids_limit: int | None = None
 
 
 UNKNOWN_BOOT = "-"
@@ -287,6 +290,9 @@ def _create_labelled(client: docker.DockerClient, spec: Spec, **extra: Any) -> C
         security_opt=["no-new-privileges"],
         user=spec.user,
         detach=True,
+        **({"mem_limit": spec.mem_limit, "memswap_limit": spec.mem_limit}
+           if spec.mem_limit else {}),
+        **({"pids_limit": spec.pids_limit} if spec.pids_limit else {}),
         **extra,
     )
 
@@ -375,11 +381,14 @@ def _kill(container: Container) -> None:
 
 
 @contextlib.contextmanager
-def service(client: docker.DockerClient, spec: Spec) -> Iterator[Container]:
+def service(client: docker.DockerClient, spec: Spec,
+            tmpfs: Mapping[str, str] | None = None) -> Iterator[Container]:
     """A long-running container for the length of a with-block, removed whatever happens.
     Its anonymous volumes go with it: an image VOLUME (PGDATA in postgres images) would
-    otherwise leave one volume behind per run."""
-    container = _api(_create)(client, spec)
+    otherwise leave one volume behind per run. With `tmpfs` (path: mount options) its root
+    filesystem is read-only, those paths (and its volumes and mounts) writable."""
+    extra: dict[str, Any] = {"read_only": True, "tmpfs": dict(tmpfs)} if tmpfs else {}
+    container = _api(_create)(client, spec, **extra)
     try:
         _api(container.start)()
         yield container
@@ -397,14 +406,16 @@ class ExecResult:
 
 @_api
 def exec_in(
-    container: Container, command: Sequence[str], *, env: Mapping[str, str], timeout_s: float
+    container: Container, command: Sequence[str], *, env: Mapping[str, str], timeout_s: float,
+    user: str = "",
 ) -> ExecResult:
-    """Runs a command in a running container. The Docker API has no exec timeout, so the
-    command runs under coreutils `timeout` (exit 124 when it fires)."""
+    """Runs a command in a running container (as `user`, default the container's). The Docker
+    API has no exec timeout, so the command runs under coreutils `timeout` (exit 124 when it
+    fires)."""
     started = time.monotonic()
     result = container.exec_run(
         ["timeout", "--kill-after=10", str(max(1, int(timeout_s))), *command],
-        environment=dict(env), demux=True,
+        environment=dict(env), demux=True, user=user,
     )
     out, err = result.output
     return ExecResult(

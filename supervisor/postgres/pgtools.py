@@ -1,5 +1,11 @@
 """The PostgreSQL client commands a restore runs, per dump format, as argument lists: the host's
-tools for `restore db`, the throwaway server's own for the drill (one builder, two places).
+pg_restore for `restore db`, the throwaway server's own tools for the drill, and an SQL script's
+psql always inside a container (supervisor.restore.sandbox, the drill's server): one builder.
+
+An SQL script from S3 is untrusted: psql obeys its meta-commands (`\\!`, `\\o |cmd`), so it
+never reaches a psql on this host (docs/security.md). Everything read back from the tools is
+bounded: a script's stderr is cut at SCRIPT_OUTPUT_BYTES inside the container, its stdout
+discarded there, and MISSING_ROLE matches in linear time.
 """
 
 from __future__ import annotations
@@ -7,7 +13,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from supervisor.postgres import dumpformat
 
@@ -23,7 +32,24 @@ USER_DATABASES_SQL = ("SELECT count(*) FROM pg_database WHERE datname NOT IN "
                       "('postgres', 'template0', 'template1')")
 # pg_dumpall always writes CREATE ROLE for the superuser that restores it: harmless.
 _ROLE_EXISTS = re.compile(r'ERROR:\s+role ".*" already exists')
-MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')
+# A role name is at most 63 bytes (NAMEDATALEN - 1): the bounded lazy group tries at most 63
+# ends per start, so a multi-MB error line is matched in linear time (`.+?` was quadratic:
+# 1.9 s for a 48 KB line).
+MISSING_ROLE = re.compile(r'role "(.{1,63}?)" does not exist')
+# What a script restore keeps of psql's stderr (the first bytes: its first errors).
+SCRIPT_OUTPUT_BYTES = 64 * 1024
+# psql's restricted mode (`\restrict KEY`, CVE-2025-8714) could be escaped until these minor
+# releases (CVE-2026-18408): major -> first fixed minor. Majors after the newest listed count
+# as fixed, older ones (no restricted mode at all) as not.
+RESTRICT_FIXED = {15: 19, 16: 15, 17: 11, 18: 6}
+# Drops pg_dump's own `\restrict KEY` / `\unrestrict KEY` lines (outside COPY data) from a
+# script restored in restricted mode: ours comes first, and a second one is an error.
+_DROP_RESTRICT_AWK = (
+    'incopy { print; if ($0 == "\\\\.") incopy = 0; next } '
+    '/^COPY .* FROM stdin;$/ { incopy = 1; print; next } '
+    '/^\\\\(un)?restrict [A-Za-z0-9]+$/ { next } '
+    '{ print }'
+)
 
 
 class PgToolError(Exception):
@@ -48,18 +74,56 @@ def restore_args(
     return [*args, archive]
 
 
-def script_args(script: str, psql: str, *, connect: list[str], fmt: str) -> list[str]:
-    """psql for a plain or a cluster SQL dump (gunzip | psql when compressed). A plain dump
-    goes in as one transaction that stops at the first error; a cluster dump cannot (CREATE
-    DATABASE, \\connect), so it runs to the end and its errors are read from stderr (see
-    script_errors)."""
+def script_args(script: str, psql: str, *, connect: list[str], fmt: str,
+                restrict_key: str = "") -> list[str]:
+    """psql for a plain or a cluster SQL dump, run by bash inside a container: (gunzip |) psql,
+    its stdout discarded and its stderr cut at SCRIPT_OUTPUT_BYTES (read to the end, so psql
+    never blocks nor dies of SIGPIPE). A plain dump goes in as one transaction that stops at the
+    first error; a cluster dump cannot (CREATE DATABASE, \\connect), so it runs to the end and
+    its errors are read from stderr (see script_errors). With `restrict_key` (a plain dump, a
+    psql where restricted_mode_safe): psql enters restricted mode before the first line of the
+    script, whose own \\restrict lines are dropped, and no meta-command of it runs."""
     stop = ["-v", "ON_ERROR_STOP=0"] if fmt == dumpformat.CLUSTER_GZ \
         else ["--single-transaction", "-v", "ON_ERROR_STOP=1"]
-    if fmt == dumpformat.PLAIN:
-        return [psql, *connect, "-X", "-q", *stop, "-f", script]
+    read = 'cat -- "$0"' if fmt == dumpformat.PLAIN else 'gunzip -c -- "$0"'
+    restrict: list[str] = []
+    if restrict_key and fmt != dumpformat.CLUSTER_GZ:
+        if not re.fullmatch(r"[A-Za-z0-9]+", restrict_key):
+            raise ValueError("a \\restrict key is letters and digits")
+        read += f" | awk '{_DROP_RESTRICT_AWK}'"
+        restrict = ["-c", f"\\restrict {restrict_key}"]
     # pipefail: a truncated gzip stream fails the restore even when psql accepted the prefix.
-    return ["bash", "-o", "pipefail", "-c", 'gunzip -c -- "$0" | "$@"', script, psql,
-            *connect, "-X", "-q", *stop]
+    program = (f'{{ {read} | "$@" 2>&1 >/dev/null; }} '
+               f"| {{ head -c {SCRIPT_OUTPUT_BYTES}; cat >/dev/null; }} >&2")
+    return ["bash", "-o", "pipefail", "-c", program, script, psql, *connect, "-X", "-q",
+            *stop, *restrict, "-f", "-"]
+
+
+def version_of(text: str) -> tuple[int, int] | None:
+    """(major, minor) from `psql --version` output; None when it says no such number."""
+    found = re.search(r"\(PostgreSQL\) (\d+)\.(\d+)", text)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def restricted_mode_safe(version: tuple[int, int] | None) -> bool:
+    """Does this psql have a restricted mode that a script cannot escape (RESTRICT_FIXED)?"""
+    if version is None:
+        return False
+    major, minor = version
+    if major > max(RESTRICT_FIXED):
+        return True
+    return major in RESTRICT_FIXED and minor >= RESTRICT_FIXED[major]
+
+
+def conninfo_value(value: str) -> str:
+    """A libpq connection-string value, quoted: `host=evil dbname=x` stays one value."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def dbname(database: str) -> str:
+    """A database name for psql's `-d` or pg_restore's `--dbname`, which read a connection
+    string when the value holds `=` (or is a URI): a name from an S3 key never can."""
+    return f"dbname={conninfo_value(database)}"
 
 
 def script_errors(stderr: str) -> list[str]:
@@ -91,14 +155,37 @@ def pg_tool(name: str) -> str:
     return str(candidates[-1])
 
 
-def run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """Runs a client command on this host (args[0] is looked up with pg_tool unless it is
-    bash, whose pipeline names its psql itself)."""
-    tool = args[0] if args[0] == "bash" else pg_tool(args[0])
-    try:
-        return subprocess.run(
-            [tool, *args[1:]], capture_output=True, text=True, timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise PgToolError(f"{args[0]} did not finish within {timeout_s:.0f} s") from None
+# What run() keeps of a host tool's stdout and stderr each (the rest is counted, not kept).
+OUTPUT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    returncode: int
+    stdout: str  # its first OUTPUT_BYTES
+    stderr: str  # its first OUTPUT_BYTES
+    stdout_lines: int  # all of them, counted as they went by
+
+
+def run(args: list[str], timeout_s: float) -> ToolRun:
+    """Runs a client command on this host (args[0] is looked up with pg_tool). Its output
+    goes to unlinked temporary files, so a tool that writes gigabytes (a `pg_restore --list`
+    of a crafted archive, an error quoting a huge value) costs disk for the moment, not
+    memory; the first OUTPUT_BYTES of each are kept."""
+    tool = pg_tool(args[0])
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            code = subprocess.run([tool, *args[1:]], stdout=out, stderr=err, timeout=timeout_s,
+                                  stdin=subprocess.DEVNULL).returncode
+        except subprocess.TimeoutExpired:
+            raise PgToolError(f"{args[0]} did not finish within {timeout_s:.0f} s") from None
+        lines = 0
+        out.seek(0)
+        while chunk := out.read(1 << 20):
+            lines += chunk.count(b"\n")
+        return ToolRun(code, _head(out), _head(err), lines)
+
+
+def _head(f: IO[bytes]) -> str:
+    f.seek(0)
+    return f.read(OUTPUT_BYTES).decode("utf-8", "replace")

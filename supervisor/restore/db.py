@@ -2,7 +2,9 @@
 
 Everything an operator needs on a bad day; the drill (restore.drill) reuses the same steps.
 Every postgres-backup-local format restores (postgres.dumpformat): custom and directory dumps
-with pg_restore, plain and cluster SQL dumps with psql.
+with this host's pg_restore (no meta-commands: an archive's SQL runs in the target server, not
+here), plain and cluster SQL dumps with psql in a throwaway container (restore.sandbox: a script
+from S3 never reaches a psql on this host, docs/security.md).
 
 Point in time (a versioned bucket, supervisor.storage.versions): every step takes `at` (an aware
 datetime, None = now) and then works on the object versions S3 held at that time, so a bad sync
@@ -26,18 +28,19 @@ import gzip
 import hashlib
 import os
 import re
-import subprocess
 import sys
 import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from supervisor.config.load import Config
+from supervisor.containers.engine import DockerError
 from supervisor.postgres import dumpformat, dumps, pgtools
+from supervisor.restore import sandbox
 from supervisor.storage import markers, s3, versions
 
 # The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S<suffix>).
@@ -117,6 +120,28 @@ def newest_per_database(
         if d.dated and (not pinned or d.database in pinned) and newest.get(d.database) is None:
             newest[d.database] = d
     return dict(sorted(newest.items()))
+
+
+# A dump's name time (postgres-backup-local's container clock, often not UTC) may be this far
+# ahead of now; later ones are not made yet: a name from whoever can write the bucket.
+FUTURE_MARGIN = timedelta(days=1)
+
+
+def split_future(listed: list[StoredDump], now: datetime) -> tuple[list[StoredDump],
+                                                                   list[StoredDump]]:
+    """(dumps, those whose name time is after now + FUTURE_MARGIN). Dumps sort by their name
+    time, so `ardua-20991231-000000.sql.gz` would be every drill's newest dump for 70 years,
+    and the real ones never drilled again."""
+    latest = f"{now.astimezone(UTC) + FUTURE_MARGIN:%Y%m%d-%H%M%S}"
+    future = [d for d in listed if d.dated and (m := _NAME_STAMP.search(d.key))
+              and m.group(1) > latest]
+    return [d for d in listed if d not in future], future
+
+
+def future_note(future: list[StoredDump]) -> str:
+    return (f"ignored {len(future)} dump(s) named with a time in the future (not made by "
+            f"postgres-backup-local yet; whoever can write the bucket can name a file so): "
+            f"{', '.join(d.shown for d in future)}") if future else ""
 
 
 def split_empty(listed: list[StoredDump]) -> tuple[list[StoredDump], list[StoredDump]]:
@@ -268,18 +293,33 @@ def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool =
     return Fetched(dump.key, path, dump.size, verified, seconds, fmt)
 
 
+# A gzip stream may unpack to at most this many times its size (and always to MIN_UNPACKED):
+# pg_dump -Z1 SQL unpacks 3-10x, deflate's limit is ~1030x (a "gzip bomb").
+MAX_GZIP_RATIO = 200
+MIN_UNPACKED = 1 << 30
+
+
 def _script_tail(key: str, path: Path, fmt: str) -> bytes:
     """The last HEAD_BYTES of an SQL dump's script; a compressed one is read to its end (1.9 s
-    for 190 MB of -Z1 gzip, measured), which also proves its gzip stream whole. b"" for an
-    archive."""
+    for 190 MB of -Z1 gzip, measured), which also proves its gzip stream whole, up to
+    MAX_GZIP_RATIO times its size. b"" for an archive."""
     if fmt in dumpformat.ARCHIVES:
         return b""
-    tail = b""
+    if fmt == dumpformat.PLAIN:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - dumpformat.HEAD_BYTES))
+            return f.read()
+    limit = max(MIN_UNPACKED, MAX_GZIP_RATIO * path.stat().st_size)
+    tail, unpacked = b"", 0
     try:
-        with (open if fmt == dumpformat.PLAIN else gzip.open)(path, "rb") as f:
-            if fmt == dumpformat.PLAIN:
-                f.seek(max(0, path.stat().st_size - dumpformat.HEAD_BYTES))
+        with gzip.open(path, "rb") as f:
             while chunk := f.read(1 << 20):
+                unpacked += len(chunk)
+                if unpacked > limit:
+                    raise dumpformat.FormatError(
+                        f"{key}: its gzip data unpacks to more than {limit >> 20} MiB "
+                        f"({MAX_GZIP_RATIO}x its size, pg_dump's SQL compresses far less): "
+                        f"not restored (a gzip bomb?)")
                 tail = (tail + chunk)[-dumpformat.HEAD_BYTES:]
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise dumpformat.FormatError(f"{key}: gzip data cut off or corrupt ({exc})") from None
@@ -315,7 +355,7 @@ def find_dump(config: Config, key: str, at: datetime | None = None) -> StoredDum
 # -- restore into a server -----------------------------------------------------------------------
 
 
-def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], timeout_s: float) -> pgtools.ToolRun:
     try:
         return pgtools.run(args, timeout_s)
     except pgtools.PgToolError as exc:
@@ -328,7 +368,9 @@ def check_archive(fetched: Fetched) -> int:
     if res.returncode != 0:
         raise RestoreError(f"{fetched.key} is not a readable pg_dump archive: "
                            f"{pgtools.first_error(res.stderr)}")
-    return sum(1 for line in res.stdout.splitlines() if line and not line.startswith(";"))
+    # Its entries: every line but the `;` comments of its header (a dozen or so).
+    return res.stdout_lines - sum(1 for line in res.stdout.splitlines()
+                                  if not line or line.startswith(";"))
 
 
 def _count(dsn: str, sql: str) -> int:
@@ -376,24 +418,40 @@ def restore_db(
     dump = find_dump(config, key, at)
     _check_target(format_of(config, dump), target, clean, privileges)
     fetched = fetch_dump(config, dump, workdir, progress)
-    if fetched.format in dumpformat.ARCHIVES:
-        detail = f"{check_archive(fetched)} archive entries"
-        args = pgtools.restore_args(str(fetched.path), connect=["--dbname", target], jobs=jobs,
-                                    clean=clean, privileges=privileges)
-    else:
-        detail = f"{fetched.format} script via psql"
-        args = pgtools.script_args(str(fetched.path), pgtools.pg_tool("psql"),
-                                   connect=["-d", target], fmt=fetched.format)
+    if fetched.format not in dumpformat.ARCHIVES:
+        return _restore_script(config, fetched, target)
+    detail = f"{check_archive(fetched)} archive entries"
+    args = pgtools.restore_args(str(fetched.path), connect=["--dbname", target], jobs=jobs,
+                                clean=clean, privileges=privileges)
     started = time.monotonic()
     res = _run(args, config.drill.timeout_s)
-    errors = pgtools.script_errors(res.stderr) if fetched.format == dumpformat.CLUSTER_GZ else []
-    if res.returncode != 0 or errors:
-        why = errors[0] if errors else pgtools.first_error(res.stderr)
-        if re.search(pgtools.MISSING_ROLE, why):
-            why += (" (create the role, or pass --no-privileges to restore without GRANTs)"
-                    if fetched.format in dumpformat.ARCHIVES else " (create the role first)")
+    if res.returncode != 0:
+        why = pgtools.first_error(res.stderr)
+        if pgtools.MISSING_ROLE.search(why):
+            why += " (create the role, or pass --no-privileges to restore without GRANTs)"
         raise RestoreError(f"restore of {fetched.key} failed: {why}")
     return RestoreResult(fetched, detail, time.monotonic() - started)
+
+
+def _restore_script(config: Config, fetched: Fetched, target: str) -> RestoreResult:
+    """An SQL script: psql in a throwaway container (restore.sandbox), never this host's."""
+    try:
+        res = sandbox.run_script(config, fetched.path, fetched.format, ["-d", target])
+    except DockerError as exc:
+        raise RestoreError(f"restore of {fetched.key}: psql runs in a container of drill.image "
+                           f"and Docker failed: {exc}") from None
+    if res.timed_out:
+        raise RestoreError(f"restore of {fetched.key} did not finish within "
+                           f"{config.drill.timeout_s:.0f} s (drill.timeout)")
+    errors = pgtools.script_errors(res.stderr) if fetched.format == dumpformat.CLUSTER_GZ else []
+    if res.exit_code != 0 or errors:
+        why = errors[0] if errors else pgtools.first_error(res.stderr)
+        if pgtools.MISSING_ROLE.search(why):
+            why += " (create the role first)"
+        raise RestoreError(f"restore of {fetched.key} failed: {why}")
+    mode = ", restricted mode" if res.restricted else ""
+    detail = f"{fetched.format} script via psql in a container of drill.image{mode}"
+    return RestoreResult(fetched, detail, res.seconds)
 
 
 def workdir_root(config: Config) -> Path:

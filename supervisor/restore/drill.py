@@ -9,9 +9,9 @@ run_drill never raises for a failed drill; the container is removed whatever hap
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import secrets
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,6 +35,20 @@ from supervisor.restore.spotcheck import SpotCheck, spot_check_receipts
 from supervisor.storage import markers, s3
 
 DUMP_MOUNT = "/restore"
+# The server's Unix socket directory: a directory of the drill's workdir, mounted here.
+SOCKET_DIR = "/ardua-socket"
+CLIENT_USER = "postgres"  # psql, pg_restore and pg_isready run as the image's postgres user
+MEM_LIMIT = "2g"
+PIDS_LIMIT = 256
+# The root filesystem is read-only; PGDATA is the image's VOLUME.
+_TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=64m",
+          "/var/run/postgresql": "rw,noexec,nosuid,nodev,size=16m"}
+# PID 1 (root, the entrypoint's caps) makes the socket directory the postgres user's, then
+# runs the image's entrypoint, which drops to that user.
+_SERVER_START = 'chown postgres:postgres "$0" && chmod 0700 "$0" && exec docker-entrypoint.sh "$@"'
+_READY = ('pg_isready -q -t 2 -h "$0" -U postgres '
+          '&& [ "$(head -n 1 "$PGDATA/postmaster.pid")" = 1 ]')
+TIME_LIMIT_HELP = "start-up + drill.timeout x (databases + 1)"
 READY_TIMEOUT_S = 120.0
 # A plain SQL dump sets owners and grants to the source's roles; the throwaway server creates
 # each one it is told is missing (NOLOGIN) and tries again, up to this many.
@@ -121,23 +135,31 @@ class DrillReport(Report):
 
 @dataclass(frozen=True)
 class _Server:
+    """The drill's PostgreSQL, reached over its Unix socket in SOCKET_DIR only (a directory of
+    this run, 0700 of the container's postgres user): no TCP port a local user could take first
+    or connect to. Every client command runs in the container as its postgres user, never as
+    root, and ends by `deadline` (the container's time limit)."""
+
     container: Container
-    port: int
     password: str
     timeout_s: float
+    deadline: float  # time.monotonic()
 
     @property
     def connect(self) -> list[str]:
-        return ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        return ["-h", SOCKET_DIR, "-U", "postgres"]
 
     def run(self, command: list[str], timeout_s: float | None = None) -> docker_runner.ExecResult:
+        left = self.deadline - time.monotonic()
+        if left <= 1:
+            raise DrillFailed(f"the drill's server reached its time limit ({TIME_LIMIT_HELP})")
         return docker_runner.exec_in(
             self.container, command, env={"PGPASSWORD": self.password},
-            timeout_s=timeout_s or self.timeout_s,
+            timeout_s=min(timeout_s or self.timeout_s, left), user=CLIENT_USER,
         )
 
     def query(self, sql: str, db: str = "postgres") -> str:
-        res = self.run(["psql", *self.connect, "-d", db, "-XAtq",
+        res = self.run(["psql", *self.connect, "-d", pgtools.dbname(db), "-XAtq",
                         "-v", "ON_ERROR_STOP=1", "-c", sql], 300)
         if res.exit_code != 0:
             raise DrillFailed(pgtools.first_error(res.stderr))
@@ -147,29 +169,26 @@ class _Server:
         if db != "postgres":  # a dump of `postgres` goes back into the server's own
             self.query(f"CREATE DATABASE {_ident(db)}")
 
+    def restrict_key(self) -> str:
+        """A fresh \\restrict key when the image's psql has a restricted mode that holds."""
+        res = self.run(["psql", "--version"], 60)
+        safe = pgtools.restricted_mode_safe(pgtools.version_of(res.stdout))
+        return secrets.token_hex(16) if safe else ""
+
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _wait_ready(server: _Server, deadline: float) -> None:
-    """Polls pg_isready over TCP: the image's init phase serves only the unix socket, so a TCP
-    answer means the final server is up."""
+    """Polls pg_isready on the socket until the final server answers: the one that is the
+    container's PID 1 (postmaster.pid), not the official image's init-phase server."""
     while True:
         docker_runner.refresh(server.container)
         if server.container.status in ("exited", "dead"):
             raise DrillFailed(f"the PostgreSQL container exited during start-up: "
                               f"{docker_runner.log_tail(server.container)}")
-        if server.run(["pg_isready", *server.connect, "-t", "2"], 10).exit_code == 0:
+        if server.run(["sh", "-c", _READY, SOCKET_DIR], 10).exit_code == 0:
             return
         if time.monotonic() > deadline:
             raise DrillFailed(f"PostgreSQL was not ready within {READY_TIMEOUT_S:.0f} s: "
@@ -212,26 +231,32 @@ def _restore_and_check(
     report: DrillReport, labels: dict[str, str],
 ) -> None:
     drill = config.drill
-    # A drill killed mid-way (SIGKILL, a crash) leaves its server running on the port: its
-    # owner is gone, so it goes first. A live drill's (the daemon's, while one runs by hand)
-    # stays, and the port check below says so.
+    # A drill killed mid-way (SIGKILL, a crash) leaves its server running: its owner is gone,
+    # so it goes first. A live drill's (the daemon's, while one runs by hand) stays.
     docker_runner.reap_orphans(client, DRILL_JOB, instance=instance_of(config), running=True)
-    if drill.network_mode == "host" and not _port_free(drill.port):
-        raise DrillFailed(f"port {drill.port} on 127.0.0.1 is in use; set drill.port to a free one")
     docker_runner.ensure_image(client, drill.image, "drill.image")
-    # A random password rather than trust: with host networking any local user could connect.
+    _readable(workdir)
+    sockets = workdir / "socket"
+    sockets.mkdir(mode=0o700)
+    # A random password on top: only the container's postgres user can open the socket.
     password = secrets.token_urlsafe(24)
     spec = docker_runner.Spec(
         image=drill.image,
-        command=["postgres", "-p", str(drill.port), "-c", "listen_addresses=127.0.0.1"],
-        mounts=[docker_runner.file_mount(str(workdir), DUMP_MOUNT)],
+        command=["bash", "-c", _SERVER_START, SOCKET_DIR, "postgres",
+                 "-c", "listen_addresses=", "-c", f"unix_socket_directories={SOCKET_DIR}",
+                 "-c", "unix_socket_permissions=0700"],
+        mounts=[docker_runner.file_mount(str(workdir), DUMP_MOUNT),
+                docker_runner.file_mount(str(sockets), SOCKET_DIR, read_only=False)],
         env={"POSTGRES_PASSWORD": password},
         labels=labels,
         network_mode=drill.network_mode,
         cap_add=_ENTRYPOINT_CAPS,
+        mem_limit=MEM_LIMIT,
+        pids_limit=PIDS_LIMIT,
     )
-    with docker_runner.service(client, spec) as container:
-        server = _Server(container, drill.port, password, drill.timeout_s)
+    limit = READY_TIMEOUT_S + drill.timeout_s * (len(fetched) + 1)
+    with docker_runner.service(client, spec, tmpfs=_TMPFS) as container:
+        server = _Server(container, password, drill.timeout_s, time.monotonic() + limit)
         _wait_ready(server, time.monotonic() + READY_TIMEOUT_S)
         for db, dump in fetched.items():
             report.restore_s += _restore_one(server, db, dump)
@@ -240,6 +265,13 @@ def _restore_and_check(
             name = "schema has tables" + (f" ({db})" if len(fetched) > 1 else "")
             report.checks.append(CheckResult(name, tables > 0, f"{tables} table(s)"))
         report.checks += [_run_check(server, check, list(fetched)) for check in drill.checks]
+
+
+def _readable(workdir: Path) -> None:
+    """The downloads, readable by the container's postgres user through the read-only mount;
+    on this host they stay in state_dir/restore (0700, root's)."""
+    for path in [workdir, *workdir.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 def _restore_one(server: _Server, db: str, dump: Fetched) -> float:
@@ -252,8 +284,9 @@ def _restore_one(server: _Server, db: str, dump: Fetched) -> float:
             raise DrillFailed(f"{dump.key} is not a readable pg_dump archive: "
                               f"{pgtools.first_error(listed.stderr)}")
         server.create_database(db)
-        res = server.run(pgtools.restore_args(path, connect=[*server.connect, "-d", db],
-                                              jobs=2, clean=False, privileges=False))
+        res = server.run(pgtools.restore_args(
+            path, connect=[*server.connect, "-d", pgtools.dbname(db)], jobs=2, clean=False,
+            privileges=False))
         _failed_if(res, f"pg_restore of {dump.key}")
         return res.duration_s
     if dump.format == dumpformat.CLUSTER_GZ:  # creates its roles and databases itself
@@ -265,10 +298,10 @@ def _restore_one(server: _Server, db: str, dump: Fetched) -> float:
         _failed_if(res, f"psql restore of {dump.key}")
         return res.duration_s
     server.create_database(db)
-    spent = 0.0
+    spent, key = 0.0, server.restrict_key()
     for _ in range(MAX_MISSING_ROLES):
-        res = server.run(pgtools.script_args(path, "psql", connect=[*server.connect, "-d", db],
-                                             fmt=dump.format))
+        res = server.run(pgtools.script_args(path, "psql", connect=[
+            *server.connect, "-d", pgtools.dbname(db)], fmt=dump.format, restrict_key=key))
         spent += res.duration_s
         missing = pgtools.MISSING_ROLE.search(pgtools.first_error(res.stderr))
         if res.exit_code == 0 or not missing:
@@ -304,9 +337,11 @@ def run_drill(
     reasons: list[str] = []
     try:
         s3.preflight(config.destination(), restore.db_prefix(config))
-        listed, empty = restore.split_empty(restore.list_dumps(config))
-        if empty:
-            report.skipped = restore.skipped_note(empty)
+        listed, future = restore.split_future(restore.list_dumps(config), now_utc())
+        listed, empty = restore.split_empty(listed)
+        report.skipped = "; ".join(n for n in (restore.future_note(future),
+                                               restore.skipped_note(empty)) if n)
+        if report.skipped:
             log.warning(f"{DRILL_JOB}: {report.skipped}")
         chosen = restore.newest_per_database(listed, config.health.databases)
         if missing := [db for db, dump in chosen.items() if dump is None]:
