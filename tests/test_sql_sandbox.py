@@ -97,7 +97,9 @@ def test_planted_script_runs_no_command_on_this_host(
     db, dsn = _target(pg)
     assert _restore(cfg, key, dsn) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "unrestrict" in err, err
+    # psql's first error: `\unrestrict`'s, or a write to the `\o |touch` pipe that touch
+    # closed (a race in psql, not ours)
+    assert len(err.splitlines()) == 1 and f"restore of {key} failed" in err, err
     _no_bangs(bangs)
     assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'planted'", db).strip() == "0"
 
