@@ -120,7 +120,8 @@ KEYS: tuple[Key, ...] = (
     Key("drill.image", v.image, "postgres:15", "official PostgreSQL image"),
     Key("drill.network_mode", v.docker_name, DERIVED, "Docker network of the drill container "
         "(default: rclone.network_mode)"),
-    Key("drill.port", v.server_port, 55432, "server port in the drill container"),
+    Key("drill.port", v.server_port, 55432, "unused (deprecated): the drill's server listens "
+        "on a private Unix socket only"),
     Key("drill.timeout", parse_duration, 3600.0, "bound for the restore and each check",
         "timeout_s"),
     Key("drill.db_job", v.string, DEFAULT_DB_JOB, "upload job whose prefix holds the dumps"),
