@@ -111,3 +111,38 @@ def others_can_replace(parent: os.stat_result, child: os.stat_result,
     if not (mode & stat.S_IWOTH or (mode & stat.S_IWGRP and parent.st_gid != 0)):
         return False
     return not (mode & stat.S_ISVTX and child.st_uid in trusted)
+
+
+def plain_relative(name: str) -> bool:
+    """Is `name` (an S3 key below a prefix) a plain relative path: not empty, not absolute, no
+    empty, `.` or `..` segment, no NUL? Only such a name can be joined onto a local folder and
+    stay in it."""
+    if not name or "\0" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def open_regular_below(root_fd: int, rel: str) -> int | None:
+    """`rel` (a plain_relative name) opened for reading below the directory root_fd, no
+    symlink followed at any depth, no FIFO waited on: its descriptor, or None when there is
+    no regular file by that name there."""
+    parts = rel.split("/")
+    opened: list[int] = []
+    try:
+        fd = root_fd
+        for name in parts[:-1]:
+            fd = os.open(name, DIR_FLAGS, dir_fd=fd)
+            opened.append(fd)
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    finally:
+        for held in opened:
+            os.close(held)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
