@@ -205,7 +205,8 @@ def cmd_restore_db(cfg: Config, args: Args) -> int:
 
 
 def cmd_restore_receipts(cfg: Config, args: Args) -> int:
-    print(receipts_restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at))
+    print(receipts_restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at,
+                                             as_root=args.as_root))
     return EXIT_OK
 
 
@@ -296,6 +297,8 @@ def _restore_receipts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dest", type=Path, help="host directory to restore into")
     p.add_argument("--force", action="store_true",
                    help="sync into a non-empty DEST (deletes files not in S3)")
+    p.add_argument("--as-root", action="store_true",
+                   help="DEST is root's: run the sync as root (else it runs as DEST's owner)")
 
 
 def _doctor_args(p: argparse.ArgumentParser) -> None:

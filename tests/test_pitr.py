@@ -310,7 +310,7 @@ def test_restore_receipts_as_of_before_a_bad_sync(
     dest = tmp_path / "restored"
     lines: list[str] = []
     said = restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, client=docker_client,
-                                    on_line=lines.append)
+                                    on_line=lines.append, as_root=True)
     assert _sha256s(dest) == bad_sync.receipts  # byte-identical, the overwritten one too
     assert not [p for p in dest.rglob(".*")]  # no sentinel, no drill marker, no delete marker
     assert said.startswith("restored 12 file(s)") and versions.format_at(bad_sync.at) in said
@@ -321,11 +321,12 @@ def test_restore_receipts_as_of_before_a_bad_sync(
     for force in (False, True):
         with pytest.raises(restore.RestoreError, match="not empty; a restore as of a time"):
             restore_receipts(bad_sync.cfg, dest, at=bad_sync.at, force=force,
-                                     client=docker_client)
+                                     client=docker_client, as_root=True)
 
     # Without --at: today's state, the damage included.
     today = tmp_path / "today"
-    restore_receipts(bad_sync.cfg, today, client=docker_client, on_line=lambda _: None)
+    restore_receipts(bad_sync.cfg, today, client=docker_client, on_line=lambda _: None,
+                     as_root=True)
     assert sorted(_sha256s(today)) == ["2026/03/00/r0.pdf", "2026/03/01/r1.pdf"]
 
 
@@ -344,7 +345,8 @@ def test_at_without_versioning_is_one_line(
     calls = [
         lambda: restore.list_dumps(cfg, at=at),
         lambda: restore.restore_db(cfg, NEWEST, "postgresql://x/y", workdir=tmp_path, at=at),
-        lambda: restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client),
+        lambda: restore_receipts(cfg, tmp_path / "dest", at=at, client=docker_client,
+                                 as_root=True),
         lambda: versions.state_at(cfg.destination(), "receipts", at),
     ]
     for call in calls:

@@ -323,14 +323,16 @@ def test_spot_check_reports_tampered_and_missing_receipts(uploaded: Uploaded) ->
 
 def test_restore_receipts(uploaded: Uploaded, tmp_path: Path, capsys) -> None:
     dest = tmp_path / "restored"
-    assert _cli(uploaded, "restore", "receipts", str(dest)) == 0
+    assert _cli(uploaded, "restore", "receipts", str(dest)) == 1  # root's: only when asked
+    assert "is owned by root" in capsys.readouterr().err
+    assert _cli(uploaded, "restore", "receipts", str(dest), "--as-root") == 0
     assert "restored 12 file(s)" in capsys.readouterr().out
     for src in uploaded.receipts.rglob("*.pdf"):
         assert (dest / src.relative_to(uploaded.receipts)).read_bytes() == src.read_bytes()
     assert not (dest / ".last_success").exists()
-    assert _cli(uploaded, "restore", "receipts", str(dest)) == 1
+    assert _cli(uploaded, "restore", "receipts", str(dest), "--as-root") == 1
     assert "is not empty" in capsys.readouterr().err
-    assert _cli(uploaded, "restore", "receipts", str(dest), "--force") == 0
+    assert _cli(uploaded, "restore", "receipts", str(dest), "--force", "--as-root") == 0
 
 
 def test_drill_config_errors(tmp_path: Path) -> None:

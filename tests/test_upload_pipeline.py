@@ -18,6 +18,7 @@ import docker
 import pytest
 
 from supervisor.containers import engine as docker_runner
+from supervisor.containers import seccomp
 from tests.harness import dockerd
 from tests.harness.cli import run_cli
 from tests.harness.files import settle
@@ -298,7 +299,7 @@ def test_hung_sync_is_killed_at_timeout_and_inspect_holds_no_secret(
     host = attrs["HostConfig"]
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["SecurityOpt"] == ["no-new-privileges", seccomp.security_opt()]
     assert host["NetworkMode"] == "host"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/source"]["RW"] is False

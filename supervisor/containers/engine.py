@@ -162,6 +162,7 @@ class Spec:
     network_mode: str
     cap_add: Sequence[str] = ()
     user: str | None = None
+    security_opt: Sequence[str] = ()  # beside no-new-privileges: e.g. a seccomp profile
     # Resource bounds (None: Docker's default, none): "512m", a number of processes.
     mem_limit: str | None = None
     pids_limit: int | None = None
@@ -287,7 +288,7 @@ def _create_labelled(client: docker.DockerClient, spec: Spec, **extra: Any) -> C
         network_mode=spec.network_mode,
         cap_drop=["ALL"],
         cap_add=list(spec.cap_add) or None,
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges", *spec.security_opt],
         user=spec.user,
         detach=True,
         **({"mem_limit": spec.mem_limit, "memswap_limit": spec.mem_limit}

@@ -1,5 +1,6 @@
 """rclone in one-shot containers: the spec every rclone container gets (image, network, S3
-settings, the credentials file read-only, the least capability to read any file), the labels that
+settings, the credentials file read-only, the least capability to read any file under a seccomp
+profile that keeps it from opening files by handle), the labels that
 say whose a container is (job, run, installation) and tell a writer from a reader, and the listing
 of a job's source as rclone sees it.
 """
@@ -13,11 +14,13 @@ from docker.types import Mount
 
 from supervisor.config.load import Config, JobConfig
 from supervisor.containers import engine as docker_runner
-from supervisor.containers import rclone
+from supervisor.containers import rclone, seccomp
 from supervisor.containers.engine import ContainerRun, DockerError
 from supervisor.storage.destination import Destination
 
-# Read-only container, but it must read every file whatever its owner and mode.
+# Read-only container, but it must read every file whatever its owner and mode: the capability,
+# under a seccomp profile that refuses the one syscall making it a key to the whole host
+# filesystem (open_by_handle_at: containers.seccomp).
 READ_ANY_FILE = ["DAC_READ_SEARCH"]
 LIST_TIMEOUT_S = 300.0
 LIST_STEP, SYNC_STEP = "list", "sync"
@@ -97,7 +100,8 @@ def rclone_spec(
 ) -> docker_runner.Spec:
     """An rclone one-shot container: the configured image and network, the destination's
     settings as environment, its credentials file read-only, and `mount` (a job's source, a
-    restore's target)."""
+    restore's target); DAC_READ_SEARCH under the seccomp profile that refuses
+    open_by_handle_at."""
     return docker_runner.Spec(
         image=config.rclone.image,
         command=command,
@@ -107,6 +111,7 @@ def rclone_spec(
         network_mode=config.rclone.network_mode,
         cap_add=READ_ANY_FILE,
         user=user,
+        security_opt=[seccomp.security_opt()],
     )
 
 

@@ -1,7 +1,9 @@
 """The drill's receipts spot check: a sample of S3 against this host, and of this host against S3.
 
-Two samples of K receipts. From S3: each object's sha256 against the local file ('mismatched',
-or 'missing' here). From this host: files that already existed when the last successful upload
+Two samples of K receipts. From S3: each object's sha256 against the local regular file
+('mismatched', or 'missing' here: absent, or a symlink, FIFO, device; no symlink is followed at
+any depth); a key that names no path inside the folder is refused by name, never read.
+From this host: files that already existed when the last successful upload
 started must be in S3 with their size ('not_in_s3').
 """
 
@@ -17,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from supervisor.config.load import Config
+from supervisor.core import paths
 from supervisor.record import ledger
 from supervisor.storage import markers, s3
 
@@ -29,23 +32,29 @@ class SpotCheck:
     checked_local: int = 0  # local files sampled that the last upload must have taken
     not_in_s3: tuple[str, ...] = ()  # of those: absent from S3, or another size there
     note: str = ""
+    # S3 keys that name no path inside the folder (absolute, empty/./.. segments, NUL): never
+    # read, a sign someone wrote to the bucket what no upload of ours writes.
+    refused: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatched or self.missing or self.not_in_s3)
+        return not (self.mismatched or self.missing or self.not_in_s3 or self.refused)
 
     @property
     def problems(self) -> int:
-        return len(self.mismatched) + len(self.missing) + len(self.not_in_s3)
+        return (len(self.mismatched) + len(self.missing) + len(self.not_in_s3)
+                + len(self.refused))
 
 
 
-def _sha256_local(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except FileNotFoundError:
+def _sha256_local(root_fd: int, rel: str) -> str | None:
+    """The sha256 of the regular file `rel` below the folder; None if there is none (a
+    symlink, a FIFO, a device or a directory is not a receipt rclone uploaded)."""
+    fd = paths.open_regular_below(root_fd, rel)
+    if fd is None:
         return None
+    with open(fd, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def spot_check_receipts(config: Config, rng: random.Random | None = None) -> SpotCheck:
@@ -63,22 +72,18 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
     if job.source.kind != "path":
         return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
     root = Path(job.source.location)
-    objects = {rel: obj for rel, obj in s3.list_objects(config.destination(), job.prefix).items()
-               if rel not in markers.MARKER_NAMES}
+    listed = {rel: obj for rel, obj in s3.list_objects(config.destination(), job.prefix).items()
+              if rel not in markers.MARKER_NAMES}
+    # Refused by name, never joined onto the folder: `receipts//dev/zero` would read /dev/zero.
+    refused = sorted(repr(rel) for rel in listed if not paths.plain_relative(rel))
+    objects = {rel: obj for rel, obj in listed.items() if paths.plain_relative(rel)}
     rng = rng or random.SystemRandom()
     sample = rng.sample(sorted(objects), min(k, len(objects)))
-    mismatched, missing = [], []
-    for rel in sample:
-        local = _sha256_local(root / rel)
-        if local is None:
-            missing.append(rel)
-            continue
-        digest = hashlib.sha256()
-        for chunk in s3.read_chunks(config.destination(), objects[rel].key):
-            digest.update(chunk)
-        if digest.hexdigest() != local:
-            mismatched.append(rel)
-    notes = [] if objects else ["no objects under the receipts prefix"]
+    mismatched, missing = _compare_sample(config, root, objects, sample)
+    notes = [] if listed else ["no objects under the receipts prefix"]
+    if refused:
+        notes.append(f"{len(refused)} S3 key(s) name no path inside the folder, not read: "
+                     f"{', '.join(refused[:3])}{', ...' if len(refused) > 3 else ''}")
     since = _last_upload_start(config, name)
     # Younger than guard.quiet_period at that run: left for the next one (pipeline.skips_young).
     older = _files_changed_before(root, since, config.guard.quiet_period_s) if since else {}
@@ -88,7 +93,28 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
     not_in_s3 = [rel for rel in local_sample
                  if rel not in objects or objects[rel].size != older[rel]]
     return SpotCheck(len(sample), tuple(mismatched), tuple(missing), len(local_sample),
-                     tuple(not_in_s3), "; ".join(notes))
+                     tuple(not_in_s3), "; ".join(notes), tuple(refused))
+
+
+def _compare_sample(config: Config, root: Path, objects: dict[str, s3.S3Object],
+                    sample: list[str]) -> tuple[list[str], list[str]]:
+    """The sampled objects' sha256 against the local files: (mismatched, missing)."""
+    mismatched, missing = [], []
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for rel in sample:
+            local = _sha256_local(root_fd, rel)
+            if local is None:
+                missing.append(rel)
+                continue
+            digest = hashlib.sha256()
+            for chunk in s3.read_chunks(config.destination(), objects[rel].key):
+                digest.update(chunk)
+            if digest.hexdigest() != local:
+                mismatched.append(rel)
+    finally:
+        os.close(root_fd)
+    return mismatched, missing
 
 
 def _last_upload_start(config: Config, job: str) -> datetime | None:
