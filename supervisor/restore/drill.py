@@ -122,6 +122,7 @@ class DrillReport(Report):
         lines += [f"    mismatch        {k}" for k in r.mismatched]
         lines += [f"    missing locally {k}" for k in r.missing]
         lines += [f"    not in S3       {k}" for k in r.not_in_s3]
+        lines += [f"    refused key     {k!r}" for k in r.refused]
         if self.skipped:
             lines.append(f"  skipped           {self.skipped}")
         lines.append(f"  marker            {self.marker.strip() or 'not written'}")
@@ -370,7 +371,9 @@ def run_drill(
     if not r.ok:
         reasons.append(f"receipts spot check: {len(r.mismatched)} mismatched, "
                        f"{len(r.missing)} missing locally of {r.checked} from S3; "
-                       f"{len(r.not_in_s3)} not in S3 of {r.checked_local} local")
+                       f"{len(r.not_in_s3)} not in S3 of {r.checked_local} local"
+                       + (f"; {len(r.refused)} key(s) naming no path inside the folder "
+                          f"refused" if r.refused else ""))
     return _finish(config, report, reasons)
 
 
