@@ -88,6 +88,9 @@ Prefixes of two jobs may not be equal or nest (a sync mirrors its whole prefix a
 the other job's objects). rclone stops starting transfers at 90 % of `timeout`, so it can exit
 cleanly before it is killed. `heartbeat_url` is pinged `URL/start` when a run starts, `URL` on
 success, `URL/fail` (a POST with the summary) on failure, `URL/log` when a run is deferred.
+Each ping has 3 s in all (not per read) and never fails or holds a run; a failed ping is logged
+with `scheme://host` only, and a config error about the URL shows no more of it: its path is
+its token.
 `compare` and `deep_every`:
 [Compare modes](design.md#compare-modes-cheap-hourly-passes-and-a-deep-pass).
 """,

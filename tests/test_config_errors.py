@@ -233,3 +233,28 @@ def test_status_json_on_a_broken_config_is_an_unknown_object(tmp_path: Path) -> 
     data = json.loads(result.stdout)
     assert (data["state"], data["exit_code"], data["schema"]) == ("UNKNOWN", 3, 2)
     assert data["problems"][0]["text"].startswith(f"config error: {bad}: jobs.db-upload.timeout")
+
+
+# Issue 27 item 5: a config error is printed, logged and put in systemd's STATUS= (which every
+# local user reads): about a ping URL it shows no more than scheme://host, never the token.
+_TOKEN = "3f1c9e2a6b7d4e8f9a0bc1d2e3f4a5b6"
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (f"https://hc-ping.com/{_TOKEN} x", "'https://hc-ping.com/...' is not a valid URL (no host, "
+                                         "or a space in it)"),
+    (f"https://hc-ping.com:99999/{_TOKEN}", "'https://hc-ping.com/...' is not a valid URL: "),
+    (f"ftp://hc-ping.com/{_TOKEN}", "'ftp://hc-ping.com/...' must start with http:// or "
+                                    "https://"),
+    (f"hc-ping.com/{_TOKEN}", "a string (not shown: it may hold a token) must start with "
+                              "http:// or https://"),
+    (f"https://user:{_TOKEN}@hc-ping.com/p\t", "'https://hc-ping.com/...' contains a control "
+                                               "character"),
+])
+def test_a_bad_ping_url_is_named_without_its_token(value: str, shown: str) -> None:
+    text = EXAMPLE_TEXT + f"\n[jobs.extra]\nschedule = '0 1 * * *'\nsource = '/srv'\n" \
+        f"prefix = 'extra'\nheartbeat_url = {json.dumps(value)}\n"
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(text, Path("/c.toml"))
+    assert f"jobs.extra.heartbeat_url: {shown}" in str(error.value)
+    assert _TOKEN not in str(error.value)

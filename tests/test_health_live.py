@@ -24,6 +24,7 @@ from supervisor.postgres import gocron as dbbackup
 from supervisor.record import sinks
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
+from tests.harness.dribble import DribblingServer
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
 pytestmark = pytest.mark.docker
@@ -264,6 +265,22 @@ def test_an_unreachable_go_cron_endpoint_stays_a_warning(setup, http_server, cap
     code, data = status(cfg, capsys)
     assert (code, data["state"]) == (1, "WARNING"), data["diagnoses"]
     assert data["problems"][0]["text"].startswith("Dump container's health endpoint unreachable")
+
+
+def test_a_dribbling_go_cron_endpoint_does_not_hold_status(setup, capsys) -> None:
+    """Issue 27 item 2: whatever answers on go-cron's port sends a byte a second (each byte
+    reset the old per-read timeout: `status` was held 90 s). The probe lets go at its deadline,
+    and status says so in its row."""
+    with DribblingServer(every_s=1.0) as dribbler:
+        url = dribbler.url  # as the config keeps it: no trailing slash
+        cfg = setup([3], health={"db_container": "", "db_health_url": f"{url}/"})
+        started = time.monotonic()
+        _, data = status(cfg, capsys)
+        spent = time.monotonic() - started
+    rows = {c["name"]: (c["state"], c["detail"]) for c in data["checks"]}
+    assert rows["db-backup last run"] == (
+        "WARNING", f"go-cron endpoint {url} did not answer: no complete answer within 3 s")
+    assert spent < 30  # the whole status: listing container, S3, and 3 s for go-cron
 
 
 def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:

@@ -15,6 +15,7 @@ from supervisor.health import verdict as health
 from supervisor.health.verdict import Sentinel, Signals
 from supervisor.postgres.dumps import DatabaseDumps, Dump
 from supervisor.postgres.gocron import ContainerState, CronState
+from supervisor.record.metrics import TAKEN, Serving
 from supervisor.storage.markers import Marker, format_marker, parse_marker
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import guard
@@ -103,6 +104,27 @@ def test_failed_dump_run_is_critical_and_a_running_one_is_fine() -> None:
     running = CronState(running=True, last_exit_status=0, last_exit_time=FRESH_DUMP)
     assert health.evaluate(signals(FRESH_DUMP, True, FRESH_OK, cron=running), LIMITS,
                            NOW).state == "OK"
+
+
+@pytest.mark.parametrize(("serving", "state", "row", "problems"), [
+    (None, "OK", None, ()),  # no port, or no daemon running: nothing to say
+    (Serving(9101, True), "OK", ("OK", "serving /metrics on 127.0.0.1:9101"), ()),
+    (Serving(9101, False, TAKEN), "WARNING",
+     ("WARNING", "port 9101 is taken by another process"),
+     ("metrics: port 9101 is taken by another process",)),
+    (Serving(80, False, "Permission denied"), "WARNING",
+     ("WARNING", "cannot listen on 127.0.0.1:80: Permission denied"),
+     ("metrics: cannot listen on 127.0.0.1:80: Permission denied",)),
+])
+def test_metrics_port_row(serving, state, row, problems) -> None:
+    """The daemon's /metrics is a convenience: a port another process holds is a warning, and
+    it never hides or outranks a backup problem."""
+    verdict = health.evaluate(signals(FRESH_DUMP, True, FRESH_OK, metrics=serving), LIMITS, NOW)
+    assert verdict.state == state
+    assert {c.name: (c.state, c.detail) for c in verdict.checks}.get("metrics") == row
+    assert verdict.diagnoses == problems
+    stale = health.evaluate(signals(STALE_DUMP, True, FRESH_OK, metrics=serving), LIMITS, NOW)
+    assert stale.state == "CRITICAL" and stale.diagnoses[0].startswith("DB backup not producing")
 
 
 def test_other_job_stale_sentinel_is_upload_failing() -> None:

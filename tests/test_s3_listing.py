@@ -204,3 +204,52 @@ def test_page_objects_field_by_field_or_object_by_object(namespaced: bool) -> No
         page = s3._parse(xml.encode(), "list_objects_v2")
         want = [expected[0], (*expected[1][:2], second, expected[1][3]), expected[2]]
         assert s3.page_objects(page) == want
+
+
+class _SameTokenS3(http.server.BaseHTTPRequestHandler):
+    """An endpoint that answers every ListObjectsV2 with a truncated page of one key and the
+    same NextContinuationToken: followed, the listing never ends."""
+
+    def do_GET(self) -> None:
+        self.server.requests += 1  # type: ignore[attr-defined]
+        body = _PAGE.replace("<IsTruncated>false</IsTruncated>",
+                             "<IsTruncated>true</IsTruncated><NextContinuationToken>"
+                             "again</NextContinuationToken>").replace("{etag}", '"e2"').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_repeated_continuation_token_stops_the_listing(tmp_path) -> None:
+    """Issue 27 item 5: an endpoint that repeats its token held the listing (and `status`,
+    the guards) forever. It ends with one line naming the endpoint."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SameTokenS3)
+    server.requests = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    creds = write_credentials(tmp_path / "creds", "AKIDEXAMPLE", "not-a-real-secret")
+    cfg = Destination("b", "us-east-1", endpoint, creds, "default")
+    outcome: list[BaseException | dict] = []
+
+    def listing() -> None:
+        try:
+            outcome.append(s3.list_objects(cfg, "p"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=listing, daemon=True)
+    worker.start()
+    worker.join(30)
+    server.shutdown()
+    server.server_close()
+    assert not worker.is_alive(), f"still listing after {server.requests} pages"
+    assert isinstance(outcome[0], s3.S3Error)
+    assert str(outcome[0]) == (
+        f"S3 endpoint {endpoint} sent the continuation token 'again' of s3://b/p/ twice: the "
+        f"listing would never end, stopped (a broken or hostile endpoint)")
+    assert server.requests <= 3  # the first page, the second, and at most one fetched ahead

@@ -79,7 +79,7 @@ KEYS: tuple[Key, ...] = (
     Key("jobs.*.timeout", parse_duration, 3600.0, "the container is killed after this",
         "timeout_s"),
     Key("jobs.*.catch_up", v.boolean, True, "run once at start-up if a run was missed"),
-    Key("jobs.*.heartbeat_url", v.url, "", "healthchecks.io-style ping URL; empty = none"),
+    Key("jobs.*.heartbeat_url", v.secret_url, "", "healthchecks.io-style ping URL; empty = none"),
     Key("jobs.*.compare", v.compare_mode, "checksum", "how a run finds changed files: "
         "'checksum' (reads every file), 'size' or 'mtime' (read none; a deep checksum pass "
         "every deep_every)"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -186,18 +187,22 @@ def databases(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def http_url(value: Any) -> str:
-    """An http(s) URL with a host (and a valid port, if any); problems as ValueError."""
-    url = plain(value, "an http:// or https:// URL")
+def http_url(value: Any, shown: Callable[[str], str] | None = None) -> str:
+    """An http(s) URL with a host (and a valid port, if any); problems as ValueError, showing
+    the URL as ``shown`` does (``show``, or ``url_head`` for a URL that may hold a token)."""
+    shown = shown or show
+    url = string(value, "an http:// or https:// URL")
+    if any(not ch.isprintable() for ch in url):
+        raise ValueError(f"{shown(url)} contains a control character")
     if not re.match(r"https?://", url):
-        raise ValueError(f"{show(url)} must start with http:// or https://")
+        raise ValueError(f"{shown(url)} must start with http:// or https://")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number 0-65535
     except ValueError as exc:
-        raise ValueError(f"{show(url)} is not a valid URL: {exc}") from None
+        raise ValueError(f"{shown(url)} is not a valid URL: {exc}") from None
     if not parts.hostname or any(ch.isspace() for ch in url):
-        raise ValueError(f"{show(url)} is not a valid URL (no host, or a space in it)")
+        raise ValueError(f"{shown(url)} is not a valid URL (no host, or a space in it)")
     return url.rstrip("/")
 
 
@@ -208,6 +213,30 @@ def url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be an http:// or https:// URL or empty, got {show(value)}")
     return http_url(value)
+
+
+_URL_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://(?:[^/?#@\s]*@)?([A-Za-z0-9.-]{1,253})"
+                       r"(?=[:/?#]|$)")
+
+
+def url_head(text: str) -> str:
+    """A URL that may hold a token (a ping URL's path is its secret) as an error message may
+    show it: `'https://hc-ping.com/...'`, or only its type. The error is printed by
+    check-config, logged, and put in systemd's STATUS=, which every local user can read."""
+    m = _URL_HEAD.match(text)
+    if m:
+        return f"'{m.group(1)}://{m.group(2)}/...'"
+    return "a string (not shown: it may hold a token)"
+
+
+def secret_url(value: Any) -> str:
+    """An http(s) URL or "", whose errors never show more of it than scheme://host: a
+    heartbeat URL's path is its token."""
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"must be an http:// or https:// URL or empty, got {_toml_kind(value)}")
+    return http_url(value, url_head)
 
 
 def image(value: Any) -> str:

@@ -14,6 +14,7 @@ them. LABEL_READS instead on a container that only reads.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -31,6 +32,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
 from docker.utils.socket import STDERR, frames_iter
+from loguru import logger
 
 from supervisor.config.load import Source
 from supervisor.core.retry import is_transient
@@ -81,6 +83,7 @@ class ContainerRun:
     stderr: str
     timed_out: bool
     duration_s: float
+    stderr_dropped: int = 0  # bytes from the middle of stderr not kept (STDERR_HEAD/_TAIL)
 
 
 def connect() -> docker.DockerClient:
@@ -300,6 +303,58 @@ def _create_labelled(client: docker.DockerClient, spec: Spec, **extra: Any) -> C
 
 # How long the output may take to end once the container has exited.
 OUTPUT_AFTER_EXIT_S = 60.0
+# What is kept of a container's output, which a compromised or broken image may make endless.
+# stdout is a listing (`rclone lsf`: 100,000 files are 8 MB): kept whole up to STDOUT_LIMIT,
+# and beyond it the run fails (a listing cut short would pass for a smaller source). stderr is
+# rclone's JSON log, read for its error lines and the final stats line at its end: beyond
+# STDERR_HEAD + STDERR_TAIL its middle lines are dropped (counted and logged).
+STDOUT_LIMIT = 256 << 20
+STDERR_HEAD = 32 << 20  # a --dry-run's notices, one per file: ~150,000 files
+STDERR_TAIL = 4 << 20
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+class _Stream:
+    """One output stream: the head (up to `head` bytes) and the last `tail` bytes; the size
+    of all of it in `total`. Never holds more than head + tail + one frame."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head = bytearray()
+        self.tail: collections.deque[bytes] = collections.deque()
+        self.tail_size = 0
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data or not self.tail_limit:
+            return
+        self.tail.append(data)
+        self.tail_size += len(data)
+        while self.tail_size - len(self.tail[0]) >= self.tail_limit:
+            self.tail_size -= len(self.tail.popleft())
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.head) - min(self.tail_size, self.tail_limit)
+
+    def text(self) -> str:
+        """Whole lines: when the middle was dropped, the head up to its last line break and
+        the tail from its first, so no cut line reaches a parser."""
+        if not self.dropped:
+            return (bytes(self.head) + b"".join(self.tail)).decode("utf-8", "replace")
+        tail = b"".join(self.tail)[-self.tail_limit:]
+        head = bytes(self.head)
+        head = head[:head.rfind(b"\n") + 1]
+        tail = tail[tail.find(b"\n") + 1:]
+        return (head + tail).decode("utf-8", "replace")
 
 
 class _Output:
@@ -307,7 +362,8 @@ class _Output:
 
     Not from the logs API afterwards: that sends every line as its own HTTP chunk (4.9 s to read
     a 100,000-file listing, measured), where the attach stream carries the output in large
-    frames. Attached before the start, so nothing is missed."""
+    frames. Attached before the start, so nothing is missed. Read to its end whatever its
+    size (the container must not block on a full pipe), kept only up to the limits above."""
 
     def __init__(self, container: Container) -> None:
         # The raw socket, not the SDK's frame generator: closed here as soon as the output
@@ -318,8 +374,8 @@ class _Output:
         # holds the connection's fd open until Python's cyclic GC runs (22-47 fds over 1,000
         # runs): closing the response closes the connection now.
         self._response = getattr(self._socket, "_response", None)
-        self._out: list[bytes] = []
-        self._err: list[bytes] = []
+        self._out = _Stream(STDOUT_LIMIT, 0)
+        self._err = _Stream(STDERR_HEAD, STDERR_TAIL)
         self._failed: BaseException | None = None
         self._name = container.short_id
         self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -328,13 +384,17 @@ class _Output:
     def _drain(self) -> None:
         try:
             for stream, data in frames_iter(self._socket, tty=False):
-                (self._err if stream == STDERR else self._out).append(data)
+                (self._err if stream == STDERR else self._out).add(data)
         except Exception as exc:  # raised again on the caller's thread
             self._failed = exc
         finally:
             if self._response is not None:  # first: it closes the socket's buffered reader
                 self._response.close()
             self._socket.close()
+
+    @property
+    def stderr_dropped(self) -> int:
+        return self._err.dropped
 
     def result(self) -> tuple[str, str]:
         self._thread.join(OUTPUT_AFTER_EXIT_S)
@@ -343,8 +403,16 @@ class _Output:
                               f"{OUTPUT_AFTER_EXIT_S:.0f} s after it exited")
         if self._failed is not None:
             raise self._failed
-        return (b"".join(self._out).decode("utf-8", "replace"),
-                b"".join(self._err).decode("utf-8", "replace"))
+        if self._out.dropped:
+            raise DockerError(
+                f"container {self._name} wrote {self._out.total} bytes to stdout, over the "
+                f"{_mib(STDOUT_LIMIT)} read from it: refused rather than cut short (a "
+                f"listing that large, or a broken image)")
+        if self._err.dropped:
+            logger.warning(f"container {self._name} wrote {self._err.total} bytes to stderr: "
+                           f"kept its first {_mib(STDERR_HEAD)} and last "
+                           f"{_mib(STDERR_TAIL)}, dropped {self._err.dropped} bytes between")
+        return self._out.text(), self._err.text()
 
 
 @_api
@@ -368,7 +436,8 @@ def run_oneshot(client: docker.DockerClient, spec: Spec, timeout_s: float) -> Co
             _kill(container)
             exit_code = int(container.wait(timeout=30).get("StatusCode", KILLED_BY_TIMEOUT))
         stdout, stderr = output.result()
-        return ContainerRun(exit_code, stdout, stderr, timed_out, time.monotonic() - started)
+        return ContainerRun(exit_code, stdout, stderr, timed_out, time.monotonic() - started,
+                            output.stderr_dropped)
     finally:
         _remove(container)
 

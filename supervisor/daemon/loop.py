@@ -151,8 +151,7 @@ class Daemon:
             self._problem = f"preflight failed: {exc}"
             logger.error("{}; starting anyway, runs will fail until this is fixed", self._problem)
         logger.info("loaded {} with {}", self.config.path, ", ".join(sorted(self.config.scheduled)))
-        if metrics.serve(self.config):  # a port change takes effect at the next restart
-            logger.info("serving /metrics on 127.0.0.1:{}", self.config.metrics.port)
+        self._metrics: metrics.Serving | None = _serve_metrics(self.config, None)
         self.notifier.send(READY=1, STATUS=self.status())
         self.health.request()
 
@@ -227,6 +226,7 @@ class Daemon:
             self.config = new
             self._configure(new)
             self._problem = ""
+            self._metrics = _serve_metrics(new, self._metrics)
             logger.info("reloaded {}: {}", new.path, ", ".join(sorted(new.scheduled)))
         self.notifier.send(READY=1, STATUS=self.status())
 
@@ -237,6 +237,7 @@ class Daemon:
         # A health read in progress has a listing container: let it finish and remove that
         # (it takes a second) instead of exiting between its create and its removal.
         self.health.join(self.container_stop_s)
+        metrics.forget_serving(self.config)
         logger.info("stopped")
         return 0
 
@@ -302,6 +303,17 @@ def _job_status(name: str, schedule: str, state: _JobState | None, ledger: Ledge
     else:
         done = "never run"
     return f"{name}: {done}, next {_short(next_fire(schedule, tz, now), tz)}"
+
+
+def _serve_metrics(config: Config, current: metrics.Serving | None) -> metrics.Serving | None:
+    """/metrics at start and at each reload. Never fatal: a port another process holds (any
+    local user can take a free port) is a warning in `status`, tried again at each reload
+    until served; a port already served stays until the next restart, even if changed."""
+    if current is None or not current.served:
+        return metrics.serve(config)
+    if config.metrics.port != current.port:
+        logger.warning("metrics.port changes take effect at the next restart")
+    return current
 
 
 def _container_running(containers: Containers, config: Config, name: str) -> bool:

@@ -18,13 +18,15 @@ from supervisor.health.verdict import Sentinel, Signals, Verdict, evaluate
 from supervisor.postgres import dumps
 from supervisor.postgres import gocron as dbbackup
 from supervisor.postgres.dumps import DatabaseDumps
+from supervisor.record import metrics
 from supervisor.record.report import new_run_id
 from supervisor.storage import markers, s3
 
 
 def gather(config: Config, client: docker.DockerClient | None = None) -> Signals:
     """Reads every signal; a failure to read one is recorded in it, never raised."""
-    found: dict[str, object] = {"dump_job": config.health.dump_job}
+    found: dict[str, object] = {"dump_job": config.health.dump_job,
+                                "metrics": metrics.serving(config)}
     _gather_docker(config, client, found)
     _gather_s3(config, found)
     if config.health.db_health_url:

@@ -46,6 +46,7 @@ class Signals:
     cron_error: str = ""
     drill: Marker | None = None
     drill_error: str = ""
+    metrics: metrics.Serving | None = None  # the running daemon's /metrics (None: no daemon)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
     _container(signals, f)
     _drill(signals, limits, now, f)
     _versioning(signals, f)
+    _metrics(signals, f)
     ranked = sorted(f.diagnoses, key=lambda d: -rank(d[0]))
     state = ranked[0][0] if ranked else OK
     return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
@@ -431,6 +433,17 @@ def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) 
         f.check("restore drill", WARNING, detail, f"Restore drill overdue: last {_ago(age)} ago")
     else:
         f.check("restore drill", OK, detail)
+
+
+def _metrics(signals: Signals, f: _Findings) -> None:
+    """The daemon's /metrics: a convenience, so a port it could not take is only a warning."""
+    serving = signals.metrics
+    if serving is None:
+        return
+    if serving.served:
+        f.check("metrics", OK, f"serving /metrics on 127.0.0.1:{serving.port}")
+    else:
+        f.check("metrics", WARNING, serving.problem, f"metrics: {serving.problem}")
 
 
 def _versioning(signals: Signals, f: _Findings) -> None:

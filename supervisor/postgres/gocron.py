@@ -9,8 +9,6 @@ for an unreachable endpoint."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +16,7 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from supervisor.core import clock
+from supervisor.core import clock, http
 
 ENDPOINT_TIMEOUT_S = 3.0
 # The JSON carries the whole stdout/stderr of the last and the running backup.
@@ -56,17 +54,18 @@ def container_state(client: docker.DockerClient, name: str) -> ContainerState:
 
 
 def cron_state(url: str, timeout_s: float = ENDPOINT_TIMEOUT_S) -> CronState:
+    """go-cron's state, read within ``timeout_s`` in all (core.http.fetch: an endpoint that
+    dribbles its answer is cut at the deadline) and at most MAX_REPLY_BYTES of it."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            body = resp.read(MAX_REPLY_BYTES)
-    except urllib.error.HTTPError as exc:
-        # go-cron's answer when the last run failed; anything else is a broken endpoint.
-        if exc.code != 503:
-            raise ProbeError(f"go-cron endpoint {url} answered HTTP {exc.code}") from None
-        body = exc.read(MAX_REPLY_BYTES)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        answer = http.fetch(url, deadline_s=timeout_s, max_bytes=MAX_REPLY_BYTES)
+    except http.HTTPProblem as exc:
         raise ProbeError(f"go-cron endpoint {url} did not answer: {exc}") from None
-    state = _parse(body)
+    # 503: go-cron's answer when the last run failed; anything else is a broken endpoint.
+    if answer.status >= 400 and answer.status != 503:
+        raise ProbeError(f"go-cron endpoint {url} answered HTTP {answer.status}")
+    if answer.truncated:
+        raise ProbeError(f"go-cron endpoint {url} sent more than {MAX_REPLY_BYTES >> 20} MiB")
+    state = _parse(answer.body)
     if state is None:
         raise ProbeError(f"go-cron endpoint {url} did not return go-cron's JSON state")
     return state

@@ -1,7 +1,8 @@
 """healthchecks.io-style pings per job: URL/start, URL on success, URL/fail with a log tail.
 
-A ping can never fail or hold up a backup: short timeout, no retries, failures only logged, and
-the start ping runs in a background thread while the backup goes on.
+A ping can never fail or hold up a backup: a short overall deadline (core.http), no retries,
+failures only logged (scheme://host, never the token), and the start ping runs in a background
+thread while the backup goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 
 from loguru import logger
 
+from supervisor.alerts.send import describe_url, scrub
 from supervisor.config.load import JobConfig
 from supervisor.core.http import TIMEOUT_S, ping
 from supervisor.core.states import DEFERRED
@@ -17,8 +19,11 @@ from supervisor.record.report import Report
 
 
 def _ping(job: str, url: str, body: str | None = None) -> None:
+    """A failure logged with scheme://host only: the rest of a ping URL is its token, and the
+    journal is readable by more people than the config (alerts.send.describe_url)."""
     if error := ping(url, body):
-        logger.bind(job=job).warning(f"{job}: heartbeat ping {url} failed: {error}")
+        logger.bind(job=job).warning(
+            f"{job}: heartbeat ping to {describe_url(url)} failed: {scrub(error, url)}")
 
 
 class Heartbeat:

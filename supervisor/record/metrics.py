@@ -8,11 +8,12 @@ job's values. Writing metrics never fails a run: errors are logged.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,12 +196,115 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
         yield family
 
 
-def serve(config: Config) -> bool:
-    """Starts /metrics on 127.0.0.1:metrics.port in a background thread (for the daemon).
-    Returns False when no port is configured."""
+SERVE_FILE = "metrics-serve.json"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the daemon made of metrics.port, as it records it for `status` (another process,
+    maybe another user): the port is a convenience, so a port taken by another process is a
+    warning in `status`, never a reason to stop scheduling backups."""
+
+    port: int
+    served: bool
+    error: str = ""  # why not served: "taken" (EADDRINUSE) or the OS's reason
+    pid: int = 0  # the daemon that tried, and its start (field 22 of /proc/PID/stat):
+    start: str = ""  # a record of a daemon that has ended is not shown
+
+    @property
+    def problem(self) -> str:
+        if self.served:
+            return ""
+        if self.error == TAKEN:
+            return f"port {self.port} is taken by another process"
+        return f"cannot listen on 127.0.0.1:{self.port}: {self.error}"
+
+
+TAKEN = "taken"
+
+
+def serve(config: Config) -> Serving | None:
+    """Starts /metrics on 127.0.0.1:metrics.port in a background thread (for the daemon) and
+    records the outcome in state_dir for `status`. None when no port is configured. Never
+    raises: a port another process holds (a local user can take any free port) is logged in
+    one line, and the daemon tries again at its next reload."""
+    port = config.metrics.port
+    if not port:
+        forget_serving(config)
+        return None
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=_registry(config))
+        serving = Serving(port, True)
+    except OSError as exc:
+        reason = TAKEN if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        serving = Serving(port, False, reason)
+    serving = replace(serving, pid=os.getpid(), start=_process_start(os.getpid()))
+    if serving.served:
+        logger.info(f"serving /metrics on 127.0.0.1:{port}")
+    else:
+        logger.warning(f"metrics: not serving /metrics: {serving.problem}; backups and alerts "
+                       f"go on, the port is tried again at the next reload (SIGHUP)")
+    _record_serving(config, serving)
+    return serving
+
+
+def _record_serving(config: Config, serving: Serving) -> None:
+    path = config.state_dir / SERVE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp.{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(serving)))
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning(f"metrics: serving state not recorded for status: {exc}")
+
+
+def forget_serving(config: Config) -> None:
+    """The daemon stops (or serves no port): nothing for `status` to report."""
+    with contextlib.suppress(OSError):
+        path = config.state_dir / SERVE_FILE
+        if _load(path).get("pid") == os.getpid():
+            path.unlink()
+
+
+def serving(config: Config) -> Serving | None:
+    """What the running daemon of this state_dir made of metrics.port, as it recorded it; None
+    without a port, a record, or a daemon still running (the record's pid and start time).
+    Read from state_dir, which only the daemon's user writes: a process on the port cannot
+    pose as the daemon, as it could to a probe of the port; and it works for a `status` run
+    by any user who can read state_dir."""
     if not config.metrics.port:
+        return None
+    data = _load(config.state_dir / SERVE_FILE)
+    try:
+        found = Serving(int(data["port"]), bool(data["served"]), str(data.get("error", "")),
+                        int(data["pid"]), str(data["start"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return found if _alive(found.pid, found.start) else None
+
+
+def _process_start(pid: int) -> str:
+    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid it names a process; ""
+    when /proc does not show it (another user's process under hidepid, or no such pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    if pid <= 0:
         return False
-    start_http_server(config.metrics.port, addr="127.0.0.1", registry=_registry(config))
+    seen = _process_start(pid)
+    if seen:
+        return seen == start
+    try:  # hidden from us (hidepid), or gone: the kernel still tells which
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
     return True
 
 

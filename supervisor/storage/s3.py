@@ -286,7 +286,16 @@ def list_objects(dest: Destination, prefix: str) -> dict[str, S3Object]:
                     key, int(size), etag.strip('"'), _timestamp(modified))
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(describe(exc, dest)) from None
+    except _RepeatedToken as exc:
+        raise S3Error(f"S3 endpoint {dest.where} sent the continuation token {exc} of "
+                      f"{dest.url(prefix)} twice: the listing would never end, stopped "
+                      f"(a broken or hostile endpoint)") from None
     return found
+
+
+class _RepeatedToken(Exception):
+    """A truncated page whose NextContinuationToken was seen before (or is empty): following
+    it lists the same pages forever. The token, shortened, as the message."""
 
 
 _FIELDS = ("Key", "Size", "ETag", "LastModified")
@@ -325,8 +334,10 @@ def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[etree._Element]
     """The pages in order. Each next page is fetched while this one is parsed (the fetch waits
     on S3, the parse on the CPU: 100,000 objects are 101 pages fetched in 1.0 s one after
     another, listed in 1.4-1.7 s, measured); its token, read from the raw answer, must be the
-    parsed page's, or the page is fetched again with the parsed one."""
+    parsed page's, or the page is fetched again with the parsed one. A token seen before ends
+    the listing with _RepeatedToken: an endpoint that repeats one would be followed forever."""
     params = {"Bucket": bucket, "Prefix": prefix, "EncodingType": "url"}
+    followed: set[str] = set()
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(_get, c, "list_objects_v2", params)
         while True:
@@ -341,6 +352,9 @@ def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[etree._Element]
             if page.findtext(f"{ns}IsTruncated") != "true":
                 return
             token = page.findtext(f"{ns}NextContinuationToken", "")
+            if not token or token in followed:
+                raise _RepeatedToken(repr(token[:40] + ("..." if len(token) > 40 else "")))
+            followed.add(token)
             if params.get("ContinuationToken") != token:
                 params = {**params, "ContinuationToken": token}
                 ahead = pool.submit(_get, c, "list_objects_v2", params)

@@ -71,6 +71,7 @@ class DryRun:
     copy_note: str = ""
     skipped: list[Skipped] = field(default_factory=list)
     error: str = ""  # a step that could not run
+    log_note: str = ""  # rclone's log was longer than what is kept of it: the lists miss some
 
     @property
     def copied_keys(self) -> set[str]:
@@ -139,5 +140,7 @@ class DryRun:
             for target in p.targets:
                 how = "after uploading it" if p.seed else "already in S3"
                 lines.append(f"    copy   {p.source} -> {target} ({p.size} B; {how})")
+        if self.log_note:
+            lines.append(f"  note              {self.log_note}")
         lines.append(f"  => {self.verdict}")
         return "\n".join(lines)

@@ -389,4 +389,7 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
         plan.error = (f"rclone --dry-run: {verdict.reason}: "
                       f"{summary.last_error or 'no error text'}")
     plan.skipped = parse_skipped(result.stderr)
+    if result.stderr_dropped:
+        plan.log_note = (f"rclone's log was too long to keep whole ({result.stderr_dropped} "
+                         f"bytes dropped): the upload and delete lists above are incomplete")
     return plan
