@@ -127,3 +127,16 @@ def test_every_relative_link_resolves(page: Path) -> None:
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading with that anchor in {dest.name}")
     assert broken == []
+
+
+def test_the_security_page_names_tests_that_exist() -> None:
+    """Each rule of docs/security.md names its test; every name there is a real test."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    tests = ROOT / "tests"
+    defined = {m for path in tests.glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    files = set(re.findall(r"`(tests/[\w/]+\.py)", text))
+    named = set(re.findall(r"\b(test_\w+)\b(?!\.py)", text))
+    assert files and named
+    assert sorted(f for f in files if not (ROOT / f).is_file()) == []
+    assert sorted(named - defined) == []
