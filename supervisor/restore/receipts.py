@@ -50,6 +50,11 @@ def restore_receipts(
     and the name must still be that directory just before the container starts.
     `on_step` is a test seam: called with "checked", then "verified" (just before the start)."""
     prefix = receipts_prefix(config)
+    source = config.destination()
+    # S3 first: a dead endpoint or a bucket without versions leaves no DEST made for nothing.
+    s3.preflight(source, prefix)
+    if at is not None:
+        versions.require_versioning(source)
     held = _open_dest(dest, as_root)
     try:
         _check_contents(held, force, at)
@@ -104,9 +109,6 @@ def _sync(
     on_step: Callable[[str], None],
 ) -> str:
     source = config.destination()
-    s3.preflight(source, prefix)
-    if at is not None:
-        versions.require_versioning(source)
     client = client or docker_runner.connect()
     docker_runner.ensure_image(client, config.rclone.image)
     timeout_s = config.job(config.drill.receipts_job).timeout_s
