@@ -18,9 +18,9 @@ CLUSTER = b"--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict abc\n\nSET
 
 @pytest.mark.parametrize(("head", "files", "fmt"), [
     (b"PGDMP\x01\x0f\x00", (), dumpformat.CUSTOM),
-    (gzip.compress(PLAIN, 1), (), dumpformat.PLAIN_GZ),
-    (gzip.compress(CLUSTER), (), dumpformat.CLUSTER_GZ),
-    (gzip.compress(PLAIN * 2000)[:4096], (), dumpformat.PLAIN_GZ),  # only the head is read
+    (gzip.compress(PLAIN, 1, mtime=0), (), dumpformat.PLAIN_GZ),
+    (gzip.compress(CLUSTER, mtime=0), (), dumpformat.CLUSTER_GZ),
+    (gzip.compress(PLAIN * 2000, mtime=0)[:4096], (), dumpformat.PLAIN_GZ),  # only the head is read
     (b"PGDMP\x01", ("last/a/toc.dat", "last/a/3338.dat.gz"), dumpformat.DIRECTORY),
     (PLAIN, (), dumpformat.PLAIN),  # POSTGRES_EXTRA_OPTS without -Z
 ])
@@ -32,8 +32,8 @@ def test_detect(head: bytes, files: tuple[str, ...], fmt: str) -> None:
     (b"", (), "last/a: empty (0 B)"),
     (b"not a dump" * 10, (), "last/a is not a readable pg_dump archive"),
     (CLUSTER, (), "last/a is not a readable pg_dump archive"),  # pbl always gzips pg_dumpall
-    (gzip.compress(b"hello"), (), "gzip data that is not SQL from pg_dump or pg_dumpall"),
-    (gzip.compress(b"x")[:10] + b"\xff" * 20, (), "last/a: corrupt gzip data"),
+    (gzip.compress(b"hello", mtime=0), (), "gzip data that is not SQL from pg_dump or pg_dumpall"),
+    (gzip.compress(b"x", mtime=0)[:10] + b"\xff" * 20, (), "last/a: corrupt gzip data"),
     (b"PGDMP", ("last/a/3338.dat.gz",), "last/a/ has no toc.dat"),
 ])
 def test_anything_else_is_named_in_a_clear_error(head: bytes, files: tuple[str, ...],
