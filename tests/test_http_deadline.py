@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from loguru import logger
 
 from supervisor.alerts import send
 from supervisor.core import http
@@ -22,6 +21,7 @@ from supervisor.postgres import gocron
 from supervisor.record.heartbeat import Heartbeat
 from supervisor.record.report import RunReport
 from tests.harness.dribble import DribblingServer
+from tests.harness.loglines import captured
 
 TOKEN = "3f1c9e2a-6b7d-4e8f-9a0b-c1d2e3f4a5b6"
 
@@ -34,11 +34,8 @@ def dribbler(request) -> Iterator[DribblingServer]:
 
 @pytest.fixture
 def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m).rstrip("\n")), level="DEBUG",
-                      format="{message}")
-    yield lines
-    logger.remove(sink)
+    with captured("DEBUG") as lines:
+        yield lines
 
 
 def _timed(call):  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from loguru import logger
 
 from supervisor.containers import engine
 from supervisor.containers.rclone import parse_log
 from tests.harness.images import ensure_debian_pg_image
+from tests.harness.loglines import captured
 
 pytestmark = pytest.mark.docker
 LINE = '{"level":"notice","msg":"skipped a symlink"}'
@@ -29,11 +29,8 @@ def small_limits(monkeypatch) -> None:
 
 @pytest.fixture
 def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m).rstrip("\n")), level="WARNING",
-                      format="{message}")
-    yield lines
-    logger.remove(sink)
+    with captured("WARNING") as lines:
+        yield lines
 
 
 def _run(docker_client, script: str) -> engine.ContainerRun:
