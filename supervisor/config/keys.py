@@ -149,10 +149,14 @@ KEYS: tuple[Key, ...] = (
 )
 
 
+# Durations written like "15m"; remind_every also takes "0" (never).
+DURATION_PARSERS = (parse_duration, alertconfig.parse_remind_every)
+
+
 def is_duration(shown_key: str) -> bool:
     """Is this key (as settings() names it, e.g. `jobs.db-upload.timeout`) a duration?"""
     name = shown_key.rpartition(".")[2]
-    return any(k.parse is parse_duration and k.name == name for k in KEYS)
+    return any(k.parse in DURATION_PARSERS and k.name == name for k in KEYS)
 
 
 def format_duration(seconds: float) -> str:
