@@ -46,7 +46,10 @@ def _planted(bangs: list[Path], *, unrestrict: bool = True, whoami: str = "") ->
     """A plain pg_dump script (header, footer) with meta-commands between them; `whoami`: a
     shell line for `\\!` that records who ran it."""
     lines = [HEADER, "CREATE TABLE planted (id int);", "INSERT INTO planted VALUES (1);",
-             f"\\! touch {bangs[0]}", f"\\o | touch {bangs[1]}", "SELECT 1;", "\\o"]
+             # The pipe reads what psql writes to it: a command that does not would make psql
+             # fail on a broken pipe, or not, by timing alone.
+             f"\\! touch {bangs[0]}", f"\\o | touch {bangs[1]}; cat >/dev/null", "SELECT 1;",
+             "\\o"]
     if unrestrict:
         lines += ["\\unrestrict aaaa", f"\\! touch {bangs[0]}-after"]
     if whoami:
