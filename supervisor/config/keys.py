@@ -122,8 +122,8 @@ KEYS: tuple[Key, ...] = (
         "(default: rclone.network_mode)"),
     Key("drill.port", v.server_port, 55432, "unused (deprecated): the drill's server listens "
         "on a private Unix socket only"),
-    Key("drill.timeout", parse_duration, 3600.0, "bound for the restore and each check",
-        "timeout_s"),
+    Key("drill.timeout", parse_duration, 3600.0, "bound for each dump's restore (a check or a "
+        "count: 300 s each, within the drill's overall deadline)", "timeout_s"),
     Key("drill.db_job", v.string, DEFAULT_DB_JOB, "upload job whose prefix holds the dumps"),
     Key("drill.receipts_job", v.string, DEFAULT_RECEIPTS_JOB, "job whose receipts are "
         "spot-checked; empty = none"),
