@@ -43,9 +43,14 @@ def _state(config: Config) -> Iterator[dict[str, Any]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _load(path)
         yield state
-        tmp = path.with_suffix(f".tmp.{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        _replace(path, json.dumps(state, indent=1, sort_keys=True))
+
+
+def _replace(path: Path, text: str) -> None:
+    """`path` holds `text` at once or not at all (a reader never sees half a file)."""
+    tmp = path.with_suffix(f".tmp.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -252,9 +257,7 @@ def _record_serving(config: Config, serving: Serving) -> None:
     path = config.state_dir / SERVE_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp.{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(serving)))
-        os.replace(tmp, path)
+        _replace(path, json.dumps(asdict(serving)))
     except OSError as exc:
         logger.warning(f"metrics: serving state not recorded for status: {exc}")
 
