@@ -75,10 +75,8 @@ class Alerter:
         """This process's threads, then every process with this state_dir, one at a time; the
         memory as the last of them left it. Without a writable state_dir: this process only."""
         with self._lock:
-            try:
-                fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                             0o600)
-            except OSError:
+            fd = self._open_lock()
+            if fd is None:
                 yield
                 return
             try:
@@ -90,12 +88,18 @@ class Alerter:
 
     def can_share(self) -> bool:
         """May this process take the memory's lock (and so share it with the daemon)?"""
+        fd = self._open_lock()
+        if fd is not None:
+            os.close(fd)
+        return fd is not None
+
+    def _open_lock(self) -> int | None:
+        """The lock file beside the memory, or None where this user may not open it."""
         try:
-            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                           0o600)
         except OSError:
-            return False
-        os.close(fd)
-        return True
+            return None
 
     def reconfigure(self, settings: Settings, urls: Sequence[str]) -> None:
         with self._lock:
