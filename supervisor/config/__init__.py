@@ -1,1 +1,1 @@
-""""""
+"""The config file: every key declared once (keys), read into immutable dataclasses (load)."""

@@ -1,1 +1,1 @@
-""""""
+"""One-shot Docker containers (engine) and the rclone ones: spec, labels, commands, log."""
