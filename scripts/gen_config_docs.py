@@ -71,11 +71,19 @@ NOTES: dict[str, str] = {
 Keep the unit's `TimeoutStopSec` (90 s as shipped) above `stop_grace` + 20 s: see
 [Reload and stop](operations.md#reload-and-stop).
 """,
-    "s3": """\
+    "destinations.*": """\
+`NAME` names a destination: a-z, 0-9, `-`, `_`. List as many as you keep copies; each job copies
+to every one, or to those its `destinations` names. A config with one `[s3]` table instead means
+one destination named `s3`, with these same keys (how configs were written before there could
+be several); `[s3]` beside `[destinations.NAME]` is an error. Two destinations may not send one
+job's prefix to the same bucket at the same endpoint. The off-site copy, and why: [3-2-1](3-2-1.md).
 The three upload options (`storage_class`, `server_side_encryption`, `sse_kms_key_id`) apply to
 every object ardua-backup writes; which storage classes are accepted, and what they cost, is in
 [Upload options](design.md#upload-options). A KMS key without `aws:kms` is a config error.
 With `endpoint_url` set, rclone talks to the store as provider `Other`.
+`object_lock_mode` and `object_lock_days` go together: every object written (rclone's uploads,
+the server-side copies, the sentinel) carries a retain-until date that many days ahead; the
+bucket must have Object Lock enabled (`doctor` checks it).
 """,
     "rclone": """\
 `bwlimit` applies to the containers that upload (the sync and the seed upload of the hard-link
@@ -132,12 +140,14 @@ one of `WARNING`, `UNKNOWN`, `CRITICAL`; `remind_every = "0"` turns reminders of
 """,
 }
 
-TITLES = {"": "Top level", "jobs.*": "[jobs.NAME]", "drill.checks[]": "[[drill.checks]]"}
+TITLES = {"": "Top level", "jobs.*": "[jobs.NAME]", "drill.checks[]": "[[drill.checks]]",
+          "destinations.*": "[destinations.NAME] (or one [s3])"}
 
 
 def shown_path(key: Key) -> str:
     """The key as an operator writes it: `jobs.*.timeout` -> `jobs.NAME.timeout`."""
-    return key.path.replace("jobs.*.", "jobs.NAME.")
+    return key.path.replace("jobs.*.", "jobs.NAME.").replace("destinations.*.",
+                                                            "destinations.NAME.")
 
 
 def shown_default(key: Key) -> str:

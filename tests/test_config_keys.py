@@ -18,8 +18,8 @@ def _flatten(data: dict, table: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
         path = f"{table}.{name}".lstrip(".")
-        if path == "jobs":
-            keys |= {k for job in value.values() for k in _flatten(job, "jobs.*")}
+        if path in ("jobs", "destinations"):
+            keys |= {k for each in value.values() for k in _flatten(each, f"{path}.*")}
         elif path == "drill.checks":
             keys |= {k for check in value for k in _flatten(check, "drill.checks[]")}
         elif isinstance(value, dict):
@@ -40,7 +40,8 @@ def _documented_keys() -> set[str]:
     keys: set[str] = set()
     for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
         if row := re.match(r"\| `([^`]+)` \|", line):
-            keys.add(row.group(1).replace("jobs.NAME.", "jobs.*."))
+            keys.add(row.group(1).replace("jobs.NAME.", "jobs.*.")
+                     .replace("destinations.NAME.", "destinations.*."))
     return keys
 
 

@@ -44,10 +44,11 @@ def test_generator_check_mode_fails_on_a_stale_file(tmp_path: Path, capsys) -> N
 
 def test_configuration_doc_names_keys_as_an_operator_writes_them() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for shown in ("`jobs.NAME.timeout`", "`drill.port`", "`drill.checks[].sql`", "`s3.bucket`"):
+    for shown in ("`jobs.NAME.timeout`", "`drill.port`", "`drill.checks[].sql`",
+                  "`destinations.NAME.bucket`"):
         assert f"| {shown} |" in text
     assert "jobs.*" not in text
-    assert "| `s3.bucket` | required |" in text
+    assert "| `destinations.NAME.bucket` | required |" in text
 
 
 def test_readme_is_a_front_page() -> None:

@@ -53,19 +53,24 @@ KEYS: tuple[Key, ...] = (
     # The unit's TimeoutStopSec must stay above it (+ 10 s container stop + margin).
     Key("stop_grace", parse_duration, 60.0, "on SIGTERM, how long a running sync may finish "
         "before its container is stopped", "stop_grace_s"),
-    Key("s3.bucket", v.bucket, REQUIRED, "the bucket"),
-    Key("s3.region", v.region, "us-east-1", "region"),
-    Key("s3.endpoint_url", v.endpoint_url, "",
+    # One destination: a [destinations.NAME] table, or the [s3] table (one destination named s3).
+    Key("destinations.*.bucket", v.bucket, REQUIRED, "the bucket"),
+    Key("destinations.*.region", v.region, "us-east-1", "region"),
+    Key("destinations.*.endpoint_url", v.endpoint_url, "",
         "empty = AWS; http(s)://... for any S3-compatible store"),
-    Key("s3.credentials_file", v.optional_path, None,
+    Key("destinations.*.credentials_file", v.optional_path, None,
         "AWS shared-credentials file, mode 0600; empty = IAM role / default chain"),
-    Key("s3.profile", v.name, "default", "profile in that file"),
-    Key("s3.storage_class", v.string, "", "storage class of every object written (e.g. "
-        "STANDARD_IA); empty = the bucket's default"),
-    Key("s3.server_side_encryption", v.string, "", "'', 'AES256' or 'aws:kms' for every object "
-        "written; empty = the bucket's default encryption"),
-    Key("s3.sse_kms_key_id", v.string, "", "KMS key for 'aws:kms'; empty = the AWS managed "
-        "key"),
+    Key("destinations.*.profile", v.name, "default", "profile in that file"),
+    Key("destinations.*.storage_class", v.string, "", "storage class of every object written "
+        "(e.g. STANDARD_IA); empty = the bucket's default"),
+    Key("destinations.*.server_side_encryption", v.string, "", "'', 'AES256' or 'aws:kms' for "
+        "every object written; empty = the bucket's default encryption"),
+    Key("destinations.*.sse_kms_key_id", v.string, "", "KMS key for 'aws:kms'; empty = the AWS "
+        "managed key"),
+    Key("destinations.*.object_lock_mode", v.object_lock_mode, "", "'', 'GOVERNANCE' or "
+        "'COMPLIANCE': every object written is locked in this mode; empty = no lock"),
+    Key("destinations.*.object_lock_days", v.count, 0, "every object written is locked this "
+        "many days (with object_lock_mode)"),
     Key("rclone.image", v.image, "rclone/rclone:1.75.2", "pinned upstream image; must be on "
         "the host"),
     Key("rclone.network_mode", v.docker_name, "bridge", "Docker network of the rclone "
@@ -75,7 +80,8 @@ KEYS: tuple[Key, ...] = (
     Key("jobs.*.schedule", v.schedule, REQUIRED, "5-field cron expression in `timezone`"),
     Key("jobs.*.source", v.source, REQUIRED,
         "'volume:NAME' (Docker named volume) or an absolute host path"),
-    Key("jobs.*.prefix", v.prefix, REQUIRED, "S3 prefix mirrored to s3://BUCKET/PREFIX/"),
+    Key("jobs.*.prefix", v.prefix, REQUIRED, "S3 prefix mirrored to s3://BUCKET/PREFIX/ of "
+        "each destination"),
     Key("jobs.*.timeout", parse_duration, 3600.0, "the container is killed after this",
         "timeout_s"),
     Key("jobs.*.catch_up", v.boolean, True, "run once at start-up if a run was missed"),
@@ -88,6 +94,8 @@ KEYS: tuple[Key, ...] = (
         "deep_every_s"),
     Key("jobs.*.bwlimit", bwlimit.parse, "", "this job's bandwidth limit ('off' = none); "
         "empty = rclone.bwlimit"),
+    Key("jobs.*.destinations", v.names, (), "the destinations this job is copied to, by name; "
+        "empty = every destination"),
     Key("health.dump_job", v.string, DERIVED, f"job whose source is postgres-backup-local's "
         f"/backups (default {DEFAULT_DB_JOB!r} if configured)"),
     Key("health.dump_dir", v.prefix, "last", "folder in that source with the timestamped dumps"),

@@ -1,6 +1,6 @@
 """The config file: the immutable dataclasses the rest of the program reads, and the reader
-that fills them from the keys declared once in config.keys (KEYS). `[s3]` becomes a
-storage.Destination.
+that fills them from the keys declared once in config.keys (KEYS). Each `[destinations.NAME]`
+(or the one `[s3]`) becomes a storage.Destination.
 
 Every error names the file, the key and what is wrong; unknown keys are errors so a typo can
 never silently fall back to a default.
@@ -58,6 +58,7 @@ class JobConfig:
     compare: str = default("jobs.*.compare")
     deep_every_s: float = default("jobs.*.deep_every")
     bwlimit: str = default("jobs.*.bwlimit")
+    destinations: tuple[str, ...] = default("jobs.*.destinations")  # (): every destination
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Config:
     timezone: str
     state_dir: Path
     stop_grace_s: float
-    # Where the copies go: today the one [s3] table (a Destination named "s3").
+    # Where the copies go, in the file's order: each [destinations.NAME], or the one [s3].
     destinations: tuple[Destination, ...]
     rclone: RcloneConfig
     drill: DrillConfig
@@ -166,8 +167,7 @@ class Config:
         return plan
 
     def destination(self, name: str | None = None) -> Destination:
-        """The destination named `name`; without one, the first (with [s3], the only one), which
-        restores, the drill, `status` and `doctor` read from."""
+        """The destination named `name`; without one, the first listed."""
         if name is None:
             return self.destinations[0]
         for dest in self.destinations:
@@ -175,6 +175,12 @@ class Config:
                 return dest
         known = ", ".join(d.name for d in self.destinations)
         raise ConfigError(f"{self.path}: no destination named '{name}' (configured: {known})")
+
+    def destinations_of(self, job: JobConfig) -> tuple[Destination, ...]:
+        """Where a job's runs copy to, in the order the file lists the destinations."""
+        if not job.destinations:
+            return self.destinations
+        return tuple(d for d in self.destinations if d.name in job.destinations)
 
     @property
     def drill_marker_key(self) -> str:
@@ -293,6 +299,65 @@ def _read_drill(t: _Table, rclone: RcloneConfig, jobs: dict[str, JobConfig]) -> 
     return drill
 
 
+def _read_destination(t: _Table) -> Destination:
+    dest = Destination(**_read(t, "destinations.*"), table=t.name)
+    try:  # the three options are only valid together (a KMS key needs aws:kms)
+        upload_options.validate_upload_options(dest.storage_class, dest.server_side_encryption,
+                                               dest.sse_kms_key_id, t.name)
+    except ValueError as exc:
+        raise ConfigError(f"{t.path}: {exc}") from None
+    if dest.object_lock_mode and not dest.object_lock_days:
+        raise t.error("object_lock_days", f"must be 1 or more with object_lock_mode "
+                                          f"{show(dest.object_lock_mode)}")
+    if dest.object_lock_days and not dest.object_lock_mode:
+        raise t.error("object_lock_mode", "must be 'GOVERNANCE' or 'COMPLIANCE' with "
+                                          "object_lock_days set")
+    return dest
+
+
+def _read_destinations(root: _Table) -> tuple[Destination, ...]:
+    """Each [destinations.NAME] in the file's order, or the one [s3] (a destination named s3):
+    never both, which would leave it unclear where the copies go."""
+    if "s3" in root.data and "destinations" in root.data:
+        raise ConfigError(f"{root.path}: [s3] and [destinations.*] together: move [s3]'s keys "
+                          f"to a [destinations.NAME] table")
+    if "destinations" not in root.data:
+        return (_read_destination(root.table("s3")),)
+    table = root.table("destinations")
+    names = list(table.data)
+    if not names:
+        raise ConfigError(f"{root.path}: [destinations] defines no destination")
+    for name in names:
+        if not v.JOB_NAME.fullmatch(name):
+            raise ConfigError(f"{root.path}: [destinations.{v.show_key(name)}]: destination "
+                              f"names use a-z, 0-9, '-' and '_'")
+    return tuple(_read_destination(table.table(name)) for name in names)
+
+
+def _check_destinations(path: Path, destinations: tuple[Destination, ...],
+                        jobs: dict[str, JobConfig]) -> None:
+    """Every name a job lists exists; no two destinations share a bucket and endpoint for one
+    job's prefix (two mirrors of one prefix would fight over its objects)."""
+    known = {d.name for d in destinations}
+    for job in jobs.values():
+        for name in job.destinations:
+            if name not in known:
+                raise ConfigError(f"{path}: jobs.{job.name}.destinations: no destination named "
+                                  f"{show(name)} (configured: {', '.join(sorted(known))})")
+    targets: dict[tuple[str, str, str], str] = {}
+    for dest in destinations:
+        for job in jobs.values():
+            if job.destinations and dest.name not in job.destinations:
+                continue
+            where = (dest.endpoint_url, dest.bucket, job.prefix)
+            if where in targets:
+                raise ConfigError(
+                    f"{path}: {dest.setting('bucket')}: {show(dest.bucket)} at "
+                    f"{dest.where} is also destination {targets[where]}'s bucket, and job "
+                    f"{job.name} would mirror {show(job.prefix)} to both")
+            targets[where] = dest.name
+
+
 def _check_prefixes(path: Path, jobs: dict[str, JobConfig]) -> None:
     # A sync mirrors its whole prefix, so nested prefixes would delete each other's objects.
     items = sorted(jobs.values(), key=lambda j: j.prefix)
@@ -314,26 +379,22 @@ def parse(text: str, path: Path) -> Config:
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     root = _Table(path, "", data)
-    s3 = Destination(**_read(root.table("s3"), "s3"), table="s3")
-    try:  # the three options are only valid together (a KMS key needs aws:kms)
-        upload_options.validate_upload_options(s3.storage_class, s3.server_side_encryption,
-                                               s3.sse_kms_key_id)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    destinations = _read_destinations(root)
     rclone = RcloneConfig(**_read(root.table("rclone", required=False), "rclone"))
     jobs_table = root.table("jobs")
     jobs = {name: _read_job(jobs_table.table(name), name) for name in list(jobs_table.data)}
     if not jobs:
         raise ConfigError(f"{path}: [jobs] defines no job")
     _check_prefixes(path, jobs)
+    _check_destinations(path, destinations, jobs)
     health = _read_health(root.table("health", required=False), jobs)
     guard = GuardConfig(**_read(root.table("guard", required=False), "guard"))
     metrics = MetricsConfig(**_read(root.table("metrics", required=False), "metrics"))
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     alerts = AlertsConfig(**_read(root.table("alerts", required=False), "alerts"))
     top = _read(root, "")
-    return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], (s3,), rclone,
-                  drill, jobs, health, guard, metrics, alerts)
+    return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], destinations,
+                  rclone, drill, jobs, health, guard, metrics, alerts)
 
 
 def settings(config: Config) -> list[tuple[str, Any, bool]]:
@@ -347,7 +408,7 @@ def settings(config: Config) -> list[tuple[str, Any, bool]]:
         elif table == "drill.checks[]":
             holders += [(table, f"drill.checks[{i}]", c)
                         for i, c in enumerate(config.drill.checks)]
-        elif table == "s3":
+        elif table == "destinations.*":
             holders += [(table, d.table, d) for d in config.destinations]
         elif table:
             holders.append((table, table, getattr(config, table)))

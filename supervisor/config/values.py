@@ -332,6 +332,26 @@ def name(value: Any) -> str:
     return text
 
 
+OBJECT_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+def object_lock_mode(value: Any) -> str:
+    mode = string(value)
+    if mode and mode not in OBJECT_LOCK_MODES:
+        raise ValueError(f"must be '', 'GOVERNANCE' or 'COMPLIANCE', got {show(value)}")
+    return mode
+
+
+def names(value: Any) -> tuple[str, ...]:
+    """A list of destination names, each at most once."""
+    if not isinstance(value, list) or not all(
+            isinstance(n, str) and JOB_NAME.fullmatch(n) for n in value):
+        raise ValueError(f"must be a list of names like ['primary', 'offsite'], got {show(value)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"names a destination twice: {show(value)}")
+    return tuple(value)
+
+
 def optional_path(value: Any, suffix: str = "") -> Path | None:
     """An absolute path, or "" for "not set" (None)."""
     path = abs_path(value, suffix)

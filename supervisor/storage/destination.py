@@ -3,14 +3,17 @@ with one set of upload options. Everything that talks to S3 (the boto3 client, t
 containers, the sentinel, the error messages) takes a Destination and asks it; nothing else
 knows a bucket name.
 
-A config's ``[s3]`` table is one Destination named ``s3``. Its setting names (``s3.bucket``) are
-how errors tell the operator what to fix, so a destination from another table names its own.
+A config's ``[destinations.NAME]`` tables are its Destinations, in the file's order; an ``[s3]``
+table alone is one Destination named ``s3`` (how configs were written before there could be
+several). Its setting names (``destinations.offsite.bucket``, ``s3.bucket``) are how errors tell
+the operator what to fix.
 Pure: no I/O here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from supervisor.storage import markers
@@ -31,6 +34,8 @@ class Destination:
     storage_class: str = ""
     server_side_encryption: str = ""
     sse_kms_key_id: str = ""
+    object_lock_mode: str = ""  # "", GOVERNANCE or COMPLIANCE: every object written is locked
+    object_lock_days: int = 0
     table: str = "s3"  # the config table it was read from: names its settings in errors
 
     @property
@@ -40,6 +45,12 @@ class Destination:
     def setting(self, key: str) -> str:
         """The full name of one of its settings, as the operator writes it: `s3.bucket`."""
         return f"{self.table}.{key}"
+
+    def retain_until(self, now: datetime) -> datetime | None:
+        """The Object Lock retain-until date of an object written at `now` (None: no lock)."""
+        if not self.object_lock_mode:
+            return None
+        return now + timedelta(days=self.object_lock_days)
 
     @property
     def upload_options(self) -> UploadOptions:

@@ -53,24 +53,26 @@ class UploadOptions:
     sse_kms_key_id: str = ""  # only with aws:kms; "" = the AWS managed key aws/s3
 
 
-def validate_upload_options(storage_class: str, sse: str, kms_key_id: str) -> UploadOptions:
+def validate_upload_options(storage_class: str, sse: str, kms_key_id: str,
+                            table: str = "s3") -> UploadOptions:
+    """The three options, checked together; an error names them in `table` (the config's)."""
     if storage_class and storage_class not in READABLE_CLASSES:
         if storage_class in _REFUSED_CLASSES:
-            raise ValueError(f"s3.storage_class: {storage_class} is not usable for backups: "
+            raise ValueError(f"{table}.storage_class: {storage_class} is not usable for backups: "
                              f"{_REFUSED_CLASSES[storage_class]}")
         hint = (f"; write it in capitals: {storage_class.upper()}"
                 if storage_class.upper() in READABLE_CLASSES else "")
-        raise ValueError(f"s3.storage_class: {storage_class!r} is not an S3 storage class; "
+        raise ValueError(f"{table}.storage_class: {storage_class!r} is not an S3 storage class; "
                          f"use one of {', '.join(READABLE_CLASSES)} or \"\"{hint}")
     if sse not in SSE_ALGORITHMS:
         hint = "; did you mean AES256?" if sse.upper().replace("-", "") == "AES256" else ""
-        raise ValueError(f"s3.server_side_encryption: {sse!r} is not one of \"\", \"AES256\", "
+        raise ValueError(f"{table}.server_side_encryption: {sse!r} is not one of \"\", \"AES256\", "
                          f"\"aws:kms\"{hint}")
     if kms_key_id and sse != "aws:kms":
-        raise ValueError(f"s3.sse_kms_key_id is set but s3.server_side_encryption is "
+        raise ValueError(f"{table}.sse_kms_key_id is set but {table}.server_side_encryption is "
                          f"{sse!r}: a KMS key only applies with \"aws:kms\"")
     if kms_key_id and not _KMS_KEY.match(kms_key_id):
-        raise ValueError("s3.sse_kms_key_id: not a KMS key id, key ARN or alias (no spaces "
+        raise ValueError(f"{table}.sse_kms_key_id: not a KMS key id, key ARN or alias (no spaces "
                          "or control characters)")
     return UploadOptions(storage_class, sse, kms_key_id)
 
