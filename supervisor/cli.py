@@ -72,10 +72,12 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
     print(f"{config.path}: OK (timezone {config.timezone}, state_dir {config.state_dir})")
     for name, job in sorted(config.jobs.items()):
         fire = schedule.next_fire(job.schedule, config.tz, start).isoformat()
-        print(
-            f"{name}: '{job.schedule}' {job.source} -> {config.destination().url(job.prefix)} "
-            f"timeout {job.timeout_s:g}s catch_up={str(job.catch_up).lower()} next {fire}"
-        )
+        print(f"{name}: '{job.schedule}' {job.source} timeout {job.timeout_s:g}s "
+              f"catch_up={str(job.catch_up).lower()} next {fire}")
+        for dest in config.destinations_of(job):  # one line per copy: job x destination
+            lock = (f", object lock {dest.object_lock_mode} {dest.object_lock_days} d"
+                    if dest.object_lock_mode else "")
+            print(f"  -> {dest.name}: {dest.url(job.prefix)} at {dest.where}{lock}")
     d = config.drill
     if d.schedule:
         fire = schedule.next_fire(d.schedule, config.tz, start).isoformat()

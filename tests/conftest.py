@@ -83,6 +83,22 @@ def bucket(s3server: S3Server) -> str:
 
 
 @pytest.fixture(scope="session")
+def offsite_s3server() -> Iterator[S3Server]:
+    """A second S3 server process: the off-site destination of multi-destination tests."""
+    with S3Server() as server:
+        _OURS["endpoints"].add(server.endpoint_url)
+        yield server
+
+
+@pytest.fixture
+def offsite_bucket(offsite_s3server: S3Server) -> str:
+    """A fresh, empty bucket on the second S3 server."""
+    if not offsite_s3server.running:
+        offsite_s3server.start()
+    return offsite_s3server.create_bucket(f"ardua-offsite-{secrets.token_hex(6)}")
+
+
+@pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     with PgServer() as server:
         yield server
@@ -172,6 +188,23 @@ def write_credentials(
 
 
 WriteConfig = Callable[..., Path]
+
+
+def destination_table(server: S3Server, bucket: str, credentials: Path) -> dict[str, Any]:
+    """A [destinations.NAME] table for `bucket` on a test server."""
+    return {"bucket": bucket, "region": server.region, "endpoint_url": server.endpoint_url,
+            "credentials_file": str(credentials), "profile": "default"}
+
+
+def two_destinations(tmp_path: Path, primary: S3Server, primary_bucket: str,
+                     offsite: S3Server, offsite_bucket: str) -> dict[str, Any]:
+    """Overrides for write_config: [s3] replaced by [destinations.primary] (the first server)
+    and [destinations.offsite] (the second, with its own credentials file)."""
+    own = write_credentials(Path(tmp_path) / "offsite-credentials", offsite.access_key,
+                            offsite.secret_key)
+    return {"s3": None, "destinations": {
+        "primary": destination_table(primary, primary_bucket, Path(tmp_path) / "aws-credentials"),
+        "offsite": destination_table(offsite, offsite_bucket, own)}}
 
 
 @pytest.fixture
