@@ -19,35 +19,20 @@ What the tests rely on, from moto's docs and source (moto 5.2.6):
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
-from tests.harness.server import Server, free_port
+from tests.harness.poll import poll
+from tests.harness.s3server import S3Server
+from tests.harness.server import Server, free_port, output_tail, stop_group, venv_binary
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-
-
-def moto_binary() -> Path:
-    found = Path(sys.executable).parent / "moto_server"
-    if found.is_file() and os.access(found, os.X_OK):
-        return found
-    on_path = shutil.which("moto_server")
-    if on_path:
-        return Path(on_path)
-    raise FileNotFoundError("moto_server (moto[server]) not found next to the interpreter")
 
 
 class MotoServer(Server):
@@ -67,60 +52,40 @@ class MotoServer(Server):
     def start(self, timeout: float = START_TIMEOUT) -> MotoServer:
         with open(self.dir / "moto.out", "ab") as log:
             self._proc = subprocess.Popen(
-                [str(moto_binary()), "-H", HOST, "-p", str(self.port)],
+                [str(venv_binary("moto_server", "moto[server]")), "-H", HOST, "-p", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=self.dir, start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
         client = self.client(retries=0, timeout=2)
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self._proc.returncode} during "
-                                   f"start:\n{self.output_tail()}")
+
+        def answers() -> bool:
+            if self._proc is None or self._proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited during start:\n{self.output_tail()}")
             try:
                 client.list_buckets()
-                return self
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-                last = e
-            time.sleep(0.1)  # poll interval, bounded by the deadline above
-        self.stop()
-        raise TimeoutError(f"moto_server not ready in {timeout} s ({last}):\n{self.output_tail()}")
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                return False
+            return True
+
+        # Stopped by Server.__enter__ (close) when this fails.
+        poll(answers, lambda: f"moto_server on {self.endpoint_url}:\n{self.output_tail()}",
+             timeout, interval=0.1)
+        return self
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_group(proc, timeout)
 
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def output_tail(self, n: int = 40) -> str:
-        try:
-            lines = (self.dir / "moto.out").read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        return output_tail(self.dir / "moto.out", n)
 
-    def client(self, *, retries: int = 2, timeout: float = 10):
-        """A boto3 S3 client for this server (path-style addressing)."""
-        return boto3.session.Session(
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-        ).client("s3", endpoint_url=self.endpoint_url, config=botocore.config.Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": retries + 1, "mode": "standard"},
-            connect_timeout=timeout, read_timeout=timeout,
-        ))
+    # The same path-style client with bounded retries as SeaweedFS's (moto ignores the keys).
+    client = S3Server.client
 
     def create_bucket(self, name: str, *, lock: bool = True) -> str:
         """A bucket; with lock, created with Object Lock (and so versioning) on."""
