@@ -244,7 +244,9 @@ def judge_object_lock(config: Mapping[str, Any] | None, dest: Destination | None
                                                 f"write there fails; Object Lock is enabled when "
                                                 f"a bucket is created: create one with "
                                                 f"--object-lock-enabled-for-bucket and set "
-                                                f"{dest.setting('bucket')} to it")
+                                                f"{dest.setting('bucket')} to it (AWS can also "
+                                                f"enable it on this bucket once versioned: "
+                                                f"put-object-lock-configuration)")
         return Row("object lock", OK, "not enabled (optional: a default retention also keeps a "
                                       "stolen admin key from purging versions)")
     ours = (f"; every object ardua-backup writes is locked {wants} for "
