@@ -123,7 +123,11 @@ def test_judge_object_lock_and_retention() -> None:
 # -- against moto's S3 server ------------------------------------------------------------------
 
 
-def test_sentinel_and_drill_marker_are_locked(moto: MotoServer, tmp_path: Path) -> None:
+def test_sentinel_and_drill_marker_are_locked(moto: MotoServer, tmp_path: Path,
+                                              monkeypatch) -> None:
+    # botocore then adds no checksum of its own: the Content-MD5 ardua-backup sends is what
+    # lets a locked PUT through (moto, as AWS, refuses one with neither).
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     bucket = _bucket(moto)
     dest = _dest(moto, bucket, tmp_path, "COMPLIANCE")
     before = datetime.now(UTC)

@@ -289,7 +289,9 @@ def judge_retention(dest: Destination, heads: Mapping[str, Mapping[str, Any] | N
     return Row("retention", OK, f"the last runs' writes are locked: {', '.join(locked)}")
 
 
-def judge_encryption(config: Mapping[str, Any] | None, sse: str = "") -> Row:
+def judge_encryption(config: Mapping[str, Any] | None, sse: str = "",
+                     setting: str = "s3.server_side_encryption") -> Row:
+    """setting: the full name of the destination's server_side_encryption, for the advice."""
     rules = (config or {}).get("Rules") or []
     default = next((r.get("ApplyServerSideEncryptionByDefault") for r in rules
                     if r.get("ApplyServerSideEncryptionByDefault")), None)
@@ -300,10 +302,9 @@ def judge_encryption(config: Mapping[str, Any] | None, sse: str = "") -> Row:
                                      + (f" with key {key}" if key else ""))
     if sse:
         return Row("encryption", OK, f"no bucket default, but every upload asks for {sse} "
-                                     f"(s3.server_side_encryption)")
-    return Row("encryption", WARNING, "no default encryption: objects are stored unencrypted; "
-                                      "set the bucket's default encryption or "
-                                      "s3.server_side_encryption")
+                                     f"({setting})")
+    return Row("encryption", WARNING, f"no default encryption: objects are stored unencrypted; "
+                                      f"set the bucket's default encryption or {setting}")
 
 
 def judge_public_access(config: Mapping[str, Any] | None) -> Row:
@@ -442,7 +443,7 @@ def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> li
                    lambda: client.get_bucket_encryption(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_encryption(
         None if answer is _ABSENT_ANSWER else answer.get("ServerSideEncryptionConfiguration"),
-        sse))
+        sse, dest.setting("server_side_encryption")))
 
     answer = _call(dest, "public access block", "GetPublicAccessBlock",
                    lambda: client.get_public_access_block(Bucket=bucket))
