@@ -225,14 +225,25 @@ def cmd_alerts_test(cfg: Config, args: Args) -> int:
 
 
 def cmd_doctor(cfg: Config, args: Args) -> int:
-    prefixes = [job.prefix for job in cfg.jobs.values()]
-    dest = cfg.destination()
+    """Every destination (or the one named), each with the prefixes of the jobs copying there."""
+    dests = [cfg.destination(args.destination)] if args.destination else list(cfg.destinations)
+    prefixes = {dest: [job.prefix for job in cfg.jobs.values() if dest in cfg.destinations_of(job)]
+                for dest in dests}
     if args.iam_policy:
-        print(json.dumps(doctor.iam_policy(dest.bucket, prefixes), indent=2))
+        # The notes on stderr: stdout stays the policy JSON (one per destination, in order).
+        for dest in dests:
+            for note in doctor.policy_notes(dest, offsite=dest != cfg.destinations[0]):
+                print(f"# {note}", file=sys.stderr, flush=True)
+            print(json.dumps(doctor.iam_policy(dest.bucket, prefixes[dest],
+                                               lock=bool(dest.object_lock_mode)), indent=2),
+                  flush=True)
         return EXIT_OK
-    rows = doctor.diagnose(dest, prefixes, sse=dest.server_side_encryption)
-    print(json.dumps(doctor.to_json(rows), indent=2) if args.json else doctor.render(rows))
-    return doctor.exit_code(rows)
+    sections = [doctor.Section(dest, doctor.diagnose(dest, prefixes[dest],
+                                                     sse=dest.server_side_encryption))
+                for dest in dests]
+    print(json.dumps(doctor.sections_json(sections), indent=2) if args.json
+          else doctor.render_sections(sections))
+    return doctor.sections_exit_code(sections)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -306,7 +317,9 @@ def _restore_receipts_args(p: argparse.ArgumentParser) -> None:
 def _doctor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--iam-policy", action="store_true",
-                   help="print the least-privilege IAM policy for this config instead")
+                   help="print the least-privilege IAM policy of each destination instead")
+    p.add_argument("--destination", metavar="NAME",
+                   help="only this destination (default: every destination, one section each)")
 
 
 COMMANDS: dict[str, Command] = {
@@ -333,8 +346,9 @@ COMMANDS: dict[str, Command] = {
                      cmd_drill),
     "alerts test": Command("send a test notification to every alert URL; show each result",
                            cmd_alerts_test),
-    "doctor": Command("what protects the bucket: versioning, lifecycle, object lock, "
-                      "encryption, public access; exit as status", cmd_doctor, _doctor_args),
+    "doctor": Command("what protects each destination's bucket: versioning, lifecycle, "
+                      "object lock, encryption, public access; exit as status", cmd_doctor,
+                      _doctor_args),
 }
 GROUPS = {"restore": "get backups back out of S3", "alerts": "the notifications"}
 

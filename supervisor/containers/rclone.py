@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from supervisor.core.clock import parse_time, rfc3339
+from supervisor.core.clock import now_utc, parse_time, rfc3339
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
@@ -33,8 +33,9 @@ BOUNDS = [
 LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
 
 
-def environment(dest: Destination) -> dict[str, str]:
-    """Backend settings as environment: none of these are secrets (the secret stays in the file)."""
+def environment(dest: Destination, now: datetime | None = None) -> dict[str, str]:
+    """Backend settings as environment: none of these are secrets (the secret stays in the file).
+    `now`: when the container starts (default: this moment), where its Object Lock counts from."""
     env = {
         "RCLONE_S3_PROVIDER": dest.provider,
         "RCLONE_S3_ENV_AUTH": "true",
@@ -48,7 +49,20 @@ def environment(dest: Destination) -> dict[str, str]:
     if dest.credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = CREDENTIALS_MOUNT
         env["AWS_PROFILE"] = dest.profile
-    return env | upload_options.rclone_env(dest.upload_options)
+    return env | upload_options.rclone_env(dest.upload_options) | lock_env(dest, now or now_utc())
+
+
+def lock_env(dest: Destination, now: datetime) -> dict[str, str]:
+    """Object Lock for every object the container writes to S3. rclone locks only with both
+    set (`rclone help backend s3`, 1.75.2), and then sends them on a single-part PutObject and
+    on the CreateMultipartUpload of a large file, each part with its Content-MD5 (measured with
+    --dump headers). A fixed date rather than rclone's "30d": the date is the product's, one
+    per container."""
+    until = dest.retain_until(now)
+    if until is None:
+        return {}
+    return {"RCLONE_S3_OBJECT_LOCK_MODE": dest.object_lock_mode,
+            "RCLONE_S3_OBJECT_LOCK_RETAIN_UNTIL_DATE": rfc3339(until)}
 
 
 def max_duration_s(timeout_s: float) -> int:

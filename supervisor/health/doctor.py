@@ -8,17 +8,23 @@ configuration these credentials may not read (the least-privilege key of `iam_po
 read lifecycle, encryption, object-lock or public-access settings: run doctor with a key that
 may, or accept those rows as UNKNOWN).
 
-Seams (the lead wires `ardua-backup doctor [--json] [--iam-policy]`):
+Seams (`ardua-backup doctor [--json] [--iam-policy] [--destination NAME]`, a section per
+destination):
 
     diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> list[Row]
-        prefixes: every job's prefix; sse: s3.server_side_encryption (a missing bucket default
-        encryption is then no warning, the uploads ask for it themselves).
+        prefixes: the prefixes of the jobs that copy to dest; sse: its server_side_encryption
+        (a missing bucket default encryption is then no warning, the uploads ask for it
+        themselves). With dest.object_lock_mode set, a bucket that cannot lock is CRITICAL and
+        a "retention" row checks the lock on each job's sentinel.
     overall(rows) -> str;  exit_code(rows) -> int   (core.states.STATUS_EXIT: OK 0 ... UNKNOWN 3)
     render(rows) -> str                              the table and the verdict line
+    render_sections([Section(dest, rows)]) -> str    a heading and table per destination
     to_json(rows, checked_at=None) -> dict           {"schema": 1, "checked_at", "state",
                                                       "exit_code", "checks": [...]}
-    iam_policy(bucket: str, prefixes: Sequence[str]) -> dict   `doctor --iam-policy`
-        (print with json.dumps(..., indent=2))
+    sections_json(sections, checked_at=None) -> dict  the same, each check with its
+                                                      "destination", plus "destinations"
+    iam_policy(bucket, prefixes, *, lock=False) -> dict   `doctor --iam-policy`
+        (print with json.dumps(..., indent=2)); policy_notes(dest, offsite) what goes beside it
 """
 
 from __future__ import annotations
@@ -60,14 +66,44 @@ def exit_code(rows: Sequence[Row]) -> int:
     return STATUS_EXIT[overall(rows)]
 
 
-def render(rows: Sequence[Row]) -> str:
+def _table(rows: Sequence[Row]) -> list[str]:
     width = max((len(r.name) for r in rows), default=5)
     lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
-    lines += [f"{r.name:<{width}}  {r.state:<8}  {r.detail}" for r in rows]
-    state = overall(rows)
+    return lines + [f"{r.name:<{width}}  {r.state:<8}  {r.detail}" for r in rows]
+
+
+def render(rows: Sequence[Row]) -> str:
     bad = [r.name for r in rows if r.state != OK]
-    lines += ["", f"{state}: " + (f"check {', '.join(bad)}" if bad else "the bucket is protected")]
-    return "\n".join(lines)
+    verdict = f"check {', '.join(bad)}" if bad else "the bucket is protected"
+    return "\n".join([*_table(rows), "", f"{overall(rows)}: {verdict}"])
+
+
+@dataclass(frozen=True)
+class Section:
+    """One destination's rows."""
+
+    dest: Destination
+    rows: list[Row]
+
+
+def _all_rows(sections: Sequence[Section]) -> list[Row]:
+    return [r for section in sections for r in section.rows]
+
+
+def render_sections(sections: Sequence[Section]) -> str:
+    """A heading and a table per destination, then one verdict naming what is not OK where."""
+    lines: list[str] = []
+    for section in sections:
+        dest = section.dest
+        lines += [f"{dest.name}: s3://{dest.bucket} at {dest.where}", *_table(section.rows), ""]
+    bad = [f"{s.dest.name} {r.name}" for s in sections for r in s.rows if r.state != OK]
+    verdict = (f"check {', '.join(bad)}" if bad else
+               "every bucket is protected" if len(sections) > 1 else "the bucket is protected")
+    return "\n".join([*lines, f"{overall(_all_rows(sections))}: {verdict}"])
+
+
+def sections_exit_code(sections: Sequence[Section]) -> int:
+    return exit_code(_all_rows(sections))
 
 
 def to_json(rows: Sequence[Row], checked_at: datetime | None = None) -> dict[str, Any]:
@@ -79,6 +115,18 @@ def to_json(rows: Sequence[Row], checked_at: datetime | None = None) -> dict[str
         "exit_code": exit_code(rows),
         "checks": [{"name": r.name, "state": r.state, "detail": r.detail} for r in rows],
     }
+
+
+def sections_json(sections: Sequence[Section],
+                  checked_at: datetime | None = None) -> dict[str, Any]:
+    """to_json of every row, each check naming its destination, and a verdict per destination."""
+    data = to_json(_all_rows(sections), checked_at)
+    data["checks"] = [{**check, "destination": s.dest.name}
+                      for s in sections for check in to_json(s.rows)["checks"]]
+    data["destinations"] = [{"name": s.dest.name, "bucket": s.dest.bucket,
+                             "endpoint": s.dest.where, "state": overall(s.rows),
+                             "exit_code": exit_code(s.rows)} for s in sections]
+    return data
 
 
 # -- pure judges ---------------------------------------------------------------------------------
@@ -185,22 +233,65 @@ def _uncovered(prefixes: Sequence[str], expiry: Mapping[str, int],
     return problems
 
 
-def judge_object_lock(config: Mapping[str, Any] | None) -> Row:
+def judge_object_lock(config: Mapping[str, Any] | None, dest: Destination | None = None) -> Row:
+    """config: the bucket's ObjectLockConfiguration (None: none); dest: whose object_lock_mode
+    says whether the product locks what it writes there."""
+    wants = dest.object_lock_mode if dest is not None else ""
     if not config or config.get("ObjectLockEnabled") != "Enabled":
+        if dest is not None and wants:
+            return Row("object lock", CRITICAL, f"{dest.setting('object_lock_mode')} is {wants} "
+                                                f"but bucket {dest.bucket} cannot lock, so every "
+                                                f"write there fails; Object Lock is enabled when "
+                                                f"a bucket is created: create one with "
+                                                f"--object-lock-enabled-for-bucket and set "
+                                                f"{dest.setting('bucket')} to it (AWS can also "
+                                                f"enable it on this bucket once versioned: "
+                                                f"put-object-lock-configuration)")
         return Row("object lock", OK, "not enabled (optional: a default retention also keeps a "
                                       "stolen admin key from purging versions)")
+    ours = (f"; every object ardua-backup writes is locked {wants} for "
+            f"{dest.object_lock_days} days ({dest.setting('object_lock_mode')})"
+            if dest is not None and wants else "")
     retention = (config.get("Rule") or {}).get("DefaultRetention") or {}
     if not retention:
-        return Row("object lock", OK, "enabled, no default retention")
+        return Row("object lock", OK, f"enabled, no default retention{ours}")
     span = (f"{retention['Days']} days" if "Days" in retention
             else f"{retention.get('Years')} years")
     return Row("object lock", OK, f"default retention {retention.get('Mode')} {span}: every new "
                                   f"version is locked that long; sync deletions still succeed "
                                   f"and leave delete markers (expected), and noncurrent-version "
-                                  f"expiry waits for the lock")
+                                  f"expiry waits for the lock{ours}")
 
 
-def judge_encryption(config: Mapping[str, Any] | None, sse: str = "") -> Row:
+def judge_retention(dest: Destination, heads: Mapping[str, Mapping[str, Any] | None],
+                    now: datetime) -> Row:
+    """heads: each job's sentinel key -> its HEAD (None: not written yet). The sentinel is the
+    last object a good run writes: locked as asked, the run's writes were."""
+    locked, problems = [], []
+    for key, head in heads.items():
+        if head is None:
+            continue
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        if not mode or until is None:
+            problems.append(f"{key} carries no retention")
+        elif mode != dest.object_lock_mode or until <= now:
+            problems.append(f"{key} is locked {mode} until {until:%Y-%m-%d %H:%M}Z")
+        else:
+            locked.append(f"{key} {mode} until {until:%Y-%m-%d}")
+    if problems:
+        return Row("retention", WARNING, f"{'; '.join(problems)}, not {dest.object_lock_mode} for "
+                                         f"{dest.object_lock_days} days from its run: the server "
+                                         f"did not keep the lock (or these credentials lack "
+                                         f"s3:GetObjectRetention, without which a HEAD hides it)")
+    if not locked:
+        return Row("retention", OK, "no sentinel written yet: after the first run this shows "
+                                    "its lock")
+    return Row("retention", OK, f"the last runs' writes are locked: {', '.join(locked)}")
+
+
+def judge_encryption(config: Mapping[str, Any] | None, sse: str = "",
+                     setting: str = "s3.server_side_encryption") -> Row:
+    """setting: the full name of the destination's server_side_encryption, for the advice."""
     rules = (config or {}).get("Rules") or []
     default = next((r.get("ApplyServerSideEncryptionByDefault") for r in rules
                     if r.get("ApplyServerSideEncryptionByDefault")), None)
@@ -211,10 +302,9 @@ def judge_encryption(config: Mapping[str, Any] | None, sse: str = "") -> Row:
                                      + (f" with key {key}" if key else ""))
     if sse:
         return Row("encryption", OK, f"no bucket default, but every upload asks for {sse} "
-                                     f"(s3.server_side_encryption)")
-    return Row("encryption", WARNING, "no default encryption: objects are stored unencrypted; "
-                                      "set the bucket's default encryption or "
-                                      "s3.server_side_encryption")
+                                     f"({setting})")
+    return Row("encryption", WARNING, f"no default encryption: objects are stored unencrypted; "
+                                      f"set the bucket's default encryption or {setting}")
 
 
 def judge_public_access(config: Mapping[str, Any] | None) -> Row:
@@ -301,6 +391,27 @@ def _version_listing(dest: Destination, client: Any, prefixes: Sequence[str]) ->
                          f"{_listed(prefixes)} (what restore --at reads)")
 
 
+def _sentinel_head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.head_object(Bucket=bucket, Key=key))
+    except ClientError as exc:
+        if _code(exc)[0] in ("404", "NoSuchKey"):
+            return None
+        raise
+
+
+def _retention(dest: Destination, client: Any, prefixes: Sequence[str]) -> Row:
+    """Read with a HEAD, as AWS shows a version's lock (moto 5.2.6 has no GetObjectRetention)."""
+    heads = {}
+    for key in (dest.sentinel_key(p) for p in prefixes):
+        answer = _call(dest, "retention", "HeadObject",
+                       lambda k=key: _sentinel_head(client, dest.bucket, k))
+        if isinstance(answer, Row):
+            return answer
+        heads[key] = answer
+    return judge_retention(dest, heads, datetime.now(UTC))
+
+
 def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> list[Row]:
     client = s3.client(dest, fast=True)
     bucket = dest.bucket
@@ -324,13 +435,15 @@ def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> li
     answer = _call(dest, "object lock", "GetObjectLockConfiguration",
                    lambda: client.get_object_lock_configuration(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_object_lock(
-        None if answer is _ABSENT_ANSWER else answer.get("ObjectLockConfiguration")))
+        None if answer is _ABSENT_ANSWER else answer.get("ObjectLockConfiguration"), dest))
+    if dest.object_lock_mode:
+        rows.append(_retention(dest, client, prefixes))
 
     answer = _call(dest, "encryption", "GetBucketEncryption",
                    lambda: client.get_bucket_encryption(Bucket=bucket))
     rows.append(answer if isinstance(answer, Row) else judge_encryption(
         None if answer is _ABSENT_ANSWER else answer.get("ServerSideEncryptionConfiguration"),
-        sse))
+        sse, dest.setting("server_side_encryption")))
 
     answer = _call(dest, "public access block", "GetPublicAccessBlock",
                    lambda: client.get_public_access_block(Bucket=bucket))
@@ -342,34 +455,67 @@ def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> li
 # -- least-privilege policy ----------------------------------------------------------------------
 
 
-def iam_policy(bucket: str, prefixes: Sequence[str]) -> dict[str, Any]:
+def iam_policy(bucket: str, prefixes: Sequence[str], *, lock: bool = False) -> dict[str, Any]:
     """What the host's key needs for uploads, status, drills and restores (also --at), and
     nothing that could destroy history: no s3:DeleteObjectVersion (a DeleteObject on a
     versioned bucket only adds a delete marker), no lifecycle, versioning or bucket-policy
-    changes. A stolen host key can then hide files behind delete markers, never purge them."""
+    changes. A stolen host key can then hide files behind delete markers, never purge them.
+
+    lock (the destination's object_lock_mode is set): AWS authorizes a PUT or copy carrying a
+    retention as s3:PutObjectRetention too; s3:GetObjectRetention lets a HEAD show the lock and
+    s3:GetBucketObjectLockConfiguration lets doctor tell whether the bucket can lock. Never
+    s3:BypassGovernanceRetention: GOVERNANCE would then stop nothing this key does."""
     bucket_arn = f"arn:aws:s3:::{bucket}"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+    objects = [f"{bucket_arn}/{p}/*" for p in prefixes]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ListOnlyTheBackupPrefixes",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}/*" for p in prefixes]}},
+        },
+        {
+            "Sid": "ReadTheVersioningStatus",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketVersioning"],
+            "Resource": bucket_arn,
+        },
+        {
+            "Sid": "ObjectsUnderTheBackupPrefixes",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                       "s3:DeleteObject"],
+            "Resource": objects,
+        },
+    ]
+    if lock:
+        statements += [
             {
-                "Sid": "ListOnlyTheBackupPrefixes",
+                "Sid": "ReadWhetherTheBucketCanLock",
                 "Effect": "Allow",
-                "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+                "Action": ["s3:GetBucketObjectLockConfiguration"],
                 "Resource": bucket_arn,
-                "Condition": {"StringLike": {"s3:prefix": [f"{p}/*" for p in prefixes]}},
             },
             {
-                "Sid": "ReadTheVersioningStatus",
+                "Sid": "LockWhatItWrites",
                 "Effect": "Allow",
-                "Action": ["s3:GetBucketVersioning"],
-                "Resource": bucket_arn,
+                "Action": ["s3:PutObjectRetention", "s3:GetObjectRetention"],
+                "Resource": objects,
             },
-            {
-                "Sid": "ObjectsUnderTheBackupPrefixes",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
-                           "s3:DeleteObject"],
-                "Resource": [f"{bucket_arn}/{p}/*" for p in prefixes],
-            },
-        ],
-    }
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_notes(dest: Destination, offsite: bool) -> list[str]:
+    """What to know beside a destination's policy (offsite: not the first destination)."""
+    notes = [f"{dest.name}: the policy for the key in {dest.setting('credentials_file')} "
+             f"(s3://{dest.bucket})"]
+    if dest.object_lock_mode:
+        notes.append(f"{dest.name}: with s3:PutObjectRetention for object_lock_mode "
+                     f"{dest.object_lock_mode}; never grant s3:BypassGovernanceRetention")
+    if offsite:
+        notes.append(f"{dest.name}: an off-site copy: its key must never have "
+                     f"s3:DeleteObjectVersion (this policy does not grant it), so a stolen "
+                     f"host cannot purge both copies' history")
+    return notes

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,7 @@ from botocore.exceptions import (
 )
 from lxml import etree
 
+from supervisor.core.clock import now_utc
 from supervisor.core.files import private_file_problem
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
@@ -181,16 +184,56 @@ def preflight(dest: Destination, prefix: str | None = None) -> None:
         raise S3Error(describe(exc, dest), _transient(exc)) from None
 
 
+def lock_args(dest: Destination, now: datetime | None = None) -> dict[str, Any]:
+    """boto3 arguments that lock an object written at `now` (default: this moment) until
+    now + object_lock_days; none when the destination does not lock."""
+    until = dest.retain_until(now or now_utc())
+    if until is None:
+        return {}
+    return {"ObjectLockMode": dest.object_lock_mode, "ObjectLockRetainUntilDate": until}
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
 def put_text(dest: Destination, key: str, body: str, what: str) -> None:
     """A small object the daemon writes itself (sentinel, drill marker), with the configured
-    storage class and encryption like every upload."""
+    storage class, encryption and Object Lock like every upload. A locked PUT carries its
+    Content-MD5: AWS refuses one without a Content-MD5 or checksum header (PutObject API
+    reference), and botocore sends a checksum only when request_checksum_calculation allows."""
+    data = body.encode()
+    locked = lock_args(dest)
+    if locked:
+        locked["ContentMD5"] = _md5_b64(data)
     try:
         client(dest).put_object(
-            Bucket=dest.bucket, Key=key, Body=body.encode(), ContentType="text/plain",
-            **upload_options.boto_extra_args(dest.upload_options),
+            Bucket=dest.bucket, Key=key, Body=data, ContentType="text/plain",
+            **upload_options.boto_extra_args(dest.upload_options), **locked,
         )
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(f"writing the {what} failed: {describe(exc, dest)}") from None
+
+
+# The MD5 of an empty request body: what a CopyObject (which sends none) declares.
+_EMPTY_BODY_MD5 = _md5_b64(b"")
+
+
+def _declare_empty_body(request: AWSRequest, **_: Any) -> None:
+    if "x-amz-object-lock-mode" in request.headers and "Content-MD5" not in request.headers:
+        request.headers["Content-MD5"] = _EMPTY_BODY_MD5
+
+
+def copy_client(dest: Destination) -> Any:
+    """The client for server-side copies: a locked CopyObject declares its empty body's
+    Content-MD5. moto's server (5.2.6, s3/responses.py _key_response_put) refuses Object Lock
+    headers on any PUT without Content-MD5 or a checksum, CopyObject included; AWS takes a
+    locked copy without one (boto/s3transfer#224 copied locked objects there, and rclone
+    1.75.2 sends none on its own CopyObject). The true MD5 of the empty body satisfies both."""
+    c = client(dest)
+    c.meta.events.register("before-sign.s3.CopyObject", _declare_empty_body,
+                           unique_id="ardua-locked-copy-md5")
+    return c
 
 
 def write_sentinel(dest: Destination, prefix: str, when: datetime) -> str:

@@ -73,22 +73,23 @@ def copy(dest: Destination, source_key: str, target_key: str, md5: str,
          source_head: Mapping[str, Any]) -> None:
     """A server-side copy that keeps what rclone compares and stores: the metadata (mtime; the
     hard links share it) plus md5chksum, so a multipart copy (whose ETag is no MD5) still
-    carries its MD5; the content type; the configured storage class and encryption. Raises
-    S3Error."""
+    carries its MD5; the content type; the configured storage class, encryption and Object
+    Lock. Raises S3Error."""
     metadata = dict(source_head.get("Metadata") or {})
     metadata[MD5_META] = base64.b64encode(bytes.fromhex(md5)).decode()
     extra: dict[str, Any] = {
         "MetadataDirective": "REPLACE",
         "Metadata": metadata,
         **upload_options.boto_extra_args(dest.upload_options),
+        **s3.lock_args(dest),  # a copy is a new version: it is locked like an upload
     }
     if source_head.get("ContentType"):
         extra["ContentType"] = source_head["ContentType"]
     transfer = TransferConfig(multipart_threshold=COPY_PART_BYTES,
                               multipart_chunksize=COPY_PART_BYTES)
     try:
-        s3.client(dest).copy({"Bucket": dest.bucket, "Key": source_key}, dest.bucket,
-                               target_key, ExtraArgs=extra, Config=transfer)
+        s3.copy_client(dest).copy({"Bucket": dest.bucket, "Key": source_key}, dest.bucket,
+                                  target_key, ExtraArgs=extra, Config=transfer)
     except (BotoCoreError, ClientError) as exc:
         raise s3.S3Error(f"server-side copy {source_key} -> {target_key} failed: "
                          f"{s3.describe(exc, dest)}") from None

