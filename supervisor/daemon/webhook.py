@@ -207,7 +207,8 @@ class Push:
         if int(length) > MAX_BODY:
             request.reply(413)
             return None
-        event = parse_event(request.rfile.read(int(length)))
+        body = request.rfile.read(int(length))
+        event = parse_event(body) if len(body) == int(length) else None  # not cut off
         if event is None:
             request.reply(400)
         return event
