@@ -14,17 +14,9 @@ from supervisor.daemon import webhook
 from supervisor.health.verdict import Signals, evaluate
 from supervisor.postgres import hooks
 from supervisor.postgres.dumps import DatabaseDumps, Dump
+from tests.harness.configs import MINIMAL
 
-BASE = """
-state_dir = "{state}"
-[s3]
-bucket = "ardua-backups"
-[jobs.db-upload]
-schedule = "15 * * * *"
-source = "volume:pg_backups"
-prefix = "postgres"
-timeout = "10m"
-"""
+BASE = 'state_dir = "{state}"\n' + MINIMAL + 'timeout = "10m"\n'
 NOW = datetime(2026, 1, 5, 1, 0, 30, tzinfo=UTC)
 
 
