@@ -182,3 +182,18 @@ def test_token_file_readable_by_others_is_a_config_error(tmp_path, s3server, buc
         load(cfg)
     assert str(error.value) == (f"{cfg}: webhook.token_file {token} is readable by other users "
                                 f"(mode 0640); run: chmod 600 {token}")
+
+
+def test_an_address_taken_by_another_process_is_a_status_problem_not_a_stop(
+        tmp_path, s3server, bucket, pg_volume, write_config) -> None:
+    with socket.socket() as squatter:  # any local user can take a free port first
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        cfg = _hook_config(write_config, tmp_path, s3server, bucket, pg_volume, port)
+        with service(cfg, tmp_path) as (proc, notify):
+            status = notify.expect("READY", "1", timeout=60)["STATUS"]
+            assert status.startswith(f"webhook: cannot listen on 127.0.0.1:{port} | "), status
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+    assert "webhook: cannot listen on 127.0.0.1:" in (tmp_path / "daemon.log").read_text()

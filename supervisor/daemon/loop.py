@@ -291,7 +291,7 @@ class Daemon:
         jobs = "; ".join(_job_status(name, job.schedule, self._jobs.get(name), self.ledger,
                                      self.config.tz, self.clock.now())
                          for name, job in sorted(self.config.scheduled.items()))
-        return " | ".join(p for p in (self._problem, self.health.line, jobs) if p)
+        return " | ".join(filter(None, (self._problem, self.push.problem, self.health.line, jobs)))
 
 
 def _max_wait(notifier: Notifier) -> float:

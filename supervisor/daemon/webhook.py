@@ -95,6 +95,7 @@ class Push:
         self.wake, self.check = wake, check
         self.config: Config | None = None
         self._server: _Server | None = None
+        self.problem = ""  # for STATUS=: the address could not be taken
         self._requested: set[str] = set()
         self._holding: dict[str, datetime] = {}  # held job -> when its hold lapses
         self._lock = threading.Lock()
@@ -110,8 +111,11 @@ class Push:
         if self._server is not None and self._server.listen == listen:
             return
         self.close()
+        self.problem = ""
         if listen:
             self._server = _serve(listen, self)
+            if self._server is None:
+                self.problem = f"webhook: cannot listen on {listen}"
 
     def close(self) -> None:
         if self._server is not None:
