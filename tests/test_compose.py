@@ -39,3 +39,14 @@ def test_upload_services_sync_read_only_with_the_products_flags() -> None:
         assert svc["cap_drop"] == ["ALL"]
         env = svc["environment"]
         assert not any("SECRET" in k or "ACCESS_KEY" in k for k in env)
+
+
+def test_db_backup_calls_the_daemons_webhook_on_the_bridge_gateway() -> None:
+    """postgres-backup-local's hooks/00-webhook: post-backup and error go to WEBHOOK_URL,
+    pre-backup to WEBHOOK_PRE_BACKUP_URL (docs/webhook.md)."""
+    svc = SERVICES["db-backup"]
+    env = svc["environment"]
+    assert env["WEBHOOK_URL"] == env["WEBHOOK_PRE_BACKUP_URL"]
+    assert env["WEBHOOK_URL"].startswith("http://host.docker.internal:8187/hooks/pbl/${")
+    assert "host.docker.internal:host-gateway" in svc["extra_hosts"]
+    assert "WEBHOOK_ERROR_URL" not in env and "WEBHOOK_POST_BACKUP_URL" not in env  # no twice

@@ -122,6 +122,12 @@ KEYS: tuple[Key, ...] = (
     Key("metrics.textfile", v.textfile, None, "node_exporter textfile path (*.prom); empty = "
         "off"),
     Key("metrics.port", v.port_or_off, 0, "serve /metrics on 127.0.0.1:PORT; 0 = off"),
+    Key("webhook.listen", v.listen_address, "", "serve postgres-backup-local's webhooks on "
+        "IPv4:PORT (127.0.0.1, or the Docker bridge's gateway); empty = off"),
+    Key("webhook.token_file", v.optional_path, None, "file holding the token, the last segment "
+        "of http://HOST:PORT/hooks/pbl/TOKEN; mode 0600"),
+    Key("webhook.job", v.string, DERIVED, "the upload job a post-backup runs "
+        "(default health.dump_job)"),
     Key("drill.schedule", v.optional_schedule, "", "5-field cron in `timezone`; empty = only "
         "on demand"),
     # The official image; its major must be >= the pg_dump that wrote the dumps.

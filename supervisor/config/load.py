@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from supervisor.config.keys import (
     default,
 )
 from supervisor.config.values import Source, parse_duration, show
+from supervisor.core.files import private_file_problem
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
@@ -92,6 +94,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """postgres-backup-local's webhooks (daemon.webhook). token_file is a secret file: load()
+    checks it with core.files' rule and reads the token into Config.webhook_token."""
+
+    listen: str = default("webhook.listen")  # "" = off
+    token_file: Path | None = default("webhook.token_file")  # noqa: RUF009 - None
+    job: str | None = None  # the job a post-backup runs (health.dump_job by default)
+
+
+@dataclass(frozen=True)
 class DrillCheck:
     """One SQL check run against a restored database: a number compared with min/max, or
     (with max_age_s) a timestamp that must be no older than max_age_s."""
@@ -151,8 +163,11 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     # The apprise URLs read from alerts.urls_file by load(): they carry tokens, never shown.
     alert_urls: tuple[str, ...] = field(default=(), repr=False)
+    # The token read from webhook.token_file by load(): never shown, never logged.
+    webhook_token: str = field(default="", repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -274,6 +289,18 @@ def _read_health(t: _Table, jobs: dict[str, JobConfig]) -> HealthConfig:
     return HealthConfig(**{**values, "dump_job": values["dump_job"] or None})
 
 
+def _read_webhook(t: _Table, jobs: dict[str, JobConfig], health: HealthConfig) -> WebhookConfig:
+    values = _read(t, "webhook", job=health.dump_job or "")
+    if values["job"] and values["job"] not in jobs:
+        raise t.error("job", f"{show(values['job'])} is not a configured job")
+    hook = WebhookConfig(**{**values, "job": values["job"] or None})
+    if hook.listen and not hook.token_file:
+        raise t.error("token_file", "is required when webhook.listen is set")
+    if hook.listen and not hook.job:
+        raise t.error("job", "is required when webhook.listen is set and health.dump_job is not")
+    return hook
+
+
 def _read_check(t: _Table, index: int) -> DrillCheck:
     check = DrillCheck(**_read(t, "drill.checks[]", name=f"check {index + 1}"))
     if check.max_age_s is not None and (check.min is not None or check.max is not None):
@@ -392,9 +419,10 @@ def parse(text: str, path: Path) -> Config:
     metrics = MetricsConfig(**_read(root.table("metrics", required=False), "metrics"))
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     alerts = AlertsConfig(**_read(root.table("alerts", required=False), "alerts"))
+    webhook = _read_webhook(root.table("webhook", required=False), jobs, health)
     top = _read(root, "")
     return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], destinations,
-                  rclone, drill, jobs, health, guard, metrics, alerts)
+                  rclone, drill, jobs, health, guard, metrics, alerts, webhook)
 
 
 def settings(config: Config) -> list[tuple[str, Any, bool]]:
@@ -433,6 +461,8 @@ def load(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     config = parse(text, path)
+    if config.webhook.listen and config.webhook.token_file:
+        config = replace(config, webhook_token=_read_token(path, config.webhook.token_file))
     if config.alerts.urls_file is None:
         return config
     try:  # a missing file, a mode other users can read, a line apprise cannot use
@@ -440,3 +470,22 @@ def load(path: Path) -> Config:
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return replace(config, alert_urls=tuple(urls))
+
+
+TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")  # one URL path segment, nothing to escape
+
+
+def _read_token(path: Path, token_file: Path) -> str:
+    """The webhook's token: a secret file (core.files' rule), one line of TOKEN's characters.
+    Errors name the file, never the token."""
+    if problem := private_file_problem(token_file, "webhook.token_file"):
+        raise ConfigError(f"{path}: {problem}")
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: webhook.token_file {token_file} cannot be read: "
+                          f"{exc}") from None
+    if not TOKEN.fullmatch(token):
+        raise ConfigError(f"{path}: webhook.token_file {token_file} must hold one token of 16 "
+                          f"to 256 characters A-Z a-z 0-9 . _ ~ - (e.g. openssl rand -hex 32)")
+    return token

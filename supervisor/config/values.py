@@ -4,6 +4,7 @@ type when the text alone would not tell). supervisor.config.load names the key."
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -297,6 +298,23 @@ def port_or_off(value: Any) -> int:
     if not 0 <= integer(value) <= 65535:
         raise ValueError(f"{show(value)} is not a TCP port (0 = off)")
     return value
+
+
+def listen_address(value: Any) -> str:
+    """"" (off) or "IPv4:PORT": an address of this host to listen on (127.0.0.1, or the Docker
+    bridge's gateway for a bridged container)."""
+    text = string(value, "'' or an address like '127.0.0.1:8187'")
+    if not text:
+        return ""
+    host, _, port = text.rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        valid = port.isdigit() and 1 <= int(port) <= 65535
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f"{show(text)} is not an IPv4 address and port like '127.0.0.1:8187'")
+    return text
 
 
 def server_port(value: Any) -> int:

@@ -39,6 +39,7 @@ from supervisor.config.load import Config, ConfigError
 from supervisor.core.retry import retrying
 from supervisor.core.schedule import missed_fire, next_fire
 from supervisor.core.states import DEFERRED, EXIT_CONFIG, FAILED
+from supervisor.daemon import webhook
 from supervisor.daemon.health import Check, HealthReads
 from supervisor.daemon.notify import Notifier
 from supervisor.record import metrics, sinks
@@ -117,6 +118,7 @@ class Daemon:
         self.alerter: Alerter | None = None
         self.health = HealthReads(self.check_health, lambda: (self.config, self.sinks),
                                   lambda: self.notifier.send(STATUS=self.status()))
+        self.push = webhook.Push(self.wake.set, self.health.request)  # postgres-backup-local's
 
     # -- signals (handlers only set flags: everything else happens on the loop thread)
 
@@ -152,6 +154,7 @@ class Daemon:
             logger.error("{}; starting anyway, runs will fail until this is fixed", self._problem)
         logger.info("loaded {} with {}", self.config.path, ", ".join(sorted(self.config.scheduled)))
         self._metrics: metrics.Serving | None = _serve_metrics(self.config, None)
+        self.push.configure(self.config)
         self.notifier.send(READY=1, STATUS=self.status())
         self.health.request()
 
@@ -174,12 +177,8 @@ class Daemon:
             self.wake.clear()
             if self._stop.is_set() or self._reload.is_set():
                 continue
-            self.clock.wait(self.wake, self.next_wake(), self._max_wait())
+            self.clock.wait(self.wake, self.next_wake(), _max_wait(self.notifier))
         return self.shutdown()
-
-    def _max_wait(self) -> float:
-        interval = self.notifier.watchdog_interval_s
-        return min(MAX_WAIT_S, interval) if interval else MAX_WAIT_S
 
     def tick(self) -> None:
         """One pass: apply a pending reload, start the jobs that are due, ping the watchdog."""
@@ -202,15 +201,16 @@ class Daemon:
             state.cursor = now
             if fire is None and state.retry_at is not None and state.retry_at <= now:
                 fire = state.retry_at
+            fire, reason = self.push.gate(self.config, name, fire, now, state.busy)
             if fire is not None:
-                self._fire(name, fire, now)
+                self._fire(name, fire, now, reason)
 
     def next_wake(self) -> datetime:
         now = self.clock.now()
         retries = [s.retry_at for s in self._jobs.values() if s.retry_at is not None]
         fires = [next_fire(j.schedule, self.config.tz, now) for j in self.config.scheduled.values()]
         checks = [self._next_check] if self.alerter and self._next_check else []
-        return min(fires + retries + checks)
+        return min(fires + retries + checks + self.push.wakes())
 
     def reload(self) -> None:
         self.notifier.reloading()
@@ -227,6 +227,7 @@ class Daemon:
             self._configure(new)
             self._problem = ""
             self._metrics = _serve_metrics(new, self._metrics)
+            self.push.configure(new)
             logger.info("reloaded {}: {}", new.path, ", ".join(sorted(new.scheduled)))
         self.notifier.send(READY=1, STATUS=self.status())
 
@@ -238,12 +239,13 @@ class Daemon:
         # (it takes a second) instead of exiting between its create and its removal.
         self.health.join(self.container_stop_s)
         metrics.forget_serving(self.config)
+        self.push.close()
         logger.info("stopped")
         return 0
 
     # -- runs
 
-    def _fire(self, name: str, fire: datetime, now: datetime) -> None:
+    def _fire(self, name: str, fire: datetime, now: datetime, reason: str = "") -> None:
         log = logger.bind(job=name)
         state = self._jobs[name]
         when = fire.astimezone(self.config.tz).isoformat()
@@ -259,29 +261,28 @@ class Daemon:
         state.started_at = now
         state.retry_at = None
         recording = self.sinks.start(name, at=now)
-        state.worker = threading.Thread(
-            target=self._run, args=(self.config, name, recording), name=f"run-{name}",
-            daemon=True)
+        state.worker = threading.Thread(target=self._run, name=f"run-{name}", daemon=True, args=(
+            webhook.run_config(self.config, reason), name, recording, reason))
         state.worker.start()
         self.notifier.send(STATUS=self.status())
 
-    def _run(self, config: Config, name: str, recording: Recording) -> None:
-        run_id = recording.run_id
-        log = logger.bind(job=name, run_id=run_id)
-        log.info("starting {} (run {})", name, run_id)
+    def _run(self, config: Config, name: str, recording: Recording, reason: str) -> None:
+        log = logger.bind(job=name, run_id=recording.run_id)
+        log.bind(reason=reason or "schedule").info("starting {} (run {})", name, recording.run_id)
         try:
-            report = recording.finish(self.run_job(config, name, run_id=run_id))
+            report = recording.finish(webhook.tagged(
+                self.run_job(config, name, run_id=recording.run_id), reason))
             if report.result == DEFERRED:
-                retry = self.clock.now() + timedelta(seconds=config.guard.quiet_period_s)
+                retry = self.clock.now() + timedelta(seconds=self.config.guard.quiet_period_s)
                 self._jobs[name].retry_at = retry
                 log.info("{} deferred: retrying at {}", name, retry.astimezone(config.tz))
-                self.wake.set()
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
-            log.exception("run {} of {} crashed", run_id, name)
+            log.exception("run {} of {} crashed", recording.run_id, name)
             recording.close(FAILED, f"run crashed: {exc}")
         self.notifier.send(STATUS=self.status())
         self.health.request()
+        self.wake.set()  # a retry, or a webhook's run queued behind this one
 
     # -- STATUS
 
@@ -290,7 +291,12 @@ class Daemon:
         jobs = "; ".join(_job_status(name, job.schedule, self._jobs.get(name), self.ledger,
                                      self.config.tz, self.clock.now())
                          for name, job in sorted(self.config.scheduled.items()))
-        return " | ".join(p for p in (self._problem, self.health.line, jobs) if p)
+        return " | ".join(filter(None, (self._problem, self.push.problem, self.health.line, jobs)))
+
+
+def _max_wait(notifier: Notifier) -> float:
+    interval = notifier.watchdog_interval_s
+    return min(MAX_WAIT_S, interval) if interval else MAX_WAIT_S
 
 
 def _job_status(name: str, schedule: str, state: _JobState | None, ledger: Ledger, tz: Any,

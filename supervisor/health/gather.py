@@ -6,7 +6,9 @@ failure is recorded in the signal, so the verdict can say what could not be read
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
+from datetime import datetime
 
 import docker
 
@@ -14,11 +16,13 @@ from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import jobs as rclone_containers
 from supervisor.core.clock import now_utc
+from supervisor.core.states import SUCCESS
 from supervisor.health.verdict import Sentinel, Signals, Verdict, evaluate
-from supervisor.postgres import dumps
+from supervisor.postgres import dumps, hooks
 from supervisor.postgres import gocron as dbbackup
 from supervisor.postgres.dumps import DatabaseDumps
 from supervisor.record import metrics
+from supervisor.record.ledger import Ledger
 from supervisor.record.report import new_run_id
 from supervisor.storage import markers, s3
 
@@ -29,6 +33,7 @@ def gather(config: Config, client: docker.DockerClient | None = None) -> Signals
                                 "metrics": metrics.serving(config)}
     _gather_docker(config, client, found)
     _gather_s3(config, found)
+    _gather_push(config, found)
     if config.health.db_health_url:
         try:
             found["cron"] = dbbackup.cron_state(config.health.db_health_url)
@@ -80,6 +85,30 @@ def _gather_s3(config: Config, found: dict[str, object]) -> None:
         found["s3_error"] = str(exc)
         found["sentinels"] = tuple(
             Sentinel(j.name, j.prefix, None, "S3 not readable") for j in config.jobs.values())
+
+
+def _gather_push(config: Config, found: dict[str, object]) -> None:
+    """An error the dump container reported by webhook (daemon.webhook records it), and when
+    the dump job's first verified upload after the newest dump ended (the run ledger)."""
+    state = hooks.read_state(config.state_dir)
+    if state.error_at and state.job == config.health.dump_job:
+        found["hook_error_at"] = state.error_at
+    databases: tuple[DatabaseDumps, ...] = found.get("databases", ())  # type: ignore[assignment]
+    ends = [d.newest.modified for d in databases if d.newest]
+    if ends and config.health.dump_job:
+        found["dump_uploaded_at"] = _first_upload_after(config, config.health.dump_job,
+                                                         max(ends))
+
+
+def _first_upload_after(config: Config, job: str, dump_end: datetime) -> datetime | None:
+    """The end of the first successful run of `job` that started after `dump_end` (its
+    sentinel), or None: none yet, or the ledger is not readable here."""
+    try:
+        runs = Ledger(config.state_dir).history(job, 200)
+    except (OSError, sqlite3.Error):
+        return None
+    after = [r for r in runs if r.result == SUCCESS and r.started_at >= dump_end]
+    return min(after, key=lambda r: r.started_at).finished_at if after else None
 
 
 def _with_s3(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> DatabaseDumps:

@@ -47,6 +47,8 @@ class Signals:
     drill: Marker | None = None
     drill_error: str = ""
     metrics: metrics.Serving | None = None  # the running daemon's /metrics (None: no daemon)
+    hook_error_at: datetime | None = None  # an error webhook not followed by a post-backup
+    dump_uploaded_at: datetime | None = None  # the first verified upload after the newest dump
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class Verdict:
                                  for d in sig.databases},
             sentinel_age_s={s.job: self.age(s.at) if s.at else None for s in sig.sentinels},
             drill_age_s=self.age(sig.drill.at) if sig.drill else None,
-            drill_ok=sig.drill.ok if sig.drill else None)
+            drill_ok=sig.drill.ok if sig.drill else None, dump_to_s3_s=dump_to_s3(sig))
 
     def _dump_json(self, d: DatabaseDumps) -> dict[str, object]:
         newest, previous = d.newest, d.previous
@@ -220,6 +222,8 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
     _drill(signals, limits, now, f)
     _versioning(signals, f)
     _metrics(signals, f)
+    _hook_error(signals, f)
+    _dump_lag(signals, f)
     ranked = sorted(f.diagnoses, key=lambda d: -rank(d[0]))
     state = ranked[0][0] if ranked else OK
     return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
@@ -433,6 +437,42 @@ def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) 
         f.check("restore drill", WARNING, detail, f"Restore drill overdue: last {_ago(age)} ago")
     else:
         f.check("restore drill", OK, detail)
+
+
+def _newest_dump_end(signals: Signals) -> datetime | None:
+    ends = [d.newest.modified for d in signals.databases if d.newest]
+    return max(ends) if ends else None
+
+
+def dump_to_s3(signals: Signals) -> float | None:
+    """Seconds from the newest dump's end to the sentinel of its first verified upload."""
+    end = _newest_dump_end(signals)
+    if end is None or signals.dump_uploaded_at is None:
+        return None
+    return round((signals.dump_uploaded_at - end).total_seconds(), 1)
+
+
+def _dump_lag(signals: Signals, f: _Findings) -> None:
+    """How long the newest dump waited for its copy off the host (no judgement: the dump and
+    sentinel rows judge the ages)."""
+    lag = dump_to_s3(signals)
+    if lag is not None:
+        f.check("dump to S3", OK, f"{_ago(lag)} from the newest dump's end to its verified "
+                                  f"upload")
+
+
+def _hook_error(signals: Signals, f: _Findings) -> None:
+    """The dump container's own word (its error webhook): CRITICAL at once, until the next
+    post-backup (the daemon then clears it) or a dump newer than the error."""
+    at = signals.hook_error_at
+    if at is None:
+        return
+    end = _newest_dump_end(signals)
+    if end is not None and end > at:
+        f.check("db-backup webhook", OK, f"error at {_iso(at)}, a newer dump since")
+    else:
+        f.check("db-backup webhook", CRITICAL, f"error at {_iso(at)}",
+                f"the dump container reported an error at {_iso(at)}")
 
 
 def _metrics(signals: Signals, f: _Findings) -> None:

@@ -97,6 +97,7 @@ class StatusValues:
     sentinel_age_s: dict[str, float | None] = field(default_factory=dict)
     drill_age_s: float | None = None
     drill_ok: bool | None = None
+    dump_to_s3_s: float | None = None  # the newest dump's end -> its first verified upload
 
 
 def write_run(config: Config, report: Report) -> None:
@@ -182,6 +183,8 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
         "s3_has_latest_dump": ("dump_in_s3", "1 when S3 holds the newest dump (key and size)."),
         "restore_drill_age_seconds": ("drill_age_s", "Age of the last restore drill."),
         "restore_drill_ok": ("drill_ok", "1 when the last restore drill passed."),
+        "dump_to_s3_seconds": ("dump_to_s3_s", "Seconds from the newest dump's end to the "
+                               "sentinel of the dump job's first verified upload after it."),
     }
     for name, (key, doc) in singles.items():
         if status.get(key) is not None:
