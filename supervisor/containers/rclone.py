@@ -95,14 +95,25 @@ def sync_command(dest: Destination, prefix: str, timeout_s: float,
     return _sync(f"{SOURCE_MOUNT}/", dest.remote(prefix), timeout_s, compare, extra, exclude)
 
 
+LISTED_MOUNT = "/run/ardua-listed"
+
+
 def restore_command(
-    dest: Destination, prefix: str, timeout_s: float, at: datetime | None = None
+    dest: Destination, prefix: str, timeout_s: float, at: datetime | None = None,
+    listed: bool = False,
 ) -> list[str]:
     """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3). With `at`
     (aware), the prefix as it was then: `--s3-version-at` lists each object's version live at
     that time and leaves out what was deleted (delete markers show only with
-    --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot."""
+    --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot.
+    `listed`: only the names in the file at LISTED_MOUNT (one a line, --files-from-raw, which
+    rclone refuses beside any other filter: the markers stay out by not being listed), and
+    --delete-excluded, so DEST still loses what is not restored, as a sync's DEST does."""
     command = _sync(dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s)
+    if listed:
+        command = [arg for arg, before in zip(command, ["", *command], strict=True)
+                   if "--exclude" not in (arg, before)]
+        command += ["--files-from-raw", LISTED_MOUNT, "--delete-excluded"]
     if at is not None:
         if at.tzinfo is None:
             raise ValueError("restore_command(at=...) needs an aware datetime")
