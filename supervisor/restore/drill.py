@@ -387,7 +387,7 @@ def _restore_newest(
         log.warning(f"{DRILL_JOB}: {report.skipped}")
     chosen = restore.newest_per_database(listed, config.health.databases)
     if missing := [db for db, dump in chosen.items() if dump is None]:
-        reasons.append(f"no dump of database {', '.join(missing)} in {dest.name}")
+        reasons.append(f"no dump of database {', '.join(missing)} in S3 (destination {dest.name})")
     picked = {db: dump for db, dump in chosen.items() if dump is not None}
     if not picked:
         raise DrillFailed(f"no dumps under {dest.url(restore.db_prefix(config))}")
