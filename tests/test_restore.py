@@ -9,7 +9,6 @@ import hashlib
 import os
 import re
 import secrets
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from supervisor.health import gather
 from supervisor.restore import db as restore
 from supervisor.restore import drill, spotcheck
 from supervisor.upload import run as pipeline
-from tests.conftest import deep_merge, two_destinations
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.files import settle
 from tests.harness.images import ensure_debian_pg_image
@@ -40,7 +38,6 @@ from tests.harness.server import free_port as _free_port
 from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, dumps_and_receipts
 from tests.harness.sourcedb import counts as _counts
 from tests.harness.sourcedb import source_db as _source_db
-from tests.harness.tomlw import dumps as toml_dumps
 
 pytestmark = pytest.mark.docker
 
@@ -391,34 +388,3 @@ def test_drill_skips_an_empty_dump_and_says_so(uploaded: Uploaded, docker_client
     assert report.skipped == (f"skipped 1 empty dump(s) (0 B, left by a failed pg_dump; not an "
                               f"archive): {empty_key}")
     assert f"skipped           {report.skipped}" in report.summary()
-
-
-def test_drill_restores_from_offsite_and_marks_it_there(
-    uploaded: Uploaded, docker_client, s3server: S3Server, offsite_s3server: S3Server,
-    offsite_bucket: str, capsys,
-) -> None:
-    """Everything also off-site, then the primary's dumps gone (its sentinel left): the drill
-    restores from the off-site copy, says why, and leaves its marker there, none in the
-    primary. Named, the empty primary is the drill's failure, marked in the primary."""
-    bucket = uploaded.cfg.destination().bucket
-    for key, body in s3server.list_keys(bucket).items():
-        offsite_s3server.put(offsite_bucket, key, body)
-        if key.startswith("postgres/") and key != "postgres/.last_success":
-            _s3(uploaded).delete_object(Bucket=bucket, Key=key)
-    data = deep_merge(tomllib.loads(uploaded.path.read_text()), two_destinations(
-        uploaded.path.parent, s3server, bucket, offsite_s3server, offsite_bucket))
-    uploaded.path.write_text(toml_dumps(data))
-
-    assert _cli(uploaded, "drill") == 0
-    out = capsys.readouterr().out
-    assert f"  destination       offsite  (primary: nothing under s3://{bucket}/postgres/)" in out
-    marker = offsite_s3server.get(offsite_bucket, "postgres/.last_restore_drill").decode()
-    match = MARKER.match(marker)
-    assert match and match.groups()[:2] == ("OK", uploaded.newest_key)
-    assert "postgres/.last_restore_drill" not in s3server.list_keys(bucket)
-
-    assert _cli(uploaded, "drill", "--destination", "primary") == 1
-    out = capsys.readouterr().out
-    assert f"=> destination primary holds nothing under s3://{bucket}/postgres/" in out
-    assert MARKER.match(_marker(uploaded)).group(1) == "FAIL"  # type: ignore[union-attr]
-    assert offsite_s3server.get(offsite_bucket, "postgres/.last_restore_drill").decode() == marker

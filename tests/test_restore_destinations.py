@@ -9,18 +9,22 @@ into `/`, measured) are planted in moto's S3 server, which stores any key as giv
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import docker
 import pytest
 
 from supervisor import cli
 from supervisor.storage import versions
 from tests.conftest import two_destinations
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
+from tests.harness.images import ensure_debian_pg_image
 from tests.harness.motoserver import MotoServer
+from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
@@ -48,9 +52,9 @@ def moto() -> Iterator[MotoServer]:
 
 
 def _two(tmp_path: Path, write_config, s3server: S3Server, bucket: str,
-         offsite_s3server: S3Server, offsite_bucket: str) -> Path:
+         offsite_s3server: S3Server, offsite_bucket: str, **more) -> Path:
     return write_config(tmp_path, s3server, bucket, overrides=two_destinations(
-        tmp_path, s3server, bucket, offsite_s3server, offsite_bucket))
+        tmp_path, s3server, bucket, offsite_s3server, offsite_bucket), **more)
 
 
 def _run(path: Path, capsys, *args: str) -> tuple[int, str, list[str]]:
@@ -109,6 +113,43 @@ def test_restore_from_offsite_when_primary_is_empty(
                         pg.dsn(_target(pg)))
     assert code == 1 and len(err) == 1 and "\\x1b]0;pwned\\x07" in err[0]
     assert "\x1b" not in err[0]
+
+
+@pytest.fixture(scope="module")
+def postgres_image(docker_client: docker.DockerClient) -> str:
+    return ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
+
+
+def test_drill_restores_from_offsite_and_marks_it_there(
+    tmp_path: Path, write_config, s3server: S3Server, bucket: str,
+    offsite_s3server: S3Server, offsite_bucket: str, dump: bytes, postgres_image: str, capsys,
+) -> None:
+    """The primary emptied (its sentinel left), the dump off-site: the drill restores from
+    the off-site copy, says why, and leaves its marker there, none in the primary. Named, the
+    empty primary is the drill's failure, marked in the primary."""
+    path = _two(tmp_path, write_config, s3server, bucket, offsite_s3server, offsite_bucket,
+                jobs={"receipts-upload": None},
+                drill={"image": postgres_image, "network_mode": "host", "timeout": "5m",
+                       "receipts_job": "", "checks": [
+                           {"name": "orders", "sql": "SELECT count(*) FROM orders",
+                            "min": NEW_ORDERS, "max": NEW_ORDERS}]})
+    s3server.put(bucket, "postgres/.last_success", b"2026-03-02T01:15:04Z OK\n")
+    offsite_s3server.put(offsite_bucket, KEY, dump)
+    marker = "postgres/.last_restore_drill"
+
+    code, out, _ = _run(path, capsys, "drill")
+    assert code == 0, out
+    assert f"  destination       offsite  (primary: nothing under s3://{bucket}/postgres/)" in out
+    assert "  check ok          orders: 1500 (min 1500 max 1500)" in out
+    body = offsite_s3server.get(offsite_bucket, marker).decode()
+    assert re.fullmatch(rf"\S+Z OK {re.escape(KEY)} \d+s\n", body), body
+    assert marker not in s3server.list_sizes(bucket)
+
+    code, out, _ = _run(path, capsys, "drill", "--destination", "primary")
+    assert code == 1
+    assert f"=> destination primary holds nothing under s3://{bucket}/postgres/" in out
+    assert re.fullmatch(r"\S+Z FAIL - 0s\n", s3server.get(bucket, marker).decode())
+    assert offsite_s3server.get(offsite_bucket, marker).decode() == body
 
 
 def _server_now(client, bucket: str) -> datetime:
