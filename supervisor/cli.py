@@ -35,6 +35,7 @@ from supervisor.core.states import (
     STATUS_EXIT,
     UNKNOWN,
 )
+from supervisor.core.text import printable
 from supervisor.daemon import service
 from supervisor.health import doctor, gather
 from supervisor.health import verdict as health
@@ -42,9 +43,9 @@ from supervisor.record import journal as logs
 from supervisor.record import ledger, sinks
 from supervisor.record.report import Report
 from supervisor.restore import db as restore
-from supervisor.restore import drill
+from supervisor.restore import drill, source
 from supervisor.restore import receipts as receipts_restore
-from supervisor.restore.db import RestoreError
+from supervisor.restore.db import KeysRefused, RestoreError
 from supervisor.storage import versions
 from supervisor.storage.s3 import S3Error
 from supervisor.upload import run as pipeline
@@ -142,7 +143,10 @@ def cmd_run_once(cfg: Config, args: Args) -> int:
 
 
 def cmd_drill(cfg: Config, args: Args) -> int:
-    report = _recorded(cfg, DRILL_JOB, lambda run_id: drill.run_drill(cfg, run_id=run_id))
+    if args.destination is not None:
+        cfg.destination(args.destination)  # an unknown name: a config error, nothing recorded
+    report = _recorded(cfg, DRILL_JOB, lambda run_id: drill.run_drill(
+        cfg, run_id=run_id, destination=args.destination))
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -188,28 +192,50 @@ def cmd_status(cfg: Config, args: Args) -> int:
 
 
 def cmd_restore_list(cfg: Config, args: Args) -> int:
-    dumps, empty = restore.split_empty(restore.list_dumps(cfg, args.at))
+    """The listing on stdout (keys escaped: restore.db.StoredDump.shown), where it came from
+    and what was left out on stderr."""
+    chosen = source.choose(cfg, cfg.drill.db_job, args.destination, args.at)
+    dumps, empty = restore.split_empty(restore.list_dumps(cfg, args.at, chosen.dest))
     print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
+    print(f"ardua-backup: listed {chosen.note}", file=sys.stderr)
     if empty:
         print(f"ardua-backup: {restore.skipped_note(empty)}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_restore_db(cfg: Config, args: Args) -> int:
+    chosen = source.choose(cfg, cfg.drill.db_job, args.destination, args.at)
     with tempfile.TemporaryDirectory(dir=restore.workdir_root(cfg)) as tmp:
-        done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs, clean=args.clean,
-                                  privileges=args.privileges, workdir=Path(tmp), progress=True,
-                                  at=args.at)
+        try:
+            done = restore.restore_db(cfg, args.key, args.target, jobs=args.jobs,
+                                      clean=args.clean, privileges=args.privileges,
+                                      workdir=Path(tmp), progress=True, at=args.at,
+                                      dest=chosen.dest)
+        except KeysRefused as exc:
+            return _refused(exc)
     f = done.fetched
-    print(f"restored {f.key} ({f.format}): {f.size} B downloaded in {f.seconds:.1f} s "
-          f"(verified {f.verified}), {done.detail}, restore {done.restore_s:.1f} s")
+    print(f"restored {printable(f.key)} ({f.format}) {chosen.note}: {f.size} B downloaded in "
+          f"{f.seconds:.1f} s (verified {f.verified}), {done.detail}, restore "
+          f"{done.restore_s:.1f} s")
     return EXIT_OK
 
 
 def cmd_restore_receipts(cfg: Config, args: Args) -> int:
-    print(receipts_restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at,
-                                             as_root=args.as_root))
+    try:
+        print(receipts_restore.restore_receipts(cfg, args.dest, force=args.force, at=args.at,
+                                                 as_root=args.as_root,
+                                                 destination=args.destination))
+    except KeysRefused as exc:
+        return _refused(exc)
     return EXIT_OK
+
+
+def _refused(exc: KeysRefused) -> int:
+    """Each refused key on its own line (escaped), then the count and what was done: exit 1."""
+    for line in exc.lines:
+        print(f"ardua-backup: {line}", file=sys.stderr)
+    print(f"ardua-backup: {printable(str(exc))}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def cmd_alerts_test(cfg: Config, args: Args) -> int:
@@ -292,6 +318,13 @@ def _at(text: str) -> datetime:
 def _at_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", type=_at, help="as S3 held it at this time (ISO 8601 with Z or an "
                                           "offset; needs bucket versioning)")
+    _destination_arg(p)
+
+
+def _destination_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--destination", metavar="NAME",
+                   help="read from this destination only (default: the first listed that "
+                        "answers and holds the job's objects)")
 
 
 def _restore_db_args(p: argparse.ArgumentParser) -> None:
@@ -343,7 +376,7 @@ COMMANDS: dict[str, Command] = {
     "restore receipts": Command("rclone sync the receipts from S3 into DEST",
                                 cmd_restore_receipts, _restore_receipts_args),
     "drill": Command("restore the newest S3 dumps into a throwaway PostgreSQL, check them",
-                     cmd_drill),
+                     cmd_drill, _destination_arg),
     "alerts test": Command("send a test notification to every alert URL; show each result",
                            cmd_alerts_test),
     "doctor": Command("what protects each destination's bucket: versioning, lifecycle, "
@@ -398,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(health.unknown_json(f"config error: {exc}"), indent=2))
         return STATUS_EXIT[UNKNOWN]
     except (RestoreError, S3Error, DockerError) as exc:
-        print(f"ardua-backup: {exc}", file=sys.stderr)
+        # Escaped: an S3 key in the message may hold terminal control sequences.
+        print(f"ardua-backup: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ardua-backup: interrupted; containers removed", file=sys.stderr)

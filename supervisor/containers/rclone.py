@@ -83,12 +83,14 @@ def exact_pattern(path: str) -> str:
 
 
 def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM,
-          extra: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
+          extra: Sequence[str] = (), exclude: Sequence[str] = (),
+          filters: Sequence[str] | None = None) -> list[str]:
     """`exclude`: paths relative to the sync root, each excluded on BOTH sides: neither
     transferred nor deleted (rclone deletes no excluded destination file without
-    --delete-excluded)."""
-    excludes = [arg for path in (*markers.MARKER_NAMES, *exclude)
-                for arg in ("--exclude", exact_pattern(path))]
+    --delete-excluded). `filters`: these instead of the markers' and `exclude`'s."""
+    excludes = filters if filters is not None else [
+        arg for path in (*markers.MARKER_NAMES, *exclude)
+        for arg in ("--exclude", exact_pattern(path))]
     return [
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
@@ -109,14 +111,22 @@ def sync_command(dest: Destination, prefix: str, timeout_s: float,
     return _sync(f"{SOURCE_MOUNT}/", dest.remote(prefix), timeout_s, compare, extra, exclude)
 
 
+LISTED_MOUNT = "/run/ardua-listed"
+
+
 def restore_command(
-    dest: Destination, prefix: str, timeout_s: float, at: datetime | None = None
+    dest: Destination, prefix: str, timeout_s: float, at: datetime | None = None,
+    listed: bool = False,
 ) -> list[str]:
     """The upload sync reversed: S3 prefix -> DEST_MOUNT (markers stay in S3). With `at`
     (aware), the prefix as it was then: `--s3-version-at` lists each object's version live at
     that time and leaves out what was deleted (delete markers show only with
-    --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot."""
-    command = _sync(dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s)
+    --s3-version-deleted, never passed). RFC 3339 in UTC, so the container's zone is moot.
+    `listed`: only the names in the file at LISTED_MOUNT (one a line, --files-from-raw, which
+    rclone refuses beside any other filter: the markers stay out by not being listed), and
+    --delete-excluded, so DEST still loses what is not restored, as a sync's DEST does."""
+    command = _sync(dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s, filters=[
+        "--files-from-raw", LISTED_MOUNT, "--delete-excluded"] if listed else None)
     if at is not None:
         if at.tzinfo is None:
             raise ValueError("restore_command(at=...) needs an aware datetime")

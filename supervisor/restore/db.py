@@ -10,9 +10,12 @@ Point in time (a versioned bucket, supervisor.storage.versions): every step take
 datetime, None = now) and then works on the object versions S3 held at that time, so a bad sync
 (a wiped folder forced through, dumps overwritten) can be undone. Seams for the CLI:
 
-    list_dumps(config, at=None) -> list[StoredDump]            restore list --at TIME
-    find_dump(config, key, at=None) -> StoredDump
-    restore_db(config, key, target, ..., at=None)              restore db KEY --at TIME
+    list_dumps(config, at=None, dest=None) -> list[StoredDump]   restore list --at TIME
+    find_dump(config, key, at=None, dest=None) -> StoredDump
+    restore_db(config, key, target, ..., at=None, dest=None)     restore db KEY --at TIME
+
+`dest` is the destination read (restore.source.choose picks it; None: the first listed); each
+StoredDump remembers where it was listed, and is fetched from there.
 
 restore.receipts.restore_receipts(config, dest, ..., at=None) gets the receipts back
 (`restore receipts DEST --at TIME`).
@@ -39,9 +42,11 @@ from typing import Any
 
 from supervisor.config.load import Config
 from supervisor.containers.engine import DockerError
+from supervisor.core.text import printable
 from supervisor.postgres import dumpformat, dumps, pgtools
-from supervisor.restore import sandbox
+from supervisor.restore import names, sandbox
 from supervisor.storage import markers, s3, versions
+from supervisor.storage.destination import Destination
 
 # The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S<suffix>).
 _NAME_STAMP = re.compile(r"-(\d{8}-\d{6})(?!\d)[^/]*$")
@@ -49,6 +54,15 @@ _NAME_STAMP = re.compile(r"-(\d{8}-\d{6})(?!\d)[^/]*$")
 
 class RestoreError(Exception):
     """A restore problem, phrased as one line that says what is wrong."""
+
+
+class KeysRefused(RestoreError):
+    """S3 keys that name no path inside the target (restore.names), refused by name: `lines`
+    says one line each which and why; the message counts them and says what was done."""
+
+    def __init__(self, message: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lines = lines
 
 
 # -- listing -------------------------------------------------------------------------------------
@@ -70,6 +84,7 @@ class StoredDump:
     objects: tuple[s3.S3Object | versions.ObjectVersion, ...]
     dated: bool = True  # in dump_dir/ under its dated name, not a daily/weekly/monthly link
     at: datetime | None = None  # listed as S3 held it at this time (None: as it is now)
+    source: Destination | None = None  # where it was listed (None: the first destination)
 
     @property
     def is_directory(self) -> bool:
@@ -77,7 +92,11 @@ class StoredDump:
 
     @property
     def shown(self) -> str:
-        return f"{self.key}/" if self.is_directory else self.key
+        """Its key as printed: a directory with its slash, control characters escaped."""
+        return printable(f"{self.key}/" if self.is_directory else self.key)
+
+    def dest(self, config: Config) -> Destination:
+        return self.source or config.destination()
 
 
 def _sort_key(d: StoredDump) -> tuple[bool, str, str]:
@@ -89,22 +108,23 @@ def _sort_key(d: StoredDump) -> tuple[bool, str, str]:
     return (d.dated, stamp, d.key)
 
 
-def list_dumps(config: Config, at: datetime | None = None) -> list[StoredDump]:
+def list_dumps(config: Config, at: datetime | None = None,
+               dest: Destination | None = None) -> list[StoredDump]:
     """Dumps under the db job's prefix, newest first, named as postgres-backup-local names them.
     `*-latest*` names are symlinks locally (rclone skips them) or, with
     BACKUP_LATEST_TYPE=hardlink, copies of a dated dump: never offered.
     With `at`: the dumps as S3 held them then (each object the version live at `at`)."""
     prefix = db_prefix(config)
+    dest = dest or config.destination()
     held: Mapping[str, s3.S3Object | versions.ObjectVersion] = (
-        s3.list_objects(config.destination(), prefix) if at is None
-        else versions.state_at(config.destination(), prefix, at)
+        s3.list_objects(dest, prefix) if at is None else versions.state_at(dest, prefix, at)
     )
     found = dumps.find(((rel, o.size, o.last_modified) for rel, o in held.items()),
                        config.health.dump_dir)
     stored = [
         StoredDump(f"{prefix}/{f.dump.key}", f.database, f.dump.size, f.dump.modified,
                    tuple(held[rel] for rel, _ in f.dump.files or ((f.dump.key, 0),)),
-                   f.in_dump_dir, at)
+                   f.in_dump_dir, at, dest)
         for f in found
     ]
     return sorted(stored, key=_sort_key, reverse=True)
@@ -162,7 +182,7 @@ def format_of(config: Config, dump: StoredDump) -> str:
     first = (next((o for o in dump.objects if o.key.endswith(f"/{dumpformat.TOC}")), None)
              if dump.is_directory else dump.objects[0])
     try:
-        head = b"" if first is None else s3.read_head(config.destination(), first.key,
+        head = b"" if first is None else s3.read_head(dump.dest(config), first.key,
                                                       dumpformat.HEAD_BYTES, first.version_id)
         return dumpformat.detect(dump.key, head, names)
     except dumpformat.FormatError:
@@ -248,38 +268,41 @@ def verify(path: Path, head: dict[str, Any]) -> str:
     return f"size {size} B only ({why}, without md5chksum metadata)"
 
 
-def _fetch_object(config: Config, obj: s3.S3Object | versions.ObjectVersion, path: Path,
+def _fetch_object(dest: Destination, obj: s3.S3Object | versions.ObjectVersion, path: Path,
                   progress: bool) -> str:
     """Downloads one object, or with a version_id that version, and verifies it against the
     HEAD of that same version."""
     key, version_id = obj.key, obj.version_id
-    head = s3.head(config.destination(), key, version_id)
+    head = s3.head(dest, key, version_id)
     size = int(head["ContentLength"])
-    callback = Progress(key, size) if progress and sys.stderr.isatty() else None
-    s3.download(config.destination(), key, str(path), callback, version_id)
+    callback = Progress(printable(key), size) if progress and sys.stderr.isatty() else None
+    s3.download(dest, key, str(path), callback, version_id)
     try:
         verified = verify(path, head)
     except RestoreError as exc:
-        raise RestoreError(f"{key}{f' (version {version_id})' if version_id else ''}: "
-                           f"{exc}") from None
+        raise RestoreError(f"{printable(key)}{f' (version {version_id})' if version_id else ''}"
+                           f": {exc}") from None
     return f"{verified}, version {version_id}" if version_id else verified
 
 
 def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool = False) -> Fetched:
     """Downloads one dump from S3 into workdir, verifies every file of it against S3 and reads
     its format from the downloaded bytes. A dump listed with `at` (list_dumps/find_dump) is
-    fetched as the versions it was made of then, each verified against its own HEAD."""
+    fetched as the versions it was made of then, each verified against its own HEAD.
+    A directory dump with a file name that is no file name (`..`, restore.names) is refused
+    before anything is downloaded."""
     path = workdir / dump.key.rsplit("/", 1)[-1]
     started = time.monotonic()
     if dump.is_directory:
+        _refuse_names(dump)
         path.mkdir()
         for obj in dump.objects:  # a -Fd dump's files sit flat in its directory
-            _fetch_object(config, obj, path / obj.key.rsplit("/", 1)[-1], progress)
+            _fetch_object(dump.dest(config), obj, path / obj.key.rsplit("/", 1)[-1], progress)
         verified = f"{len(dump.objects)} files, size and MD5 of each = S3"
         names = tuple(p.name for p in path.iterdir())
         first = path / dumpformat.TOC
     else:
-        verified = _fetch_object(config, dump.objects[0], path, progress)
+        verified = _fetch_object(dump.dest(config), dump.objects[0], path, progress)
         names, first = (), path
     seconds = time.monotonic() - started
     try:
@@ -291,6 +314,17 @@ def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool =
     except dumpformat.FormatError as exc:
         raise RestoreError(str(exc)) from None
     return Fetched(dump.key, path, dump.size, verified, seconds, fmt)
+
+
+def _refuse_names(dump: StoredDump) -> None:
+    """Every file of a directory dump must be a plain name inside it: S3 can hold
+    `<dump>/..` (written by anyone who can write the bucket), which would be downloaded onto
+    the work directory's parent."""
+    refused = [(o.key, why) for o in dump.objects
+               if (why := names.refusal(o.key[len(dump.key) + 1:]))]
+    if refused:
+        raise KeysRefused(f"{len(refused)} file name(s) of {dump.shown} refused: "
+                          f"nothing restored", [names.refused_line(k, w) for k, w in refused])
 
 
 # A gzip stream may unpack to at most this many times its size (and always to MIN_UNPACKED):
@@ -333,22 +367,26 @@ def resolve_key(config: Config, key: str) -> str:
     return key if key.startswith(f"{prefix}/") else f"{prefix}/{key.lstrip('/')}"
 
 
-def find_dump(config: Config, key: str, at: datetime | None = None) -> StoredDump:
+def find_dump(config: Config, key: str, at: datetime | None = None,
+              dest: Destination | None = None) -> StoredDump:
     key = resolve_key(config, key)
+    dest = dest or config.destination()
+    shown = printable(dest.key_url(key))
     if "-latest" in key.rsplit("/", 1)[-1]:
-        raise RestoreError(f"{key}: *-latest names are moving links; pick a dated dump")
-    found = next((d for d in list_dumps(config, at) if d.key == key), None)
+        raise RestoreError(f"{printable(key)}: *-latest names are moving links; pick a dated "
+                           f"dump")
+    found = next((d for d in list_dumps(config, at, dest) if d.key == key), None)
     if found is None and at is not None:
         when = versions.format_at(at)
-        raise RestoreError(f"{config.destination().key_url(key)} did not exist at {when} (or is "
-                           f"not named as postgres-backup-local names dumps); see `ardua-backup "
-                           f"restore list --at {when}`")
+        raise RestoreError(f"{shown} did not exist at {when} (or is not named as "
+                           f"postgres-backup-local names dumps); see `ardua-backup restore list "
+                           f"--at {when}`")
     if found is None:
-        raise RestoreError(f"{config.destination().key_url(key)} does not exist (or is not "
-                           f"named as postgres-backup-local names dumps); see `ardua-backup "
-                           f"restore list`")
+        raise RestoreError(f"{shown} does not exist (or is not named as postgres-backup-local "
+                           f"names dumps); see `ardua-backup restore list`")
     if not found.size:
-        raise RestoreError(f"{key} is empty (0 B): a pg_dump that failed left it; pick another")
+        raise RestoreError(f"{found.shown} is empty (0 B): a pg_dump that failed left it; pick "
+                           f"another")
     return found
 
 
@@ -410,12 +448,13 @@ def _check_target(fmt: str, target: str, clean: bool, privileges: bool) -> None:
 def restore_db(
     config: Config, key: str, target: str, *, jobs: int = 1, clean: bool = False,
     privileges: bool = True, workdir: Path, progress: bool = False, at: datetime | None = None,
+    dest: Destination | None = None,
 ) -> RestoreResult:
     """Fetch, verify and restore one dump into the target DSN (for a cluster dump: a server,
     any database of it). The target is checked first, against the format the name and S3's
     first bytes say, so an unusable target fails before minutes of download. With `at`: the
     dump as S3 held it then (the versions live at that time)."""
-    dump = find_dump(config, key, at)
+    dump = find_dump(config, key, at, dest)
     _check_target(format_of(config, dump), target, clean, privileges)
     fetched = fetch_dump(config, dump, workdir, progress)
     if fetched.format not in dumpformat.ARCHIVES:

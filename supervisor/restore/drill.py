@@ -1,8 +1,9 @@
 """The restore drill: prove the newest dumps in S3 restore and hold the data we expect.
 
-each database's newest dump FROM S3 -> download + verify -> throwaway PostgreSQL container ->
-its own pg_restore (custom, directory) or psql (plain, cluster SQL) inside it -> checks ->
-receipts spot check -> `.last_restore_drill` marker in S3 + one log line + a report.
+each database's newest dump FROM S3 (the destination restore.source chooses) -> download +
+verify -> throwaway PostgreSQL container -> its own pg_restore (custom, directory) or psql
+(plain, cluster SQL) inside it -> checks -> receipts spot check -> `.last_restore_drill` marker
+in THAT destination + one log line + a report naming it.
 run_drill never raises for a failed drill; the container is removed whatever happens.
 """
 
@@ -27,12 +28,15 @@ from supervisor.containers.engine import DockerError
 from supervisor.containers.jobs import instance_of, run_labels
 from supervisor.core.clock import now_utc
 from supervisor.core.states import FAILED, SUCCESS
+from supervisor.core.text import printable
 from supervisor.postgres import dumpformat, pgtools
 from supervisor.record.report import Report, new_run_id
 from supervisor.restore import db as restore
-from supervisor.restore.db import Fetched, RestoreError
+from supervisor.restore.db import Fetched, KeysRefused, RestoreError
+from supervisor.restore.source import choose
 from supervisor.restore.spotcheck import SpotCheck, spot_check_receipts
 from supervisor.storage import markers, s3
+from supervisor.storage.destination import Destination
 
 DUMP_MOUNT = "/restore"
 # The server's Unix socket directory: a directory of the drill's workdir, mounted here.
@@ -81,6 +85,8 @@ class DrillReport(Report):
     receipts: SpotCheck = field(default_factory=SpotCheck)
     marker: str = ""
     skipped: str = ""  # newer dumps passed over, and why
+    destination: str = ""  # the destination restored from, where the marker goes
+    passed_over: str = ""  # destinations before it, and why they were not used
 
     @property
     def rto_s(self) -> float:
@@ -94,7 +100,8 @@ class DrillReport(Report):
             "rto_s": f"{self.rto_s:.1f}",
             "download_s": f"{self.download_s:.1f}",
             "restore_s": f"{self.restore_s:.1f}",
-            "dump_key": self.dump_key,
+            "dump_key": printable(self.dump_key),
+            "destination": self.destination,
             "bytes": self.bytes,
             "errors": self.errors,
         }
@@ -108,7 +115,9 @@ class DrillReport(Report):
     def summary(self) -> str:
         lines = [
             f"{self.job}  run {self.run_id}  {'OK' if self.ok else 'FAIL'}",
-            f"  dump              {self.dump_key or '-'}  ({self.bytes} B)",
+            f"  destination       {self.destination or '-'}"
+            + (f"  ({self.passed_over})" if self.passed_over else ""),
+            f"  dump              {printable(self.dump_key) or '-'}  ({self.bytes} B)",
             f"  verified          {self.verified or '-'}",
             f"  download          {self.download_s:.1f} s",
             f"  pg_restore        {self.restore_s:.1f} s   (RTO {self.rto_s:.1f} s)",
@@ -119,15 +128,15 @@ class DrillReport(Report):
         lines.append(f"  receipts          {r.checked} from S3 + {r.checked_local} local sampled: "
                      f"{len(r.mismatched)} mismatched, {len(r.missing)} missing locally, "
                      f"{len(r.not_in_s3)} not in S3{'  (' + r.note + ')' if r.note else ''}")
-        lines += [f"    mismatch        {k}" for k in r.mismatched]
-        lines += [f"    missing locally {k}" for k in r.missing]
-        lines += [f"    not in S3       {k}" for k in r.not_in_s3]
+        lines += [f"    mismatch        {printable(k)}" for k in r.mismatched]
+        lines += [f"    missing locally {printable(k)}" for k in r.missing]
+        lines += [f"    not in S3       {printable(k)}" for k in r.not_in_s3]
         lines += [f"    refused key     {k!r}" for k in r.refused]
         if self.skipped:
             lines.append(f"  skipped           {self.skipped}")
-        lines.append(f"  marker            {self.marker.strip() or 'not written'}")
+        lines.append(f"  marker            {printable(self.marker.strip()) or 'not written'}")
         if self.message:
-            lines.append(f"  => {self.message}")
+            lines.append(f"  => {printable(self.message)}")
         return "\n".join(lines)
 
 
@@ -323,50 +332,35 @@ def _failed_if(res: docker_runner.ExecResult, what: str) -> None:
 
 def run_drill(
     config: Config, *, client: docker.DockerClient | None = None, run_id: str | None = None,
-    rng: random.Random | None = None,
+    rng: random.Random | None = None, destination: str | None = None,
 ) -> DrillReport:
     """Runs one drill and returns its report. Raises only ConfigError, before doing anything,
-    when the config has no drill.db_job."""
-    restore.db_prefix(config)
+    when the config has no drill.db_job or no destination named `destination`. Without one,
+    it restores from the destination restore.source.choose picks, and leaves its marker there
+    (in the first of the db job's destinations when none answers)."""
+    db_job = config.job(config.drill.db_job)
+    marker_dest = (config.destination(destination) if destination is not None
+                   else config.destinations_of(db_job)[0])
     run_id = run_id or new_run_id()
     started = now_utc()
     report = DrillReport(job=DRILL_JOB, run_id=run_id, result=FAILED, exit_code=None,
                          started_at=started, finished_at=started, duration_s=0.0)
     log = logger.bind(job=DRILL_JOB, run_id=run_id)
-    labels = run_labels(config, DRILL_JOB, run_id)
     log.info(f"{DRILL_JOB}: run {run_id} started")
     reasons: list[str] = []
     try:
-        s3.preflight(config.destination(), restore.db_prefix(config))
-        listed, future = restore.split_future(restore.list_dumps(config), now_utc())
-        listed, empty = restore.split_empty(listed)
-        report.skipped = "; ".join(n for n in (restore.future_note(future),
-                                               restore.skipped_note(empty)) if n)
-        if report.skipped:
-            log.warning(f"{DRILL_JOB}: {report.skipped}")
-        chosen = restore.newest_per_database(listed, config.health.databases)
-        if missing := [db for db, dump in chosen.items() if dump is None]:
-            reasons.append(f"no dump of database {', '.join(missing)} in S3")
-        picked = {db: dump for db, dump in chosen.items() if dump is not None}
-        if not picked:
-            where = config.destination().url(restore.db_prefix(config))
-            raise DrillFailed(f"no dumps under {where}")
-        report.dump_key = ",".join(dump.key for dump in picked.values())
-        with tempfile.TemporaryDirectory(dir=restore.workdir_root(config)) as tmp:
-            fetched = {db: restore.fetch_dump(config, dump, Path(tmp))
-                       for db, dump in picked.items()}
-            for f in fetched.values():
-                report.bytes += f.size
-                report.download_s += f.seconds
-                log.info(f"{DRILL_JOB}: fetched {f.key} ({f.format}, {f.size} B, {f.verified})")
-            report.verified = "; ".join(f.verified for f in fetched.values())
-            _restore_and_check(config, client or docker_runner.connect(), fetched, Path(tmp),
-                               report, labels)
-        reasons += [f"check '{c.name}' failed: {c.detail}" for c in report.checks if not c.ok]
+        source = choose(config, db_job.name, destination)
+        marker_dest = source.dest
+        report.destination, report.passed_over = source.dest.name, "; ".join(source.skipped)
+        log.info(f"{DRILL_JOB}: restoring {source.note}")
+        reasons += _restore_newest(config, source.dest, client, report,
+                                   run_labels(config, DRILL_JOB, run_id))
+    except KeysRefused as exc:
+        reasons.append(printable(f"{exc}: {'; '.join(exc.lines)}"))
     except (DrillFailed, RestoreError, DockerError, s3.S3Error) as exc:
-        reasons.append(str(exc))
+        reasons.append(printable(str(exc)))
     with contextlib.suppress(s3.S3Error):  # an S3 outage is already a reason above
-        report.receipts = spot_check_receipts(config, rng)
+        report.receipts = spot_check_receipts(config, rng, marker_dest)
     r = report.receipts
     if not r.ok:
         reasons.append(f"receipts spot check: {len(r.mismatched)} mismatched, "
@@ -374,19 +368,58 @@ def run_drill(
                        f"{len(r.not_in_s3)} not in S3 of {r.checked_local} local"
                        + (f"; {len(r.refused)} key(s) naming no path inside the folder "
                           f"refused" if r.refused else ""))
-    return _finish(config, report, reasons)
+    return _finish(marker_dest, config.drill_marker_key, report, reasons)
 
 
-def _finish(config: Config, report: DrillReport, reasons: list[str]) -> DrillReport:
+def _restore_newest(
+    config: Config, dest: Destination, client: docker.DockerClient | None,
+    report: DrillReport, labels: dict[str, str],
+) -> list[str]:
+    """Each database's newest dump in `dest`, fetched, restored and checked into `report`;
+    returns the reasons it failed (raises for one that stops the drill)."""
+    log = logger.bind(job=DRILL_JOB, run_id=report.run_id)
+    reasons: list[str] = []
+    listed, future = restore.split_future(restore.list_dumps(config, dest=dest), now_utc())
+    listed, empty = restore.split_empty(listed)
+    report.skipped = "; ".join(n for n in (restore.future_note(future),
+                                           restore.skipped_note(empty)) if n)
+    if report.skipped:
+        log.warning(f"{DRILL_JOB}: {report.skipped}")
+    chosen = restore.newest_per_database(listed, config.health.databases)
+    if missing := [db for db, dump in chosen.items() if dump is None]:
+        reasons.append(f"no dump of database {', '.join(missing)} in S3 (destination {dest.name})")
+    picked = {db: dump for db, dump in chosen.items() if dump is not None}
+    if not picked:
+        raise DrillFailed(f"no dumps under {dest.url(restore.db_prefix(config))}")
+    report.dump_key = ",".join(dump.key for dump in picked.values())
+    with tempfile.TemporaryDirectory(dir=restore.workdir_root(config)) as tmp:
+        fetched = {db: restore.fetch_dump(config, dump, Path(tmp))
+                   for db, dump in picked.items()}
+        for f in fetched.values():
+            report.bytes += f.size
+            report.download_s += f.seconds
+            log.info(f"{DRILL_JOB}: fetched {printable(f.key)} ({f.format}, {f.size} B, "
+                     f"{f.verified})")
+        report.verified = "; ".join(f.verified for f in fetched.values())
+        _restore_and_check(config, client or docker_runner.connect(), fetched, Path(tmp),
+                           report, labels)
+    return reasons + [f"check '{c.name}' failed: {c.detail}" for c in report.checks if not c.ok]
+
+
+def _finish(dest: Destination, marker_key: str, report: DrillReport,
+            reasons: list[str]) -> DrillReport:
+    """The result, and the marker written to `dest` (the destination restored from)."""
     report.result = FAILED if reasons else SUCCESS
     report.finished_at = now_utc()
     report.duration_s = (report.finished_at - report.started_at).total_seconds()
     report.files = report.receipts.checked + report.receipts.checked_local
     report.errors = sum(not c.ok for c in report.checks) + report.receipts.problems
     report.message = "; ".join(reasons) or "restore and all checks passed"
-    body = markers.format_marker(report.finished_at, report.ok, report.dump_key, report.rto_s)
+    # Escaped: a key holding a line break would make the one-line marker two.
+    body = markers.format_marker(report.finished_at, report.ok, printable(report.dump_key),
+                                 report.rto_s)
     try:
-        s3.put_text(config.destination(), config.drill_marker_key, body, "drill marker")
+        s3.put_text(dest, marker_key, body, "drill marker")
         report.marker = body
     except s3.S3Error as exc:
         report.message += f"; {exc}"

@@ -1,17 +1,22 @@
 """Getting the receipts back out of S3: `rclone sync` from the receipts prefix into a host
 directory, in a one-shot container running as that directory's owner (root only when asked:
 --as-root), the directory held open from the checks to the start; optionally as the bucket
-held it at a time (a versioned bucket, rclone's --s3-version-at)."""
+held it at a time (a versioned bucket, rclone's --s3-version-at); from the destination
+restore.source chooses. Keys that name no path inside DEST (restore.names) are refused by name
+and left out; every other receipt is restored."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import docker
+from docker.types import Mount
 
 from supervisor.config.load import Config
 from supervisor.containers import engine as docker_runner
@@ -20,8 +25,10 @@ from supervisor.containers.jobs import rclone_spec, run_labels
 from supervisor.containers.rclone import judge_sync
 from supervisor.core import paths
 from supervisor.record.report import new_run_id
-from supervisor.restore.db import RestoreError
-from supervisor.storage import s3, versions
+from supervisor.restore import names
+from supervisor.restore.db import KeysRefused, RestoreError, workdir_root
+from supervisor.restore.source import Source, choose
+from supervisor.storage import versions
 
 RESTORE_JOB = "receipts-restore"
 
@@ -36,7 +43,7 @@ def restore_receipts(
     config: Config, dest: Path, *, force: bool = False, at: datetime | None = None,
     as_root: bool = False, client: docker.DockerClient | None = None,
     on_line: Callable[[str], None] = print,
-    on_step: Callable[[str], None] = lambda step: None,
+    on_step: Callable[[str], None] = lambda step: None, destination: str | None = None,
 ) -> str:
     """rclone sync s3://BUCKET/<receipts prefix>/ -> dest in a one-shot container.
     A sync deletes what the source lacks, so a non-empty dest needs force.
@@ -48,20 +55,26 @@ def restore_receipts(
     owner of the directory opened: root only with as_root. No one but root and that owner may
     be able to swap any directory of its path (Docker mounts the path by name, at the start),
     and the name must still be that directory just before the container starts.
+    Keys refused by name (restore.names) are left out: KeysRefused after the sync, naming them.
     `on_step` is a test seam: called with "checked", then "verified" (just before the start)."""
     prefix = receipts_prefix(config)
-    source = config.destination()
-    # S3 first: a dead endpoint or a bucket without versions leaves no DEST made for nothing.
-    s3.preflight(source, prefix)
-    if at is not None:
-        versions.require_versioning(source)
+    # S3 first: no destination that answers with receipts (or versions, for `at`) leaves no
+    # DEST made for nothing.
+    source = choose(config, config.drill.receipts_job, destination, at)
+    refused = sorted((obj.key, why) for rel, obj in source.held.items()
+                     if (why := names.refusal(rel)))
     held = _open_dest(dest, as_root)
     try:
         _check_contents(held, force, at)
         on_step("checked")
-        return _sync(config, prefix, held, at, client, on_line, on_step)
+        done = _sync(config, prefix, source, held, at, client, on_line, on_step,
+                     bool(refused))
     finally:
         held.close()
+    if refused:
+        raise KeysRefused(f"{len(refused)} S3 key(s) refused; {done}",
+                          [names.refused_line(key, why) for key, why in refused])
+    return done
 
 
 def _open_dest(dest: Path, as_root: bool) -> paths.HeldDir:
@@ -104,19 +117,40 @@ def _check_contents(held: paths.HeldDir, force: bool, at: datetime | None) -> No
 
 
 def _sync(
-    config: Config, prefix: str, held: paths.HeldDir, at: datetime | None,
+    config: Config, prefix: str, source: Source, held: paths.HeldDir, at: datetime | None,
     client: docker.DockerClient | None, on_line: Callable[[str], None],
-    on_step: Callable[[str], None],
+    on_step: Callable[[str], None], refusing: bool,
 ) -> str:
-    source = config.destination()
     client = client or docker_runner.connect()
     docker_runner.ensure_image(client, config.rclone.image)
-    timeout_s = config.job(config.drill.receipts_job).timeout_s
     as_of = f" as of {versions.format_at(at)}" if at is not None else ""
-    on_line(f"restoring {source.url(prefix)}{as_of} -> {held.path}")
+    on_line(f"restoring {source.dest.url(prefix)}{as_of} -> {held.path} {source.note}")
+    with tempfile.TemporaryDirectory(dir=workdir_root(config)) as tmp:
+        mounts = [_listed(source, Path(tmp))] if refusing else []
+        return _run_sync(config, prefix, source, held, at, client, on_step, mounts) + as_of
+
+
+def _listed(source: Source, tmp: Path) -> Mount:
+    """The names to restore, one a line, for rclone --files-from-raw: every one that is a
+    path inside DEST (no line break: it would read as two names). 0644 for the sync's user
+    (bind-mounted: the host directories above it, 0700, are not in its way), under
+    state_dir/restore, which no other user can enter."""
+    path = tmp / "listed"
+    path.write_text("".join(f"{rel}\n" for rel in sorted(source.held)
+                            if not names.refusal(rel) and "\n" not in rel and "\r" not in rel))
+    path.chmod(0o644)
+    return docker_runner.file_mount(str(path), rclone.LISTED_MOUNT)
+
+
+def _run_sync(
+    config: Config, prefix: str, source: Source, held: paths.HeldDir, at: datetime | None,
+    client: docker.DockerClient, on_step: Callable[[str], None],
+    extra_mounts: list[Mount],
+) -> str:
+    timeout_s = config.job(config.drill.receipts_job).timeout_s
     spec = rclone_spec(
-        config, source,
-        rclone.restore_command(source, prefix, timeout_s, at),
+        config, source.dest,
+        rclone.restore_command(source.dest, prefix, timeout_s, at, listed=bool(extra_mounts)),
         # By name: Docker resolves it when the container starts (a /proc/PID/fd/N of ours is
         # refused by runc: that mount is in another mount namespace).
         docker_runner.file_mount(str(held.path), rclone.DEST_MOUNT, read_only=False),
@@ -126,6 +160,7 @@ def _sync(
         # the 0600 credentials file of the service user; any other owner must be able to.
         user=f"{held.st.st_uid}:{held.st.st_gid}",
     )
+    spec = dataclasses.replace(spec, mounts=[*spec.mounts, *extra_mounts])
     if not held.unchanged():
         raise RestoreError(f"{held.path} was replaced while the restore prepared; nothing synced")
     on_step("verified")
@@ -135,4 +170,4 @@ def _sync(
     if not verdict.ok:
         raise RestoreError(f"receipts restore failed: {verdict.reason}: {summary.last_error}")
     return (f"restored {summary.stat('transfers')} file(s), {summary.stat('bytes')} B "
-            f"into {held.path}{as_of}")
+            f"into {held.path}")

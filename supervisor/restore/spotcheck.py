@@ -22,6 +22,7 @@ from supervisor.config.load import Config
 from supervisor.core import paths
 from supervisor.record import ledger
 from supervisor.storage import markers, s3
+from supervisor.storage.destination import Destination
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,14 @@ def _sha256_local(root_fd: int, rel: str) -> str | None:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def spot_check_receipts(config: Config, rng: random.Random | None = None) -> SpotCheck:
-    """Two samples of K receipts. From S3: each object's sha256 against the local file
-    ('mismatched', or 'missing' here). From this host: files that already existed when the last
-    successful upload started must be in S3 with their size ('not_in_s3'). "Already existed" is
-    judged by ctime, which no copy or touch can set back, against that run's start in the ledger
-    (recorded before rclone listed the source)."""
+def spot_check_receipts(config: Config, rng: random.Random | None = None,
+                        prefer: Destination | None = None) -> SpotCheck:
+    """Two samples of K receipts, in `prefer` (the drill's destination) when the receipts job
+    copies there, else in its first destination. From S3: each object's sha256 against the
+    local file ('mismatched', or 'missing' here). From this host: files that already existed
+    when the last successful upload started must be in S3 with their size ('not_in_s3').
+    "Already existed" is judged by ctime, which no copy or touch can set back, against that
+    run's start in the ledger (recorded before rclone listed the source)."""
     name, k = config.drill.receipts_job, config.drill.receipts_sample
     if not name or k == 0:
         return SpotCheck(note="disabled")
@@ -72,14 +75,16 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
     if job.source.kind != "path":
         return SpotCheck(note=f"source {job.source} is a volume; local files not readable")
     root = Path(job.source.location)
-    listed = {rel: obj for rel, obj in s3.list_objects(config.destination(), job.prefix).items()
+    copies = config.destinations_of(job)
+    dest = prefer if prefer in copies else copies[0]
+    listed = {rel: obj for rel, obj in s3.list_objects(dest, job.prefix).items()
               if rel not in markers.MARKER_NAMES}
     # Refused by name, never joined onto the folder: `receipts//dev/zero` would read /dev/zero.
     refused = sorted(repr(rel) for rel in listed if not paths.plain_relative(rel))
     objects = {rel: obj for rel, obj in listed.items() if paths.plain_relative(rel)}
     rng = rng or random.SystemRandom()
     sample = rng.sample(sorted(objects), min(k, len(objects)))
-    mismatched, missing = _compare_sample(config, root, objects, sample)
+    mismatched, missing = _compare_sample(dest, root, objects, sample)
     notes = [] if listed else ["no objects under the receipts prefix"]
     if refused:
         notes.append(f"{len(refused)} S3 key(s) name no path inside the folder, not read: "
@@ -96,7 +101,7 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None) -> Spo
                      tuple(not_in_s3), "; ".join(notes), tuple(refused))
 
 
-def _compare_sample(config: Config, root: Path, objects: dict[str, s3.S3Object],
+def _compare_sample(dest: Destination, root: Path, objects: dict[str, s3.S3Object],
                     sample: list[str]) -> tuple[list[str], list[str]]:
     """The sampled objects' sha256 against the local files: (mismatched, missing)."""
     mismatched, missing = [], []
@@ -108,7 +113,7 @@ def _compare_sample(config: Config, root: Path, objects: dict[str, s3.S3Object],
                 missing.append(rel)
                 continue
             digest = hashlib.sha256()
-            for chunk in s3.read_chunks(config.destination(), objects[rel].key):
+            for chunk in s3.read_chunks(dest, objects[rel].key):
                 digest.update(chunk)
             if digest.hexdigest() != local:
                 mismatched.append(rel)
