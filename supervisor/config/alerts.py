@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config.values import parse_duration
-from supervisor.core.files import private_file_problem
+from supervisor.core.files import file_problem
 from supervisor.core.states import OK, SEVERITY
 
 
@@ -72,11 +72,12 @@ def load_urls(path: Path) -> list[str]:
     """The apprise URLs in ``path``: one a line, blank lines and lines starting with ``#``
     ignored (a ``#`` inside a line is part of the URL: slack://…/#channel).
 
-    ValueError naming the file when it is missing, unreadable, readable by group or others
-    (like the S3 credentials file: ``chmod 600``), holds no URL, or a line apprise cannot send
-    to (named by its number: the URL itself is never echoed, it may hold a token)."""
+    ValueError naming the file when it is missing, unreadable, breaks the file-mode rule of a
+    secret file (core.files: like the S3 credentials file, ``chmod 600``), holds no URL, or a
+    line apprise cannot send to (named by its number: the URL itself is never echoed, it may
+    hold a token)."""
     where = f"alerts.urls_file {path}"
-    if problem := private_file_problem(path, "alerts.urls_file"):
+    if problem := file_problem(path, "alerts.urls_file", secret=True):
         raise ValueError(problem)
     try:
         text = path.read_text(encoding="utf-8")
