@@ -76,3 +76,21 @@ def file_problem(path: Path, setting: str, *, secret: bool) -> str:
     if not os.access(path, os.R_OK):
         return f"{where} is not readable by this user"
     return ""
+
+
+def directory_problem(path: Path, missing_ok: bool = False) -> str:
+    """Why `path` is no usable directory ("PATH does not exist", "PATH is not a directory",
+    "PATH: /a/b is not a directory" for a part of it), or ""; a missing one is "" with
+    `missing_ok` (made when first needed)."""
+    try:
+        if stat.S_ISDIR(path.stat().st_mode):
+            return ""
+    except FileNotFoundError:
+        return "" if missing_ok else f"{path} does not exist"
+    except NotADirectoryError:
+        parent = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()),
+                      None)
+        return f"{path}: {parent} is not a directory" if parent else f"{path} is not a directory"
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror}"
+    return f"{path} is not a directory"
