@@ -30,10 +30,11 @@ def trusted_owners() -> frozenset[int]:
 
 
 def user_name(uid: int) -> str:
+    """The account's name, or the number where it has none (what chown accepts either way)."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return f"uid {uid}"
+        return str(uid)
 
 
 def mode_problem(path: Path, st: os.stat_result, *, secret: bool,
