@@ -116,7 +116,7 @@ BREAKS = [
     ("creds", lambda p: p.chmod(0o644),
      "{cfg}: s3.credentials_file {p} is readable by other users (mode 0644); run: chmod 600 {p}"),
     ("creds", lambda p: os.chown(p, NOBODY, -1),
-     "{cfg}: s3.credentials_file {p} is owned by nobody, not root or root: another user could "
+     "{cfg}: s3.credentials_file {p} is owned by nobody, not root: another user could "
      "change it; run: chown root {p}"),
     ("urls", lambda p: p.chmod(0o640),
      "{cfg}: alerts.urls_file {p} is readable by other users (mode 0640); run: chmod 600 {p}"),
@@ -191,3 +191,17 @@ def test_daemon_start_and_reload_apply_the_rule(write_config, s3server, bucket,
         assert proc.wait(timeout=30) == EXIT_CONFIG
     assert (again / "daemon.log").read_text().strip().splitlines() == [
         f"<3>config file {cfg} is writable by group or others (mode 0666); run: chmod go-w {cfg}"]
+
+
+@pytest.mark.docker
+def test_a_source_or_restore_dest_that_is_a_file_is_not_a_directory(
+        write_config, s3server, bucket, tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=blocker)
+    ran = run_cli("run-once", "receipts-upload", config=cfg)
+    assert ran.returncode == 1
+    assert f"=> source directory {blocker} is not a directory on this host" in ran.stdout
+    restored = run_cli("restore", "receipts", str(blocker / "into"), config=cfg)
+    assert (restored.returncode, restored.stderr.strip().splitlines()) == (
+        1, [f"ardua-backup: {blocker / 'into'}: afile exists and is not a directory"])

@@ -49,8 +49,9 @@ def mode_problem(path: Path, st: os.stat_result, *, secret: bool,
         return f"{path} is not a regular file"
     shown = f"mode {stat.S_IMODE(mode):04o}"
     if st.st_uid not in trusted:
-        return (f"{path} is owned by {user_name(st.st_uid)}, not root or {user_name(me)}: "
-                f"another user could change it; run: chown {user_name(me)} {path}")
+        allowed = "root" if me == 0 else f"root or {user_name(me)}"
+        return (f"{path} is owned by {user_name(st.st_uid)}, not {allowed}: another user could "
+                f"change it; run: chown {user_name(me)} {path}")
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         fix = "600" if secret else "go-w"
         return (f"{path} is writable by group or others ({shown}); run: chmod {fix} {path}")
