@@ -205,3 +205,16 @@ def test_a_source_or_restore_dest_that_is_a_file_is_not_a_directory(
     restored = run_cli("restore", "receipts", str(blocker / "into"), config=cfg)
     assert (restored.returncode, restored.stderr.strip().splitlines()) == (
         1, [f"ardua-backup: {blocker / 'into'}: afile exists and is not a directory"])
+
+
+@pytest.mark.parametrize("url", ["http://AKEXAMPLE:s3cret@127.0.0.1:8333",
+                                 "http://127.0.0.1:8333/?X-Amz-Credential=AKEXAMPLE",
+                                 "http://127.0.0.1:8333#s3cret"])
+def test_an_endpoint_url_holds_no_credentials(tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(MINIMAL.replace('bucket = "ardua-backups"',
+                                   f'bucket = "ardua-backups"\nendpoint_url = "{url}"'))
+    with pytest.raises(config.ConfigError, match=r"s3.endpoint_url: 'http://127.0.0.1/...' "
+                                                 r"must not hold user:password@") as err:
+        config.load(cfg)
+    assert "s3cret" not in str(err.value) and "AKEXAMPLE" not in str(err.value)

@@ -324,9 +324,10 @@ def region(value: Any) -> str:
 def endpoint_url(value: Any) -> str:
     """"" (AWS) or an http(s) URL of an S3-compatible store. Every S3 message shows it, so it
     may hold no user:password@, ?query or #fragment (the keys go in credentials_file)."""
-    if not string(value):
+    text = string(value)
+    if not text:
         return ""
-    url = http_url(value, url_head)
+    url = http_url(text, url_head if "@" in text else show)  # a password is never echoed
     parts = urlsplit(url)
     if "@" in parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"{url_head(url)} must not hold user:password@, a ?query or a "
