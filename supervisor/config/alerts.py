@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config.values import parse_duration
-from supervisor.core.files import file_problem
+from supervisor.core.files import private_file_problem
 from supervisor.core.states import OK, SEVERITY
 
 
@@ -77,7 +77,7 @@ def load_urls(path: Path) -> list[str]:
     line apprise cannot send to (named by its number: the URL itself is never echoed, it may
     hold a token)."""
     where = f"alerts.urls_file {path}"
-    if problem := file_problem(path, "alerts.urls_file", secret=True):
+    if problem := private_file_problem(path, "alerts.urls_file"):
         raise ValueError(problem)
     try:
         text = path.read_text(encoding="utf-8")

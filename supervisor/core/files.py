@@ -80,6 +80,11 @@ def file_problem(path: Path, setting: str, *, secret: bool) -> str:
     return ""
 
 
+def private_file_problem(path: Path, setting: str) -> str:
+    """file_problem of a secret file (credentials, alert URLs): also unreadable by others."""
+    return file_problem(path, setting, secret=True)
+
+
 def directory_problem(path: Path, missing_ok: bool = False) -> str:
     """Why `path` is no usable directory ("PATH does not exist", "PATH is not a directory",
     "PATH: /a/b is not a directory" for a part of it), or ""; a missing one is "" with

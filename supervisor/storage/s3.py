@@ -32,7 +32,7 @@ from botocore.exceptions import (
 )
 from lxml import etree
 
-from supervisor.core.files import file_problem
+from supervisor.core.files import private_file_problem
 from supervisor.core.redact import redact
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
@@ -67,7 +67,7 @@ def _transient(exc: Exception) -> bool:
 
 def check_credentials_file(dest: Destination) -> None:
     path, setting = dest.credentials_file, dest.setting("credentials_file")
-    if path is not None and (problem := file_problem(path, setting, secret=True)):
+    if path is not None and (problem := private_file_problem(path, setting)):
         raise S3Error(problem)
 
 
