@@ -70,6 +70,13 @@ NOTES: dict[str, str] = {
     "": """\
 Keep the unit's `TimeoutStopSec` (90 s as shipped) above `stop_grace` + 20 s: see
 [Reload and stop](operations.md#reload-and-stop).
+`state_dir` is made when missing; one that is a file is a config error ("is not a directory").
+The config file and every file it names (each `credentials_file`, `alerts.urls_file`) pass one
+file-mode rule on every load, reload included: owned by root, the user running the command or
+the service user `ardua-backup`, not writable by group or others, and the secret ones (all but
+the config) not readable by group or others either. A file that breaks it is a config error
+(exit 78) naming the file and the `chmod`/`chown` to run: see
+[Security](security.md#6-no-one-else-can-change-the-config-and-no-message-holds-a-credential).
 """,
     "destinations.*": """\
 `NAME` names a destination: a-z, 0-9, `-`, `_`. List as many as you keep copies; each job copies
@@ -80,7 +87,9 @@ job's prefix to the same bucket at the same endpoint. The off-site copy, and why
 The three upload options (`storage_class`, `server_side_encryption`, `sse_kms_key_id`) apply to
 every object ardua-backup writes; which storage classes are accepted, and what they cost, is in
 [Upload options](design.md#upload-options). A KMS key without `aws:kms` is a config error.
-With `endpoint_url` set, rclone talks to the store as provider `Other`.
+With `endpoint_url` set, rclone talks to the store as provider `Other`; it may not hold
+`user:password@`, a `?query` or a `#fragment` (keys go in `credentials_file`; every S3 message
+shows the endpoint).
 `object_lock_mode` and `object_lock_days` go together: every object written (rclone's uploads,
 the server-side copies, the sentinel) carries a retain-until date that many days ahead; the
 bucket must have Object Lock enabled (`doctor` checks it).
@@ -134,7 +143,8 @@ a threshold, and `max_age` does not go with `min`/`max`. `database` may be left 
 drill restores one database.
 """,
     "alerts": """\
-The URLs file must be mode 0600 (a wrong mode is a config error naming the file). `min_state` is
+The URLs file must be mode 0600 or stricter and pass the file-mode rule (above): a file that
+breaks it is a config error naming the file. `min_state` is
 one of `WARNING`, `UNKNOWN`, `CRITICAL`; `remind_every = "0"` turns reminders off. See
 [Alerts](alerts.md).
 """,

@@ -319,8 +319,8 @@ def test_credentials_file_readable_by_others_is_refused(s3server, bucket, write_
     cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
     (tmp_path / "aws-credentials").chmod(0o644)
     result = run_cli("run-once", "receipts-upload", config=cfg)
-    assert result.returncode == 1
-    assert f"chmod 600 {tmp_path / 'aws-credentials'}" in result.stdout
+    assert result.returncode == 78  # the file-mode rule of config.load (tests/test_file_modes.py)
+    assert f"chmod 600 {tmp_path / 'aws-credentials'}" in result.stderr
     assert s3server.list_keys(bucket) == {}
 
 

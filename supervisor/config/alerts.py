@@ -72,9 +72,10 @@ def load_urls(path: Path) -> list[str]:
     """The apprise URLs in ``path``: one a line, blank lines and lines starting with ``#``
     ignored (a ``#`` inside a line is part of the URL: slack://…/#channel).
 
-    ValueError naming the file when it is missing, unreadable, readable by group or others
-    (like the S3 credentials file: ``chmod 600``), holds no URL, or a line apprise cannot send
-    to (named by its number: the URL itself is never echoed, it may hold a token)."""
+    ValueError naming the file when it is missing, unreadable, breaks the file-mode rule of a
+    secret file (core.files: like the S3 credentials file, ``chmod 600``), holds no URL, or a
+    line apprise cannot send to (named by its number: the URL itself is never echoed, it may
+    hold a token)."""
     where = f"alerts.urls_file {path}"
     if problem := private_file_problem(path, "alerts.urls_file"):
         raise ValueError(problem)

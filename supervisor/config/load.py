@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from supervisor.config import alerts as alertconfig
+from supervisor.config import strict
 from supervisor.config import values as v
 from supervisor.config.keys import (
     DEFAULT_DB_JOB,
@@ -461,6 +462,8 @@ def load(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     config = parse(text, path)
+    if problem := strict.problem(config):  # the file-mode rule, on every load and reload
+        raise ConfigError(problem)
     if config.webhook.listen and config.webhook.token_file:
         config = replace(config, webhook_token=_read_token(path, config.webhook.token_file))
     if config.alerts.urls_file is None:

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from supervisor.core.files import directory_problem
+
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -338,8 +340,17 @@ def region(value: Any) -> str:
 
 
 def endpoint_url(value: Any) -> str:
-    """"" (AWS) or an http(s) URL of an S3-compatible store."""
-    return http_url(value) if string(value) else ""
+    """"" (AWS) or an http(s) URL of an S3-compatible store. Every S3 message shows it, so it
+    may hold no user:password@, ?query or #fragment (the keys go in credentials_file)."""
+    text = string(value)
+    if not text:
+        return ""
+    url = http_url(text, url_head if "@" in text else show)  # a password is never echoed
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{url_head(url)} must not hold user:password@, a ?query or a "
+                         f"#fragment: S3 keys go in credentials_file")
+    return url
 
 
 def name(value: Any) -> str:
@@ -377,9 +388,12 @@ def optional_path(value: Any, suffix: str = "") -> Path | None:
 
 
 def directory(value: Any) -> Path:
+    """An absolute path of a directory that exists or will be made (not a file)."""
     path = abs_path(value)
     if not path:
         raise ValueError("'' must be an absolute path")
+    if problem := directory_problem(Path(path), missing_ok=True):
+        raise ValueError(problem)
     return Path(path)
 
 

@@ -35,6 +35,8 @@ from docker.utils.socket import STDERR, frames_iter
 from loguru import logger
 
 from supervisor.config.load import Source
+from supervisor.core.files import directory_problem
+from supervisor.core.redact import redact
 from supervisor.core.retry import is_transient
 from supervisor.storage.destination import Destination
 
@@ -107,7 +109,7 @@ def ping(client: docker.DockerClient) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = redact(str(exc)).strip().splitlines()  # requests' texts name the URL
     return text[0] if text else type(exc).__name__
 
 
@@ -137,8 +139,8 @@ def source_mount(client: docker.DockerClient, source: Source, target: str) -> Mo
                 f"Docker volume '{source.location}' does not exist; check the job's source"
             ) from None
         return Mount(target, source.location, type="volume", read_only=True)
-    if not os.path.isdir(source.location):
-        raise DockerError(f"source directory {source.location} does not exist on this host")
+    if problem := directory_problem(Path(source.location)):
+        raise DockerError(f"source directory {problem} on this host")
     return Mount(target, source.location, type="bind", read_only=True)
 
 

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.core.redact import redact
+
 TIMEOUT_S = 3.0  # the whole call: connect, send, status line, headers and body
 BODY_LIMIT = 10_000  # healthchecks.io keeps the first 100 kB; a short tail is what people read
 ANSWER_LIMIT = 64 << 10  # what a call keeps of an answer unless told otherwise
@@ -149,7 +151,7 @@ def _answer(status: int, body: Any, max_bytes: int) -> Answer:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         exc = exc.reason if isinstance(exc.reason, BaseException) else exc
-    text = " ".join(str(exc).split())
+    text = " ".join(redact(str(exc)).split())  # urllib's texts may hold the URL (a redirect's)
     return text[:300] or type(exc).__name__
 
 

@@ -36,6 +36,7 @@ from lxml import etree
 
 from supervisor.core.clock import now_utc
 from supervisor.core.files import private_file_problem
+from supervisor.core.redact import redact
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
@@ -164,7 +165,8 @@ def describe(exc: Exception, dest: Destination) -> str:
                 f"check {dest.setting('credentials_file')} / {dest.setting('profile')}"
             )
         return f"S3 at {where} answered {code or http} for bucket '{dest.bucket}'"
-    return f"S3 at {where} failed: {exc}"
+    # botocore's text names the URL it was sending: a presigned listing's holds its signature.
+    return f"S3 at {where} failed: {redact(str(exc))}"
 
 
 def preflight(dest: Destination, prefix: str | None = None) -> None:
