@@ -91,11 +91,15 @@ def _gather_s3(config: Config, found: dict[str, object]) -> None:
     drills = [(marker, dest) for (_, marker), dest in zip(read, config.destinations, strict=True)
               if marker is not None]
     good = [(m, d) for m, d in drills if isinstance(m, Marker)]
+    unread = [c.destination for c, _ in read if c.error and any(
+        s.job == config.drill.db_job for s in c.sentinels)]
     if good:  # the newest drill of any destination: the drill restores from one of them
         found["drill"], dest = max(good, key=lambda md: md[0].at)  # type: ignore[union-attr]
         found["drill_destination"] = dest.name
     elif drills:
         found["drill_error"] = str(drills[0][0])
+    elif unread:  # it may be there: never say "no drill yet" about a copy not read
+        found["drill_error"] = f"not read: {', '.join(unread)} could not be read"
 
 
 def _read_copy(config: Config, dest: Destination, databases: tuple[DatabaseDumps, ...]

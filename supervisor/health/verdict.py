@@ -527,7 +527,8 @@ def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) 
         _no_drill(signals, now, f)
         return
     age = (now - d.at).total_seconds()
-    where = f", in {signals.drill_destination}" if signals.several else ""
+    where = f", in {signals.drill_destination}" if signals.several and signals.drill_destination \
+        else ""
     detail = (f"{'OK' if d.ok else 'FAIL'} {_ago(age)} ago, {d.dump_key}, "
               f"{d.seconds:.0f} s{where} (limit {_ago(limits.drill_max_age_s)})")
     if not d.ok:
