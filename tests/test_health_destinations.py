@@ -157,7 +157,7 @@ def _offsite_stopped_then_frozen(world: World, capsys) -> None:  # type: ignore[
     assert all(rows[name][0] == "OK" for name in PRIMARY_ROWS), rows
     assert rows["restore drill"][0] == "OK"  # read from primary
 
-    # Frozen (SIGSTOP: connections accepted, never answered): its own 5 s read timeout, once.
+    # Frozen (SIGSTOP: connections accepted, never answered).
     offsite.pause()  # type: ignore[attr-defined]
     try:
         started = time.monotonic()
@@ -167,7 +167,9 @@ def _offsite_stopped_then_frozen(world: World, capsys) -> None:  # type: ignore[
         offsite.resume()  # type: ignore[attr-defined]
     assert (code, data["diagnoses"][0].startswith("S3 unreachable (offsite)")) == (3, True)
     assert all(rows[name][0] == "OK" for name in PRIMARY_ROWS), rows
-    assert took < 12, took
+    # Its own bound once (measured 10.3-10.7 s: the fast client's two 5 s reads), the primary
+    # read beside it; not one bound per read of each destination.
+    assert took < 20, took
 
 
 @pytest.fixture
