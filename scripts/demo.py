@@ -84,8 +84,9 @@ def main() -> int:
         example = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
         data = deep_merge(tomllib.loads(example), {
             "state_dir": str(work / "state"),
-            "s3": {"bucket": BUCKET, "region": s3server.region,
-                   "endpoint_url": s3server.endpoint_url, "credentials_file": str(creds)},
+            "destinations": {"primary": {
+                "bucket": BUCKET, "region": s3server.region,
+                "endpoint_url": s3server.endpoint_url, "credentials_file": str(creds)}},
             "rclone": {"image": image, "network_mode": "host"},
             "jobs": {"db-upload": {"source": f"volume:{volume}"},
                      "receipts-upload": {"source": str(receipts)}},
