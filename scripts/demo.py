@@ -3,8 +3,9 @@
 A local S3-compatible server (SeaweedFS on 127.0.0.1, versioning on), a throwaway PostgreSQL
 whose real `pg_dump -Fc` dumps are laid out exactly like postgres-backup-local's /backups in a
 Docker named volume, the locally built rclone and PostgreSQL images, a config file pointing at
-all of it - then both uploads (`ardua-backup run-once`), what landed in S3, `status` (the
-health table), a restore drill from S3 with its RTO, and `history`. No cloud account.
+all of it - then both uploads (`ardua-backup run-once`), what landed in S3, a restore drill from
+S3 with its RTO, `status` (the health table: green only once a drill has proved the copy
+restores), and `history`. No cloud account.
 Everything is torn down at the end unless --keep is given: then S3, PostgreSQL and a running
 daemon (`ardua-backup run` on the demo config) stay, to try `status`, `next`, `restore list`.
 """
@@ -83,8 +84,9 @@ def main() -> int:
         example = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
         data = deep_merge(tomllib.loads(example), {
             "state_dir": str(work / "state"),
-            "s3": {"bucket": BUCKET, "region": s3server.region,
-                   "endpoint_url": s3server.endpoint_url, "credentials_file": str(creds)},
+            "destinations": {"primary": {
+                "bucket": BUCKET, "region": s3server.region,
+                "endpoint_url": s3server.endpoint_url, "credentials_file": str(creds)}},
             "rclone": {"image": image, "network_mode": "host"},
             "jobs": {"db-upload": {"source": f"volume:{volume}"},
                      "receipts-upload": {"source": str(receipts)}},
@@ -107,7 +109,7 @@ def main() -> int:
         for key, size in sorted(s3server.list_sizes(BUCKET).items()):
             print(f"  {size:>9}  {key}")
         print(f"\nsentinel: {s3server.get(BUCKET, 'postgres/.last_success').decode().strip()}")
-        codes += [ardua("status"), ardua("drill"), ardua("history")]
+        codes += [ardua("drill"), ardua("status"), ardua("history")]
         if args.keep:
             log = open(work / "daemon.log", "w")  # noqa: SIM115 - the daemon outlives this script
             daemon = subprocess.Popen(

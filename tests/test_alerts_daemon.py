@@ -60,6 +60,10 @@ def test_stale_dump_alerts_once_then_recovers_once(
         root, [(now - timedelta(hours=30), os.urandom(4000))]))
     s3server.client().put_bucket_versioning(
         Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # A good restore drill yesterday (as storage.markers.format_marker writes it): without one
+    # the verdict cannot be OK.
+    s3server.client().put_object(Bucket=bucket, Key="postgres/.last_restore_drill", Body=(
+        f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ} OK last/ardua-x.dump 40s\n").encode())
     receipts = tmp_path / "receipts"
     receipts.mkdir()
     (receipts / "r1.pdf").write_bytes(b"receipt one")

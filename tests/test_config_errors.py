@@ -231,7 +231,7 @@ def test_status_json_on_a_broken_config_is_an_unknown_object(tmp_path: Path) -> 
     result = run_cli("status", "--json", config=bad)
     assert result.returncode == EXIT_UNKNOWN
     data = json.loads(result.stdout)
-    assert (data["state"], data["exit_code"], data["schema"]) == ("UNKNOWN", 3, 2)
+    assert (data["state"], data["exit_code"], data["schema"]) == ("UNKNOWN", 3, 3)
     assert data["problems"][0]["text"].startswith(f"config error: {bad}: jobs.db-upload.timeout")
 
 

@@ -29,13 +29,14 @@ from supervisor.config import load as config
 from supervisor.config.load import Config
 from supervisor.core.states import FAILED, REFUSED, SUCCESS
 from supervisor.health import verdict as health
-from supervisor.health.verdict import Sentinel, Signals
+from supervisor.health.verdict import Sentinel
 from supervisor.postgres.dumps import DatabaseDumps, Dump
 from supervisor.record import metrics
 from supervisor.record.report import RunReport
 from supervisor.restore.drill import DrillReport
 from supervisor.storage.markers import Marker
 from tests.harness.configs import MINIMAL
+from tests.harness.signals import one_destination
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "contrib" / "prometheus" / "ardua-backup.rules.yml"
@@ -74,11 +75,10 @@ DRILL = Marker(HEALTHY_AT - timedelta(days=7, hours=23), True, DUMP.key, 95)
 
 
 def status_at(now: datetime, in_s3: bool) -> health.Verdict:
-    signals = Signals(
-        dump_job="db-upload", databases=(DatabaseDumps("ardua", DUMP, None, in_s3),),
+    signals = one_destination(
+        now, dump_job="db-upload", databases=(DatabaseDumps("ardua", DUMP, None),), in_s3=in_s3,
         sentinels=(Sentinel("db-upload", "postgres", DB_OK),
-                   Sentinel("receipts-upload", "receipts", RECEIPTS_OK)),
-        versioning="Enabled", drill=DRILL)
+                   Sentinel("receipts-upload", "receipts", RECEIPTS_OK)), drill=DRILL)
     return health.evaluate(signals, config.HealthConfig(dump_job="db-upload", db_container=""),
                            now)
 

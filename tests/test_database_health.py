@@ -17,6 +17,7 @@ from supervisor.health.verdict import Sentinel, Signals
 from supervisor.postgres import dumps
 from supervisor.postgres.dumps import DatabaseDumps, Dump
 from supervisor.postgres.gocron import ContainerState, CronState
+from tests.harness.signals import one_destination
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")
@@ -69,16 +70,15 @@ def test_each_database_gets_its_newest_and_the_dump_before_it() -> None:
 
 
 def signals(*dbs: DatabaseDumps, ok_at: datetime | None = FRESH_OK, **more: object) -> Signals:
-    base: dict = dict(dump_job="db-upload", databases=dbs, versioning="Enabled",
+    base: dict = dict(dump_job="db-upload", databases=dbs, in_s3=True,
                       sentinels=(Sentinel("db-upload", "postgres", ok_at),))
-    return Signals(**{**base, **more})
+    return one_destination(NOW, **{**base, **more})
 
 
-def db(name: str, hours_ago: float, size: int = 1000, prev: int | None = 1000,
-       in_s3: bool | None = True) -> DatabaseDumps:
+def db(name: str, hours_ago: float, size: int = 1000, prev: int | None = 1000) -> DatabaseDumps:
     newest = Dump(f"last/{name}-x.dump", size, at(hours_ago))
     previous = Dump(f"last/{name}-w.dump", prev, at(hours_ago + 24)) if prev is not None else None
-    return DatabaseDumps(name, newest, previous, in_s3)
+    return DatabaseDumps(name, newest, previous)
 
 
 def test_a_fresh_database_does_not_hide_a_stale_one() -> None:

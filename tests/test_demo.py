@@ -1,5 +1,5 @@
 """The README's first command, `scripts/demo`, end to end: set-up, both uploads, what landed in S3,
-the health table (green), a restore drill from S3 with its RTO, the history, and the tear-down."""
+a restore drill from S3 with its RTO, the health table (green), the history, and the tear-down."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ def test_demo_runs_the_main_job_locally(docker_client) -> None:
     assert re.search(r"^ +4096  receipts/2025/12/reçu café\.jpg$", listing, re.M)
     assert "latest" not in listing
     assert re.search(r"^sentinel: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ OK$", res.stdout, re.M)
-    status = res.stdout.split("$ ardua-backup status")[1].split("$ ardua-backup drill")[0]
+    status = res.stdout.split("$ ardua-backup status")[1].split("$ ardua-backup history")[0]
     assert "OK: dumps fresh, in S3, uploads verified" in status, status
     assert re.search(r"^dump ardua \(last/\) +OK ", status, re.M), status
-    drill = res.stdout.split("$ ardua-backup drill")[1].split("$ ardua-backup history")[0]
+    assert re.search(r"^restore drill +OK +OK \d+m \d\ds ago, ", status, re.M), status
+    drill = res.stdout.split("$ ardua-backup drill")[1].split("$ ardua-backup status")[0]
     assert re.search(r"^restore-drill  run \S+  OK$", drill, re.M), drill
     assert re.search(r"\(RTO \d+\.\d s\)", drill) and "check ok          orders exist" in drill
     history = res.stdout.split("$ ardua-backup history")[1]

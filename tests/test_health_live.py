@@ -22,7 +22,7 @@ from supervisor.config import load as config
 from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.postgres import gocron as dbbackup
 from supervisor.record import sinks
-from supervisor.storage import s3
+from supervisor.storage import markers, s3
 from supervisor.upload import run as pipeline
 from tests.harness.dribble import DribblingServer
 from tests.harness.pgtree import fill_volume, make_backups_tree
@@ -67,8 +67,9 @@ def http_server() -> Iterator[http.server.HTTPServer]:
 
 @pytest.fixture
 def setup(tmp_path, s3server, bucket, pg_volume, docker_client, write_config):
-    """Returns make(dump_ages_h, **overrides) -> Config: a postgres-backup-local tree with dumps
-    of those ages in the volume, a receipts dir with 10 old files, versioning on."""
+    """Returns make(dump_ages_h, drilled=True, **overrides) -> Config: a postgres-backup-local
+    tree with dumps of those ages in the volume, a receipts dir with 10 old files, versioning on,
+    a good restore drill a day ago (its record as storage.markers.format_marker writes it)."""
     s3server.client().put_bucket_versioning(
         Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     receipts = tmp_path / "receipts"
@@ -78,13 +79,19 @@ def setup(tmp_path, s3server, bucket, pg_volume, docker_client, write_config):
         (receipts / f"r{i}.pdf").write_bytes(os.urandom(1000))
         os.utime(receipts / f"r{i}.pdf", (old, old))
 
-    def make(dump_ages_h: list[float], **overrides: object) -> config.Config:
+    def make(dump_ages_h: list[float], drilled: bool = True,
+             **overrides: object) -> config.Config:
         dumps = [(NOW - timedelta(hours=h), os.urandom(2000)) for h in dump_ages_h]
         fill_volume(docker_client, pg_volume, lambda root: make_backups_tree(root, dumps))
         overrides.setdefault("health", {"db_container": ""})
         path = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
                             receipts_dir=receipts, overrides=overrides)
-        return config.load(path)
+        cfg = config.load(path)
+        if drilled:
+            record = markers.format_marker(NOW - timedelta(days=1), True, "last/ardua-x.dump", 40)
+            s3server.client().put_object(Bucket=bucket, Key=cfg.drill_marker_key,
+                                         Body=record.encode())
+        return cfg
 
     return make
 
@@ -179,7 +186,7 @@ def test_retention_prune_passes(setup, s3server, bucket) -> None:
 
 
 def test_file_in_quiet_period_is_not_uploaded(setup, s3server, bucket, capsys) -> None:
-    cfg = setup([3])
+    cfg = setup([3], drilled=False)  # S3 holds only what the runs put there
     receipts = Path(cfg.job("receipts-upload").source.location)
     (receipts / "being-written.pdf").write_bytes(b"partial")  # mtime: now
     # A plain folder syncs what has settled and leaves the young file for the next run.
@@ -286,7 +293,7 @@ def test_a_dribbling_go_cron_endpoint_does_not_hold_status(setup, capsys) -> Non
 def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:
     http_server.reply = GO_CRON_DUMPING
     url = f"http://127.0.0.1:{http_server.server_port}/"
-    cfg = setup([3], health={"db_container": "", "db_health_url": url})
+    cfg = setup([3], drilled=False, health={"db_container": "", "db_health_url": url})
     assert run(cfg, "db-upload").result == DEFERRED
     assert s3server.list_sizes(bucket, "postgres/") == {}
 

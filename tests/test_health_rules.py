@@ -20,6 +20,7 @@ from supervisor.storage.markers import Marker, format_marker, parse_marker
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import guard
 from tests.harness.configs import MINIMAL
+from tests.harness.signals import one_destination
 
 NOW = datetime(2025, 12, 18, 12, 0, tzinfo=UTC)
 LIMITS = HealthConfig(dump_job="db-upload", db_container="")
@@ -31,10 +32,10 @@ def signals(dump_at: datetime | None, in_s3: bool | None, ok_at: datetime | None
             **more: object) -> Signals:
     dump = Dump("last/ardua-x.dump", 123, dump_at) if dump_at else None
     base: dict = dict(
-        dump_job="db-upload", databases=(DatabaseDumps("ardua", dump, None, in_s3),) if dump
-        else (), sentinels=(Sentinel("db-upload", "postgres", ok_at),), versioning="Enabled",
+        dump_job="db-upload", databases=(DatabaseDumps("ardua", dump, None),) if dump
+        else (), in_s3=in_s3, sentinels=(Sentinel("db-upload", "postgres", ok_at),),
     )
-    return Signals(**{**base, **more})
+    return one_destination(NOW, **{**base, **more})
 
 
 @pytest.mark.parametrize(
@@ -140,8 +141,9 @@ def test_json_is_stable() -> None:
     data = verdict.to_json()
     assert list(data) == ["schema", "checked_at", "state", "exit_code", "status_line",
                           "diagnoses", "problems", "checks", "dump", "databases", "sentinels",
-                          "bucket_versioning", "db_container", "db_cron", "restore_drill"]
-    assert data["schema"] == 2
+                          "bucket_versioning", "destinations", "state_dir", "db_container",
+                          "db_cron", "restore_drill", "restore_drill_first_at"]
+    assert data["schema"] == 3
     dump = {"key": "last/ardua-x.dump", "size": 123, "modified": "2025-12-18T01:00:00Z",
             "age_s": 39600.0, "in_s3": True, "previous_key": None, "previous_size": None}
     assert data["dump"] == {"job": "db-upload", **dump}

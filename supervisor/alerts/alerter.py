@@ -69,6 +69,10 @@ class Alerter:
         self.send_timeout_s = send_timeout_s
         self._lock = threading.Lock()
         self.memory = alertstate.load_memory(self.state_dir)
+        # The last decision could not be saved (a full or read-only state_dir): the file is
+        # older than what this process knows, so it is not read back over it. Else every check
+        # would tell the same problem again.
+        self._unsaved = False
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
@@ -81,7 +85,8 @@ class Alerter:
                 return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self.memory = alertstate.load_memory(self.state_dir)
+                if not self._unsaved:
+                    self.memory = alertstate.load_memory(self.state_dir)
                 yield
             finally:
                 os.close(fd)
@@ -157,9 +162,11 @@ class Alerter:
         if memory != self.memory:
             try:
                 alertstate.save_memory(self.state_dir, memory)
+                self._unsaved = False
             except OSError as exc:  # keep going in memory; a restart may repeat one message
                 logger.warning(f"alerts: cannot save {alertstate.memory_path(self.state_dir)}: "
                                f"{exc}")
+                self._unsaved = True
             self.memory = memory
 
 

@@ -3,6 +3,11 @@
 No single indicator is trusted alone: the newest local dump, whether S3 holds that very dump, the
 .last_success sentinels, the dump container and the restore drill each answer one question, and
 `evaluate` (pure) combines them into one verdict with monitoring-plugin exit codes.
+
+The S3 side is judged once per destination (a `Copy`): each has its own "S3 has <db>'s dump",
+"last success <prefix>/" and versioning rows, and the dump -> upload -> S3 chain is diagnosed per
+destination. With several destinations their rows and diagnoses start with the destination's
+name (`offsite: ...`); with one (an `[s3]` config) they read as they always did.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from supervisor.record import metrics
 from supervisor.storage import markers
 from supervisor.storage.markers import Marker
 
-JSON_SCHEMA_VERSION = 2
+JSON_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -31,24 +36,58 @@ class Sentinel:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """What one destination holds, as read. `error` set: it could not be read, and every
+    signal of it is unknown."""
+
+    destination: str = "s3"
+    error: str = ""
+    sentinels: tuple[Sentinel, ...] = ()  # one per job that copies here
+    versioning: str | None = None  # "Enabled", "Suspended", "" = never enabled
+    # database -> this destination holds its newest dump (same key, same size); only for a
+    # destination of the dump job, and only databases that have a newest dump.
+    dumps: dict[str, bool] = field(default_factory=dict)
+
+    def sentinel(self, job: str | None) -> Sentinel | None:
+        return next((s for s in self.sentinels if s.job == job), None)
+
+
+@dataclass(frozen=True)
 class Signals:
     """What was observed. An `*_error` string means that signal could not be read."""
 
     dump_job: str | None = None
     databases: tuple[DatabaseDumps, ...] = ()  # one per database, by name
     dump_error: str = ""
-    s3_error: str = ""  # set: every S3-side signal below is unknown
-    sentinels: tuple[Sentinel, ...] = ()
-    versioning: str | None = None  # "Enabled", "Suspended", "" = never enabled
+    copies: tuple[Copy, ...] = ()  # one per destination, in the config's order
     container: ContainerState | None = None
     container_error: str = ""
     cron: CronState | None = None
     cron_error: str = ""
-    drill: Marker | None = None
+    drill: Marker | None = None  # the newest drill record of every destination that has one
+    drill_destination: str = ""  # where it was read
     drill_error: str = ""
+    # No drill recorded yet: the first scheduled drill (None: drill.schedule is empty), and how
+    # long after it a drill may still be running (drill.timeout) before it counts as missed.
+    drill_first_at: datetime | None = None
+    drill_grace_s: float = 0.0
+    state_dir_problem: str = ""  # why runs are not being recorded ("" = writable)
     metrics: metrics.Serving | None = None  # the running daemon's /metrics (None: no daemon)
     hook_error_at: datetime | None = None  # an error webhook not followed by a post-backup
     dump_uploaded_at: datetime | None = None  # the first verified upload after the newest dump
+
+    @property
+    def several(self) -> bool:
+        """More than one destination: rows and diagnoses then name theirs."""
+        return len(self.copies) > 1
+
+    def held(self, db: DatabaseDumps) -> bool | None:
+        """Every destination of the dump job holds the database's newest dump: False when one
+        does not, None when one could not be read (or no destination holds the job)."""
+        seen = [c.dumps.get(db.database) for c in self.copies if c.sentinel(self.dump_job)]
+        if not seen or False in seen:
+            return None if not seen else False
+        return None if None in seen else True
 
 
 @dataclass(frozen=True)
@@ -118,11 +157,11 @@ class Verdict:
             "databases": [{"database": d.database, **self._dump_json(d)}
                           for d in sig.databases],
             "sentinels": {
-                s.job: {"prefix": s.prefix, "at": _iso(s.at) if s.at else None,
-                        "age_s": self.age(s.at) if s.at else None}
-                for s in sig.sentinels
+                s.job: self._sentinel_json(s) for s in self._worst_sentinels()
             },
-            "bucket_versioning": sig.versioning,
+            "bucket_versioning": self._worst_versioning(),
+            "destinations": [self._copy_json(c) for c in sig.copies],
+            "state_dir": sig.state_dir_problem or None,
             "db_container": None if sig.container is None else {
                 "status": sig.container.status, "health": sig.container.health},
             "db_cron": None if sig.cron is None else {
@@ -131,8 +170,39 @@ class Verdict:
                 else None, "last_stderr": sig.cron.last_stderr},
             "restore_drill": None if sig.drill is None else {
                 "at": _iso(sig.drill.at), "age_s": self.age(sig.drill.at), "ok": sig.drill.ok,
-                "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds},
+                "dump_key": sig.drill.dump_key, "seconds": sig.drill.seconds,
+                "destination": sig.drill_destination},
+            "restore_drill_first_at": _iso(sig.drill_first_at)
+            if sig.drill is None and sig.drill_first_at else None,
         }
+
+    def _worst_sentinels(self) -> list[Sentinel]:
+        """Per job, its sentinel in the destination where it is oldest (missing counts as
+        oldest): what the one-destination fields and metrics report."""
+        worst: dict[str, Sentinel] = {}
+        for copy in self.signals.copies:
+            for s in copy.sentinels:
+                seen = worst.get(s.job)
+                if seen is None or (seen.at is not None and (s.at is None or s.at < seen.at)):
+                    worst[s.job] = s
+        return list(worst.values())
+
+    def _worst_versioning(self) -> str | None:
+        found = [c.versioning for c in self.signals.copies]
+        if not found or None in found:
+            return None
+        return next((v for v in found if v != "Enabled"), "Enabled")
+
+    def _sentinel_json(self, s: Sentinel) -> dict[str, object]:
+        return {"prefix": s.prefix, "at": _iso(s.at) if s.at else None,
+                "age_s": self.age(s.at) if s.at else None}
+
+    def _copy_json(self, c: Copy) -> dict[str, object]:
+        return {"name": c.destination, "error": c.error or None,
+                "bucket_versioning": c.versioning,
+                "sentinels": {s.job: {**self._sentinel_json(s), "error": s.error or None}
+                              for s in c.sentinels},
+                "dumps_held": dict(c.dumps)}
 
     def alert_rows(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
         """The diagnoses as (state, text) and the table as (name, state, detail): what the
@@ -146,10 +216,16 @@ class Verdict:
         return metrics.StatusValues(
             code=self.exit_code, at=self.checked_at.timestamp(),
             dump_age_s=self.age(stalest.newest.modified) if stalest and stalest.newest else None,
-            dump_in_s3=stalest.in_s3 if stalest else None,
+            dump_in_s3=sig.held(stalest) if stalest else None,
             database_dump_age_s={d.database: self.age(d.newest.modified) if d.newest else None
                                  for d in sig.databases},
-            sentinel_age_s={s.job: self.age(s.at) if s.at else None for s in sig.sentinels},
+            sentinel_age_s={s.job: self.age(s.at) if s.at else None
+                            for s in self._worst_sentinels()},
+            destination_sentinel_age_s={
+                c.destination: {s.job: self.age(s.at) if s.at else None for s in c.sentinels}
+                for c in sig.copies},
+            destination_has_dump={c.destination: c.dumps.get(stalest.database) if stalest
+                                  else None for c in sig.copies if c.sentinel(sig.dump_job)},
             drill_age_s=self.age(sig.drill.at) if sig.drill else None,
             drill_ok=sig.drill.ok if sig.drill else None, dump_to_s3_s=dump_to_s3(sig))
 
@@ -158,7 +234,8 @@ class Verdict:
         return {
             "key": newest.key if newest else None, "size": newest.size if newest else None,
             "modified": _iso(newest.modified) if newest else None,
-            "age_s": self.age(newest.modified) if newest else None, "in_s3": d.in_s3,
+            "age_s": self.age(newest.modified) if newest else None,
+            "in_s3": self.signals.held(d) if newest else None,
             "previous_key": previous.key if previous else None,
             "previous_size": previous.size if previous else None,
         }
@@ -212,15 +289,21 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
     A dump modified within `settle_s` (guard.quiet_period) may still be written: its size is
     not judged yet."""
     f = _Findings()
-    if signals.s3_error:
-        f.diagnose(UNKNOWN, f"S3 unreachable: {signals.s3_error}")
+    if signals.state_dir_problem:
+        f.check("state_dir", CRITICAL, signals.state_dir_problem, signals.state_dir_problem)
+    for copy in signals.copies:
+        if copy.error:
+            where = f" ({copy.destination})" if signals.several else ""
+            f.diagnose(UNKNOWN, f"S3 unreachable{where}: {copy.error}")
     if signals.dump_job:
         _dumps(signals, limits, now, settle_s, f)
-    for sentinel in signals.sentinels:
-        _sentinel(sentinel, signals, limits, now, f)
+    for copy in signals.copies:
+        for sentinel in copy.sentinels:
+            _sentinel(sentinel, copy, signals, limits, now, f)
     _container(signals, f)
     _drill(signals, limits, now, f)
-    _versioning(signals, f)
+    for copy in signals.copies:
+        _versioning(copy, signals, f)
     _metrics(signals, f)
     _hook_error(signals, f)
     _dump_lag(signals, f)
@@ -230,8 +313,9 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
                                      if level != OK), tuple(f.checks), signals)
 
 
-def _dump_sentinel(signals: Signals) -> Sentinel | None:
-    return next((s for s in signals.sentinels if s.job == signals.dump_job), None)
+def _named(copy: Copy, signals: Signals, text: str) -> str:
+    """A row or diagnosis of one destination: its name first when there are several."""
+    return f"{copy.destination}: {text}" if signals.several else text
 
 
 def _dumps(signals: Signals, limits: HealthConfig, now: datetime, settle_s: float,
@@ -253,7 +337,8 @@ def _dumps(signals: Signals, limits: HealthConfig, now: datetime, settle_s: floa
 def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
               settle_s: float, f: _Findings) -> None:
     """Rows of the design's table for one database: its newest dump's age (and size against
-    the dump before it) x S3 has that dump x the upload job's sentinel age."""
+    the dump before it) x each destination has that dump x the upload job's sentinel age
+    there."""
     dump = db.newest
     if dump is None:
         f.check(f"dump {db.database} ({limits.dump_dir}/)", CRITICAL, f"no dump of {db.database}",
@@ -261,17 +346,27 @@ def _database(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: da
                 f"(health.databases names it)")
         return
     age = (now - dump.modified).total_seconds()
-    dump_fresh = age <= limits.dump_max_age_s
     _newest_dump(db, signals, limits, now, settle_s, age, f)
-    if db.in_s3 is None:
-        f.check(f"S3 has {db.database}'s dump", UNKNOWN, "S3 not readable")
+    for copy in signals.copies:
+        sentinel = copy.sentinel(signals.dump_job)
+        if sentinel is not None:  # a destination the dump job copies to
+            _copy_of_dump(db, copy, sentinel, signals, limits, now, age, f)
+
+
+def _copy_of_dump(db: DatabaseDumps, copy: Copy, sentinel: Sentinel, signals: Signals,
+                  limits: HealthConfig, now: datetime, age: float, f: _Findings) -> None:
+    """One destination's "S3 has the dump" row and the chain's diagnosis there."""
+    in_s3 = copy.dumps.get(db.database)
+    dump_fresh = age <= limits.dump_max_age_s
+    if copy.error or in_s3 is None:
+        f.check(_named(copy, signals, f"S3 has {db.database}'s dump"), UNKNOWN, "S3 not readable")
         if not dump_fresh:
             f.diagnose(CRITICAL, f"DB backup not producing new data: {db.database}'s newest dump "
                                  f"{_ago(age)} old")
         return
-    upload_fresh, waiting = _upload_state(db, signals, limits, now, age)
-    _in_s3(db, waiting, f)
-    _diagnose_chain(db, signals, limits, age, dump_fresh, upload_fresh, waiting, f)
+    upload_fresh, waiting = _upload_state(db, in_s3, sentinel, limits, now, age)
+    _in_s3(db, copy, signals, in_s3, waiting, f)
+    _diagnose_chain(db, copy, signals, limits, age, in_s3, upload_fresh, waiting, f)
 
 
 def _newest_dump(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
@@ -288,49 +383,56 @@ def _newest_dump(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now:
         f.diagnose(CRITICAL, f"DB backup producing empty/shrunken dumps: {shrunk}")
 
 
-def _upload_state(db: DatabaseDumps, signals: Signals, limits: HealthConfig, now: datetime,
-                  age: float) -> tuple[bool, bool]:
-    """(upload_fresh, waiting): the dump job's sentinel is within its limit; the newest dump
-    (age seconds old), not in S3, is simply waiting for its upload."""
+def _upload_state(db: DatabaseDumps, in_s3: bool, sentinel: Sentinel, limits: HealthConfig,
+                  now: datetime, age: float) -> tuple[bool, bool]:
+    """(upload_fresh, waiting): the dump job's sentinel in this destination is within its
+    limit; the newest dump (age seconds old), not there, is simply waiting for its upload."""
     dump = db.newest
     assert dump is not None
-    sentinel = _dump_sentinel(signals)
-    last_ok = sentinel.at if sentinel else None
+    last_ok = sentinel.at
     upload_fresh = last_ok is not None and (
         (now - last_ok).total_seconds() <= limits.sentinel_max_age_s)
     # A dump newer than the last verified upload, younger than one upload interval, has simply
     # not had its upload yet: that is not a miss.
-    waiting = (not db.in_s3 and last_ok is not None and dump.modified > last_ok
+    waiting = (not in_s3 and last_ok is not None and dump.modified > last_ok
                and age <= limits.sentinel_max_age_s)
     return upload_fresh, waiting
 
 
-def _in_s3(db: DatabaseDumps, waiting: bool, f: _Findings) -> None:
-    in_s3 = f"S3 has {db.database}'s dump"
-    if db.in_s3:
-        f.check(in_s3, OK, "same key, same size")
+def _in_s3(db: DatabaseDumps, copy: Copy, signals: Signals, in_s3: bool, waiting: bool,
+           f: _Findings) -> None:
+    name = _named(copy, signals, f"S3 has {db.database}'s dump")
+    if in_s3:
+        f.check(name, OK, "same key, same size")
     else:
-        f.check(in_s3, OK if waiting else CRITICAL,
+        f.check(name, OK if waiting else CRITICAL,
                 "not yet: newer than the last upload" if waiting else "missing or different size")
 
 
-def _diagnose_chain(db: DatabaseDumps, signals: Signals, limits: HealthConfig, age: float,
-                    dump_fresh: bool, upload_fresh: bool, waiting: bool, f: _Findings) -> None:
-    """Which link of dump -> upload -> S3 broke, in the design's words (nothing when whole)."""
+def _diagnose_chain(db: DatabaseDumps, copy: Copy, signals: Signals, limits: HealthConfig,
+                    age: float, in_s3: bool, upload_fresh: bool, waiting: bool,
+                    f: _Findings) -> None:
+    """Which link of dump -> upload -> this destination broke, in the design's words (nothing
+    when whole)."""
     dump = db.newest
     assert dump is not None
+    dump_fresh = age <= limits.dump_max_age_s
     job, dump_age = signals.dump_job, f"{db.database}'s newest dump {_ago(age)} old"
-    if dump_fresh and upload_fresh and not db.in_s3 and not waiting:
-        f.diagnose(CRITICAL, f"Upload ran but missed the newest dump of {db.database}: {dump.key}")
+    if dump_fresh and upload_fresh and not in_s3 and not waiting:
+        f.diagnose(CRITICAL, _named(copy, signals, f"Upload ran but missed the newest dump of "
+                                                   f"{db.database}: {dump.key}"))
     elif dump_fresh and not upload_fresh:
-        f.diagnose(CRITICAL, f"Upload failing: {job} has no verified upload within "
-                             f"{_ago(limits.sentinel_max_age_s)}")
+        f.diagnose(CRITICAL, _named(copy, signals, f"Upload failing: {job} has no verified "
+                                    f"upload within {_ago(limits.sentinel_max_age_s)}"))
+    elif not dump_fresh and upload_fresh and in_s3:  # the dump's fault alone: said once
+        f.diagnose(CRITICAL, f"DB backup not producing new data: {dump_age} (pipeline healthy)")
     elif not dump_fresh and upload_fresh:
-        healthy = "pipeline healthy" if db.in_s3 else "and it is not in S3 either"
-        f.diagnose(CRITICAL, f"DB backup not producing new data: {dump_age} ({healthy})")
+        f.diagnose(CRITICAL, _named(copy, signals, f"DB backup not producing new data: "
+                                    f"{dump_age} (and it is not in S3 either)"))
     elif not dump_fresh:
-        f.diagnose(CRITICAL, f"Both dump and upload broken: {dump_age}, no verified upload "
-                             f"within {_ago(limits.sentinel_max_age_s)}")
+        f.diagnose(CRITICAL, _named(copy, signals, f"Both dump and upload broken: {dump_age}, "
+                                    f"no verified upload within "
+                                    f"{_ago(limits.sentinel_max_age_s)}"))
 
 
 def _previous(db: DatabaseDumps) -> str:
@@ -358,10 +460,10 @@ def _shrunk(db: DatabaseDumps, signals: Signals, now: datetime, settle_s: float,
     return ""
 
 
-def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime,
+def _sentinel(s: Sentinel, copy: Copy, signals: Signals, limits: HealthConfig, now: datetime,
               f: _Findings) -> None:
-    name = f"last success {s.prefix}/"
-    if signals.s3_error:
+    name = _named(copy, signals, f"last success {s.prefix}/")
+    if copy.error:
         f.check(name, UNKNOWN, "S3 not readable")
         return
     # The dump chain already diagnoses the dump job's stale sentinel, in the design's words.
@@ -376,7 +478,8 @@ def _sentinel(s: Sentinel, signals: Signals, limits: HealthConfig, now: datetime
         state = CRITICAL if age > limits.sentinel_max_age_s else OK
         detail = f"{_iso(s.at)}, {_ago(age)} ago (limit {_ago(limits.sentinel_max_age_s)})"
         problem = f"{s.job} last succeeded {_ago(age)} ago"
-    f.check(name, state, detail, f"Upload failing: {problem}" if diagnose and state != OK else "")
+    f.check(name, state, detail, _named(copy, signals, f"Upload failing: {problem}")
+            if diagnose and state != OK else "")
 
 
 def _container(signals: Signals, f: _Findings) -> None:
@@ -417,7 +520,7 @@ def _container(signals: Signals, f: _Findings) -> None:
 
 
 def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) -> None:
-    if signals.s3_error or not signals.dump_job:
+    if not signals.dump_job or not signals.copies or all(c.error for c in signals.copies):
         return
     if signals.drill_error:
         f.check("restore drill", WARNING, signals.drill_error,
@@ -425,11 +528,13 @@ def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) 
         return
     d = signals.drill
     if d is None:
-        f.check("restore drill", OK, "none recorded yet")
+        _no_drill(signals, now, f)
         return
     age = (now - d.at).total_seconds()
+    where = f", in {signals.drill_destination}" if signals.several and signals.drill_destination \
+        else ""
     detail = (f"{'OK' if d.ok else 'FAIL'} {_ago(age)} ago, {d.dump_key}, "
-              f"{d.seconds:.0f} s (limit {_ago(limits.drill_max_age_s)})")
+              f"{d.seconds:.0f} s{where} (limit {_ago(limits.drill_max_age_s)})")
     if not d.ok:
         f.check("restore drill", WARNING, detail,
                 f"Last restore drill failed ({d.dump_key}, {_ago(age)} ago)")
@@ -437,6 +542,22 @@ def _drill(signals: Signals, limits: HealthConfig, now: datetime, f: _Findings) 
         f.check("restore drill", WARNING, detail, f"Restore drill overdue: last {_ago(age)} ago")
     else:
         f.check("restore drill", OK, detail)
+
+
+def _no_drill(signals: Signals, now: datetime, f: _Findings) -> None:
+    """No drill ever recorded: nothing proves yet that the copies restore. Unknown until the
+    first scheduled drill (and its drill.timeout) has passed, a warning after that and when
+    none is ever scheduled."""
+    first = signals.drill_first_at
+    if first is None:
+        f.check("restore drill", WARNING, "no drill yet, and drill.schedule is empty",
+                "Restores are never drilled: no drill recorded and drill.schedule is empty")
+    elif (now - first).total_seconds() <= signals.drill_grace_s:
+        f.check("restore drill", UNKNOWN, f"no drill yet, first at {_iso(first)}",
+                f"No restore drill yet: the first is at {_iso(first)}")
+    else:
+        f.check("restore drill", WARNING, f"no drill yet, first was due at {_iso(first)}",
+                f"Restore drill never ran: the first was due at {_iso(first)}")
 
 
 def _newest_dump_end(signals: Signals) -> datetime | None:
@@ -486,11 +607,12 @@ def _metrics(signals: Signals, f: _Findings) -> None:
         f.check("metrics", WARNING, serving.problem, f"metrics: {serving.problem}")
 
 
-def _versioning(signals: Signals, f: _Findings) -> None:
-    if signals.s3_error:
+def _versioning(copy: Copy, signals: Signals, f: _Findings) -> None:
+    if copy.error:
         return
-    if signals.versioning == "Enabled":
-        f.check("bucket versioning", OK, "Enabled")
+    name = _named(copy, signals, "bucket versioning")
+    if copy.versioning == "Enabled":
+        f.check(name, OK, "Enabled")
     else:
-        f.check("bucket versioning", WARNING, signals.versioning or "never enabled",
-                "Bucket versioning is off: a wrong sync cannot be undone")
+        f.check(name, WARNING, copy.versioning or "never enabled",
+                _named(copy, signals, "Bucket versioning is off: a wrong sync cannot be undone"))

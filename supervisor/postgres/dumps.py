@@ -46,12 +46,11 @@ class Found:
 
 @dataclass(frozen=True)
 class DatabaseDumps:
-    """One database's dumps as the source holds them, and whether S3 holds its newest."""
+    """One database's dumps as the source holds them."""
 
     database: str
     newest: Dump | None  # None: named in health.databases, but no dump of it in last/
     previous: Dump | None = None  # the newest older dump (last/ or a period folder), if any
-    in_s3: bool | None = None  # S3 holds `newest` under the same key with the same size
 
 
 def database_of(name: str, in_dump_dir: bool = True) -> str | None:

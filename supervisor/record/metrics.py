@@ -92,9 +92,12 @@ class StatusValues:
     code: int
     at: float  # epoch seconds of the check
     dump_age_s: float | None = None  # of the database whose newest dump is oldest
-    dump_in_s3: bool | None = None
+    dump_in_s3: bool | None = None  # ... held in every destination of the dump job
     database_dump_age_s: dict[str, float | None] = field(default_factory=dict)
-    sentinel_age_s: dict[str, float | None] = field(default_factory=dict)
+    sentinel_age_s: dict[str, float | None] = field(default_factory=dict)  # oldest of its copies
+    # destination -> job -> sentinel age; destination -> holds that newest dump
+    destination_sentinel_age_s: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    destination_has_dump: dict[str, bool | None] = field(default_factory=dict)
     drill_age_s: float | None = None
     drill_ok: bool | None = None
     dump_to_s3_s: float | None = None  # the newest dump's end -> its first verified upload
@@ -180,7 +183,8 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
                            "3 UNKNOWN."),
         "status_timestamp_seconds": ("at", "When the last status check ran."),
         "dump_age_seconds": ("dump_age_s", "Age of the newest local dump at the last check."),
-        "s3_has_latest_dump": ("dump_in_s3", "1 when S3 holds the newest dump (key and size)."),
+        "s3_has_latest_dump": ("dump_in_s3", "1 when every destination of the dump job holds "
+                               "the newest dump (key and size)."),
         "restore_drill_age_seconds": ("drill_age_s", "Age of the last restore drill."),
         "restore_drill_ok": ("drill_ok", "1 when the last restore drill passed."),
         "dump_to_s3_seconds": ("dump_to_s3_s", "Seconds from the newest dump's end to the "
@@ -191,7 +195,8 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
             yield GaugeMetricFamily(P + name, doc, value=float(status[key]))
     labelled = {
         "sentinel_age_seconds": ("sentinel_age_s", "job",
-                                 "Age of the job's .last_success at the last check."),
+                                 "Age of the job's .last_success at the last check (the oldest "
+                                 "of its destinations)."),
         "database_dump_age_seconds": ("database_dump_age_s", "database",
                                       "Age of the database's newest local dump at the last "
                                       "check."),
@@ -202,6 +207,23 @@ def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
             if age is not None:
                 family.add_metric([value_of], float(age))
         yield family
+    yield from _destination_metrics(status)
+
+
+def _destination_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    ages = _gauge("destination_sentinel_age_seconds", "Age of the job's .last_success in the "
+                  "destination at the last check.", ("job", "destination"))
+    for dest, jobs in sorted((status.get("destination_sentinel_age_s") or {}).items()):
+        for job, age in sorted(jobs.items()):
+            if age is not None:
+                ages.add_metric([job, dest], float(age))
+    yield ages
+    held = _gauge("destination_has_latest_dump", "1 when the destination holds the newest "
+                  "dump (key and size).", ("destination",))
+    for dest, has in sorted((status.get("destination_has_dump") or {}).items()):
+        if has is not None:
+            held.add_metric([dest], float(has))
+    yield held
 
 
 SERVE_FILE = "metrics-serve.json"
