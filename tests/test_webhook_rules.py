@@ -15,6 +15,7 @@ from supervisor.health.verdict import Signals, evaluate
 from supervisor.postgres import hooks
 from supervisor.postgres.dumps import DatabaseDumps, Dump
 from tests.harness.configs import MINIMAL
+from tests.harness.signals import one_destination
 
 BASE = 'state_dir = "{state}"\n' + MINIMAL + 'timeout = "10m"\n'
 NOW = datetime(2026, 1, 5, 1, 0, 30, tzinfo=UTC)
@@ -101,8 +102,8 @@ def test_a_post_backup_run_ignores_the_quiet_period_and_go_cron_only(tmp_path) -
 
 def _signals(dump_at: datetime, error_at: datetime | None) -> Signals:
     dump = Dump(key="last/ardua-20260105-010000.dump", size=5000, modified=dump_at)
-    return Signals(dump_job="db-upload", hook_error_at=error_at, dump_uploaded_at=None,
-                   databases=(DatabaseDumps("ardua", dump, None, in_s3=True),))
+    return one_destination(NOW, (DatabaseDumps("ardua", dump, None),), in_s3=True,
+                           dump_job="db-upload", hook_error_at=error_at, dump_uploaded_at=None)
 
 
 def test_an_error_is_critical_until_a_newer_dump(tmp_path) -> None:
