@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, worst
+from supervisor.core.text import printable
 from supervisor.storage import s3
 from supervisor.storage.destination import Destination
 
@@ -69,7 +70,8 @@ def exit_code(rows: Sequence[Row]) -> int:
 def _table(rows: Sequence[Row]) -> list[str]:
     width = max((len(r.name) for r in rows), default=5)
     lines = [f"{'CHECK':<{width}}  {'STATE':<8}  DETAIL"]
-    return lines + [f"{r.name:<{width}}  {r.state:<8}  {r.detail}" for r in rows]
+    # A detail may hold names from the bucket (lifecycle rule IDs): escaped for the terminal.
+    return lines + [f"{r.name:<{width}}  {r.state:<8}  {printable(r.detail)}" for r in rows]
 
 
 def render(rows: Sequence[Row]) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime
 from supervisor.config.load import HealthConfig
 from supervisor.core.clock import now_utc
 from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, rank
+from supervisor.core.text import printable
 from supervisor.postgres.dumps import DatabaseDumps
 from supervisor.postgres.gocron import ContainerState, CronState
 from supervisor.record import metrics
@@ -267,18 +268,21 @@ def _ago(seconds: float) -> str:
 
 
 class _Findings:
-    """Collects table rows and diagnoses while evaluate() walks the signals."""
+    """Collects table rows and diagnoses while evaluate() walks the signals. Their text holds
+    names from the bucket and the dump volume (keys, the drill record's dump key): escaped
+    here, once, for every output (the table, STATUS=, the alerts, --json)."""
 
     def __init__(self) -> None:
         self.checks: list[Check] = []
         self.diagnoses: list[tuple[str, str]] = []
 
     def check(self, name: str, state: str, detail: str, diagnosis: str = "") -> None:
-        self.checks.append(Check(name, state, detail))
+        self.checks.append(Check(name, state, printable(detail)))
         if diagnosis:
             self.diagnose(state, diagnosis)
 
     def diagnose(self, state: str, text: str) -> None:
+        text = printable(text)
         if (state, text) not in self.diagnoses:  # e.g. one stale upload seen from each database
             self.diagnoses.append((state, text))
 
