@@ -173,7 +173,8 @@ def parse_log(stderr: str) -> LogSummary:
         msg = str(entry.get("msg", "")).strip()
         if isinstance(entry.get("stats"), dict):
             summary.stats = entry["stats"]
-        elif level in ERROR_LEVELS and (attempt := _ATTEMPT.match(msg)):
+        elif level in ERROR_LEVELS and not entry.get("object") and (
+                attempt := _ATTEMPT.match(msg)):  # rclone's own line: Errorf(nil, ...)
             _end_attempt(summary, msg, attempt)
         elif level in ERROR_LEVELS:
             obj = entry.get("object")

@@ -42,6 +42,7 @@ UPSTREAM_TIMEOUT_S = 60.0
 # Request kinds a rule can pick (path-style addressing: /BUCKET/KEY?query).
 LIST, HEAD, GET, PUT, SENTINEL, PART, COPY, POST, DELETE = (
     "LIST", "HEAD", "GET", "PUT", "SENTINEL", "PART", "COPY", "POST", "DELETE")
+EVERY_KIND = (LIST, HEAD, GET, PUT, SENTINEL, PART, COPY, POST, DELETE)
 ACTIONS = frozenset({"503", "reset", "ack", "outage"})
 SENTINEL_NAME = ".last_success"
 
@@ -71,12 +72,13 @@ def classify(method: str, target: str, headers: dict[str, str]) -> str:
 @dataclass
 class Rule:
     """Answer requests of these kinds with `action`, each with `probability`, at most `count`
-    times in all (None: no limit)."""
+    times in all (None: no limit), only those from `agent` if set."""
 
     kinds: frozenset[str]
     action: str
     probability: float = 1.0
     count: int | None = None
+    agent: str = ""  # only requests whose User-Agent holds this ("rclone/": not boto3's)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -84,9 +86,9 @@ class Rule:
 
 
 def rule(kinds: Iterable[str] | str, action: str, probability: float = 1.0,
-         count: int | None = None) -> Rule:
+         count: int | None = None, agent: str = "") -> Rule:
     return Rule(frozenset([kinds] if isinstance(kinds, str) else kinds), action, probability,
-                count)
+                count, agent)
 
 
 class _Reader:
@@ -274,12 +276,14 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True,
                              name="faultproxy-conn").start()
 
-    def _pick(self, kind: str) -> str | None:
+    def _pick(self, kind: str, agent: str) -> str | None:
         with self._lock:
             if self.down:
                 return "reset"
             for index, r in enumerate(self.rules):
                 if kind not in r.kinds or (r.count is not None and self._fired[index] >= r.count):
+                    continue
+                if r.agent not in agent:
                     continue
                 if self.random.random() < r.probability:
                     self._fired[index] += 1
@@ -297,7 +301,8 @@ class FaultProxy:
                 method, target = start.split(" ")[:2]
                 body, payload = _read_body(reader, headers, True, False)
                 request = _Message(head, start, headers, body, payload)
-                action = self._pick(classify(method, target, headers))
+                action = self._pick(classify(method, target, headers),
+                                    headers.get("user-agent", ""))
                 if action in ("reset", "outage"):
                     if action == "outage":
                         self.outage()
