@@ -11,13 +11,17 @@ still verifies at the server) unless a rule picks it for a fault:
 - "reset": the connection is reset (SO_LINGER 0, then close: the kernel sends RST), the
   request not forwarded;
 - "ack": a PUT answered `200 OK` with a plausible ETag (the MD5 of the payload, as S3 gives for
-  a single-part upload) but never forwarded: a server that acks what it does not store;
+  a single-part upload) but never forwarded: a server that acks what it does not store. A HEAD
+  of such a key is answered as if it were there (a cache in front of a store that lost it), so
+  a client that reads back what it wrote (rclone HEADs each upload) believes it: only a
+  listing tells the truth;
 - "outage": from this request on, a total outage: the listening socket is closed (new
   connections are refused) and every open connection is reset, until `heal()`.
 
-A rule picks requests by kind (`classify`), by probability (one seeded random.Random, so a run
-is reproducible up to the order threads interleave) and at most `count` times. Listens on
-127.0.0.1 only.
+A rule picks requests by kind (`classify`), by User-Agent, at most `count` times and by
+probability: the draw for a request is seeded by the seed, the rule, the request's method and
+key and how many times that same request came before, so a run is reproducible however rclone's
+parallel transfers interleave. Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -186,18 +190,34 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
+def _read_answer(reader: _Reader, method: str) -> _Message:
+    """The upstream's final answer (interim 1xx answers are skipped)."""
+    while True:
+        head, start, headers = _read_head(reader)
+        status = int(start.split(" ")[1])
+        if not 100 <= status < 200:
+            break
+    has_body = method != "HEAD" and status not in (204, 304)
+    closes = headers.get("connection", "").lower() == "close"
+    body, payload = _read_body(reader, headers, has_body, closes or ("content-length" not in
+                               headers and "transfer-encoding" not in headers))
+    return _Message(head, start, headers, body, payload)
+
+
 class FaultProxy:
     """`FaultProxy(upstream_url)` as a context manager; `endpoint_url` is what clients use."""
 
     def __init__(self, upstream_url: str, seed: int = 0) -> None:
         up = urlsplit(upstream_url)
         self.upstream = (up.hostname or HOST, up.port or 80)
-        self.random = random.Random(seed)
+        self.seed = seed
+        self._asked: Counter[tuple[str, str]] = Counter()  # (method, key) -> times seen
         self.rules: list[Rule] = []
         self.seen: Counter[tuple[str, str]] = Counter()  # (kind, action or "forwarded")
         self._fired: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._clients: set[socket.socket] = set()
+        self._acked: dict[str, tuple[str, int]] = {}  # path -> (ETag, size) of acked PUTs
         self._listener: socket.socket | None = None
         self.port = 0
         self.down = False
@@ -218,8 +238,9 @@ class FaultProxy:
     def set_rules(self, *rules: Rule, seed: int = 0) -> None:
         """Replaces the rules (and their counts) and reseeds; ends an outage."""
         with self._lock:
-            self.rules, self._fired = list(rules), Counter()
-            self.random.seed(seed)
+            self.rules, self._fired, self._asked = list(rules), Counter(), Counter()
+            self._acked = {}
+            self.seed = seed
             self.seen.clear()
         if self.down:
             self.heal()
@@ -276,16 +297,20 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True,
                              name="faultproxy-conn").start()
 
-    def _pick(self, kind: str, agent: str) -> str | None:
+    def _pick(self, kind: str, method: str, target: str, agent: str) -> str | None:
+        key = urlsplit(target).path.lstrip("/").partition("/")[2]  # the bucket's name aside
         with self._lock:
             if self.down:
                 return "reset"
+            self._asked[(method, key)] += 1
+            nth = self._asked[(method, key)]
             for index, r in enumerate(self.rules):
                 if kind not in r.kinds or (r.count is not None and self._fired[index] >= r.count):
                     continue
                 if r.agent not in agent:
                     continue
-                if self.random.random() < r.probability:
+                draw = random.Random(f"{self.seed}|{index}|{method}|{key}|{nth}").random()
+                if draw < r.probability:
                     self._fired[index] += 1
                     self.seen[(kind, r.action)] += 1
                     return r.action
@@ -299,24 +324,26 @@ class FaultProxy:
             while True:
                 head, start, headers = _read_head(reader)
                 method, target = start.split(" ")[:2]
+                if "100-continue" in headers.get("expect", "").lower():
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # as S3 does, at once
                 body, payload = _read_body(reader, headers, True, False)
                 request = _Message(head, start, headers, body, payload)
-                action = self._pick(classify(method, target, headers),
+                action = self._pick(classify(method, target, headers), method, target,
                                     headers.get("user-agent", ""))
                 if action in ("reset", "outage"):
                     if action == "outage":
                         self.outage()
                     _reset(client)
                     return
+                if action is None and method == "HEAD":
+                    action = "ack" if urlsplit(target).path in self._acked else None
                 if action is not None:
-                    client.sendall(_fault_answer(action, method, request))
+                    client.sendall(self._fault_answer(action, method, target, request))
                     continue
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream, UPSTREAM_TIMEOUT_S)
                     up_reader = _Reader(upstream)
                 assert up_reader is not None
-                if "100-continue" in headers.get("expect", "").lower():
-                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # already read: say so
                 upstream.sendall(head + body)
                 answer = _read_answer(up_reader, method)
                 client.sendall(answer.head + answer.body)
@@ -332,33 +359,32 @@ class FaultProxy:
                     sock.close()
 
 
-def _read_answer(reader: _Reader, method: str) -> _Message:
-    """The upstream's final answer (interim 1xx answers are skipped)."""
-    while True:
-        head, start, headers = _read_head(reader)
-        status = int(start.split(" ")[1])
-        if not 100 <= status < 200:
-            break
-    has_body = method != "HEAD" and status not in (204, 304)
-    closes = headers.get("connection", "").lower() == "close"
-    body, payload = _read_body(reader, headers, has_body, closes or ("content-length" not in
-                               headers and "transfer-encoding" not in headers))
-    return _Message(head, start, headers, body, payload)
+    def _fault_answer(self, action: str, method: str, target: str, request: _Message) -> bytes:
+        rid = secrets.token_hex(8).upper()
+        common = [f"Date: {formatdate(usegmt=True)}", f"x-amz-request-id: {rid}",
+                  "Server: AmazonS3"]
+        if action == "503":
+            body = SLOWDOWN_BODY.format(rid=rid, hid=secrets.token_urlsafe(48)).encode()
+            lines = ["HTTP/1.1 503 Slow Down", *common, "Content-Type: application/xml",
+                     f"Content-Length: {len(body)}"]
+            return _answer(lines, b"" if method == "HEAD" else body)
+        path = urlsplit(target).path
+        if method == "HEAD":  # an acked key, as S3 answers a HEAD of a stored object
+            etag, size = self._acked[path]
+            return _answer(["HTTP/1.1 200 OK", *common, f'ETag: "{etag}"',
+                            f"Content-Length: {size}", "Content-Type: application/octet-stream",
+                            f"Last-Modified: {formatdate(usegmt=True)}"], b"")
+        # What S3 answers a stored single-part PUT, without storing anything.
+        data = _decoded(request)
+        etag = hashlib.md5(data).hexdigest()  # S3: a single-part ETag is the MD5
+        with self._lock:
+            self._acked[path] = (etag, len(data))
+        return _answer(["HTTP/1.1 200 OK", *common, f'ETag: "{etag}"', "Content-Length: 0"],
+                       b"")
 
 
-def _fault_answer(action: str, method: str, request: _Message) -> bytes:
-    rid = secrets.token_hex(8).upper()
-    common = [f"Date: {formatdate(usegmt=True)}", f"x-amz-request-id: {rid}",
-              "Server: AmazonS3"]
-    if action == "503":
-        body = SLOWDOWN_BODY.format(rid=rid, hid=secrets.token_urlsafe(48)).encode()
-        lines = ["HTTP/1.1 503 Slow Down", *common, "Content-Type: application/xml",
-                 f"Content-Length: {len(body)}"]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if method == "HEAD" else body)
-    # "ack": what S3 answers a stored single-part PUT, without storing anything.
-    etag = hashlib.md5(_decoded(request)).hexdigest()  # S3: a single-part ETag is the MD5
-    lines = ["HTTP/1.1 200 OK", *common, f'ETag: "{etag}"', "Content-Length: 0"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+def _answer(lines: list[str], body: bytes) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def _decoded(request: _Message) -> bytes:
