@@ -111,11 +111,25 @@ def setup(proxy: FaultProxy, s3server: S3Server, bucket: str, write_config, dock
     return Setup(load(path), files, s3server, bucket, docker_client)
 
 
-def _report(name: str, out: Outcome) -> None:
-    """The numbers the docs quote, printed for `pytest -s`."""
+def _run_under(s: Setup, proxy: FaultProxy, name: str, *rules: Rule, seed: int = 0) -> Outcome:
+    """One run with these faults; prints the numbers docs/design.md quotes (`pytest -s`)."""
+    proxy.set_rules(*rules, seed=seed)
+    out = s.run()
     r = out.report
     print(f"\n{name}: {r.result}, rclone exit {r.exit_code}, {out.seconds:.1f} s, "
           f"RETRIES={out.journal.get('RETRIES')}: {r.message}")
+    return out
+
+
+def _failed_under(s: Setup, proxy: FaultProxy, name: str, *rules: Rule) -> Outcome:
+    """A run these faults must fail: ledger row failed, no sentinel, a one-line message."""
+    out = _run_under(s, proxy, name, *rules)
+    assert out.report.result == FAILED, out.report.message
+    assert s.ledger_result(out.report.run_id) == FAILED
+    assert not s.sentinel()
+    assert "\n" not in out.report.message and "Traceback" not in out.report.message
+    assert "X-Amz-Signature" not in out.report.message
+    return out
 
 
 def _heals(s: Setup, proxy: FaultProxy) -> None:
@@ -133,9 +147,7 @@ def test_thirty_percent_faults_heal_into_a_success_with_retries_counted(
         setup: Setup, proxy: FaultProxy, fault: str) -> None:
     # Seed 5: some PUT fails in rclone's first attempt (rclone sends a single-part PUT once
     # per attempt: no low-level retry), so its second attempt heals it.
-    proxy.set_rules(rule(EVERY_KIND, fault, 0.3), seed=5)
-    out = setup.run()
-    _report(f"30 % {fault}", out)
+    out = _run_under(setup, proxy, f"30 % {fault}", rule(EVERY_KIND, fault, 0.3), seed=5)
     assert proxy.count(fault) > 0, proxy.seen
     assert out.report.result == SUCCESS, out.report.message
     assert out.report.exit_code == 0
@@ -150,20 +162,9 @@ def test_thirty_percent_faults_heal_into_a_success_with_retries_counted(
     assert setup.retries_metric() == out.report.retries  # a counter: the clean run added 0
 
 
-def _assert_failed(s: Setup, out: Outcome) -> None:
-    assert out.report.result == FAILED
-    assert s.ledger_result(out.report.run_id) == FAILED
-    assert not s.sentinel()
-    assert "\n" not in out.report.message and "Traceback" not in out.report.message
-    assert "X-Amz-Signature" not in out.report.message
-
-
 def test_every_listing_reset_fails_in_bounded_time_naming_endpoint_and_cause(
         setup: Setup, proxy: FaultProxy) -> None:
-    proxy.set_rules(rule(LIST, "reset"))
-    out = setup.run()
-    _report("every LIST reset", out)
-    _assert_failed(setup, out)
+    out = _failed_under(setup, proxy, "every LIST reset", rule(LIST, "reset"))
     assert out.report.exit_code is None  # no sync container was started
     assert out.report.message == (
         f"S3 endpoint {proxy.endpoint_url} closed the connection before answering (reset); "
@@ -175,10 +176,7 @@ def test_every_listing_reset_fails_in_bounded_time_naming_endpoint_and_cause(
 
 def test_every_sentinel_put_refused_fails_the_run_but_keeps_the_mirror(
         setup: Setup, proxy: FaultProxy) -> None:
-    proxy.set_rules(rule(SENTINEL, "503"))
-    out = setup.run()
-    _report("every sentinel PUT 503", out)
-    _assert_failed(setup, out)
+    out = _failed_under(setup, proxy, "every sentinel PUT 503", rule(SENTINEL, "503"))
     assert out.report.exit_code == 0  # rclone's sync itself went through
     assert out.report.message == (
         f"writing the sentinel failed: S3 at {proxy.endpoint_url} answered SlowDown for bucket "
@@ -192,10 +190,8 @@ def test_a_total_outage_mid_sync_fails_loudly_and_the_next_run_heals(
         setup: Setup, proxy: FaultProxy) -> None:
     """rclone itself meets the fault (the product's own calls came through before it): its
     first PUT starts an outage, every connection after it is refused."""
-    proxy.set_rules(Rule(frozenset({PUT}), "outage", agent=RCLONE))
-    out = setup.run()
-    _report("total outage from rclone's first PUT", out)
-    _assert_failed(setup, out)
+    out = _failed_under(setup, proxy, "total outage from rclone's first PUT",
+                        rule(PUT, "outage", agent=RCLONE))
     assert out.report.exit_code not in (None, 0)
     assert out.report.message.startswith("rclone exited with code")
     assert out.journal["ERRORS"] > 0
@@ -207,11 +203,8 @@ def test_a_server_that_acks_puts_it_does_not_store_is_caught_by_the_post_sync_ch
         setup: Setup, proxy: FaultProxy) -> None:
     """rclone believes the ETag (the MD5 it expects): only a check of what S3 holds after the
     sync catches it."""
-    proxy.set_rules(rule(PUT, "ack", agent=RCLONE))
-    out = setup.run()
-    _report("PUTs acked, not stored", out)
-    assert proxy.seen[(PUT, "ack")] >= FILES
+    out = _failed_under(setup, proxy, "PUTs acked, not stored", rule(PUT, "ack", agent=RCLONE))
+    assert proxy.seen[(PUT, "ack")] == FILES
     assert setup.mirror() == {}
-    _assert_failed(setup, out)
     assert "post-sync check:" in out.report.message
     _heals(setup, proxy)
