@@ -193,7 +193,10 @@ def test_a_total_outage_mid_sync_fails_loudly_and_the_next_run_heals(
     out = _failed_under(setup, proxy, "total outage from rclone's first PUT",
                         rule(PUT, "outage", agent=RCLONE))
     assert out.report.exit_code not in (None, 0)
-    assert out.report.message.startswith("rclone exited with code")
+    # One line naming the endpoint and the cause: rclone's last error.
+    assert out.report.message.startswith(f"rclone exited with code {out.report.exit_code}: ")
+    assert proxy.endpoint_url in out.report.message
+    assert "connection refused" in out.report.message
     assert out.journal["ERRORS"] > 0
     assert setup.mirror() != setup.source
     _heals(setup, proxy)

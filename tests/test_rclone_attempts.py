@@ -72,8 +72,15 @@ def test_every_attempt_failed_keeps_the_last_ones_errors() -> None:
     assert log.retries == 1
     assert log.error_lines == [f"r5.txt: Failed to copy: {RESET}",
                                f"Attempt 2/2 failed with 1 errors and: {RESET}"]
-    assert not judge_sync(1, False, log).ok
     assert log.last_error == RESET
+    verdict = judge_sync(1, False, log)
+    assert not verdict.ok
+    assert verdict.reason == ("rclone exited with code 1: operation error S3: PutObject, exceeded "
+                              "maximum number of attempts, 1, https response error StatusCode: "
+                              "0, RequestID: , HostID: , request send failed, Put "
+                              '"http://127.0.0.1:46643/explore/receipts/r5.txt?x-id=PutObject": '
+                              "read tcp 127.0.0.1:43162->127.0.0.1:46643: read: connection reset "
+                              "by peer")
 
 
 def test_a_first_try_success_logs_no_attempt_line_and_counts_no_retry() -> None:

@@ -239,6 +239,16 @@ class SyncVerdict:
     reason: str
 
 
+MAX_CAUSE = 300  # characters of rclone's last error in a failed sync's one-line reason
+
+
+def _cause(log: LogSummary) -> str:
+    """rclone's last error, on one line: it names the request (its URL: the endpoint) and the
+    cause (`connect: connection refused`, `SlowDown`)."""
+    text = " ".join(log.last_error.split())
+    return f": {text[:MAX_CAUSE]}{'...' if len(text) > MAX_CAUSE else ''}" if text else ""
+
+
 def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
     """A sync succeeded only if every signal agrees: exit 0, a final stats line with no
     errors, and no error-level line in its final attempt. Any one of them alone can be fooled.
@@ -249,11 +259,11 @@ def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
     if exit_code == EXIT_MAX_DURATION:
         return SyncVerdict(False, "rclone stopped at --max-duration before finishing")
     if exit_code != 0:
-        return SyncVerdict(False, f"rclone exited with code {exit_code}")
+        return SyncVerdict(False, f"rclone exited with code {exit_code}{_cause(log)}")
     if log.stats is None:
         return SyncVerdict(False, "rclone printed no final stats; the run cannot be verified")
     if log.stats.get("fatalError") or log.stat("errors"):
-        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s)")
+        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s){_cause(log)}")
     if log.error_count:
         return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0"
                                   + (" in its final attempt" if log.retries else ""))

@@ -164,8 +164,8 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         P + "guard_refusals", "Runs a guard stopped before the sync: refused (deletion "
         "guard) or deferred (source still being written).", labels=["job", "kind"])
     retries = CounterMetricFamily(
-        P + "s3_retries", "S3 attempts retried that a later attempt healed (docs/design.md "
-        "#retries).", labels=["job"])
+        P + "s3_retries", "Sync attempts rclone retried after S3 errors, healed or not "
+        "(docs/design.md#retries).", labels=["job"])
     for job, values in sorted(jobs.items()):
         for res in RESULTS:
             result.add_metric([job, res], 1.0 if values.get("result") == res else 0.0)

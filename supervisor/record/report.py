@@ -37,7 +37,7 @@ class Report:
     files: int = 0
     deletes: int = 0
     errors: int = 0
-    retries: int = 0  # S3 attempts retried that a later attempt healed (docs/design.md#retries)
+    retries: int = 0  # sync attempts rclone retried, healed or not (docs/design.md#retries)
     message: str = ""
     compare: str = ""  # an upload's compare mode (supervisor.upload.compare); "" for other runs
 
