@@ -6,6 +6,7 @@ import csv
 import functools
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,12 @@ CREDENTIALS_MOUNT = "/run/secrets/aws-credentials"
 SYMLINK_NOTICE = "Can't follow symlink"
 ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 MAX_KEPT_ERRORS = 20
+# rclone's whole-command retries (--retries): after an attempt with errors it logs, at ERROR
+# level, "Attempt %d/%d failed with %d errors[ and: %v]", resets its error count and stats'
+# lastError, and runs the command again; a later clean attempt logs "Attempt %d/%d succeeded"
+# (also at ERROR level). rclone 1.75, cmd/cmd.go Run(); StatsInfo.ResetErrors in
+# fs/accounting/stats.go.
+_ATTEMPT = re.compile(r"Attempt (\d+)/(\d+) (succeeded\Z|failed with \d+ errors)")
 
 # Bounded so a dead endpoint fails in seconds, not hours (rclone's defaults retry for hours).
 BOUNDS = [
@@ -149,12 +156,16 @@ def list_command() -> list[str]:
 
 @dataclass
 class LogSummary:
-    """What one rclone run said on stderr."""
+    """What one rclone run said on stderr. The error lines and count are those of its final
+    attempt; the attempts rclone retried (`retries`) left `retried_lines`: warnings, since only
+    the end state counts."""
 
     stats: dict | None = None
     error_lines: list[str] = field(default_factory=list)
     error_count: int = 0
     skipped_symlinks: int = 0
+    retries: int = 0
+    retried_lines: list[str] = field(default_factory=list)
 
     def stat(self, key: str) -> int:
         """A count from the final stats line (0 when there was none)."""
@@ -186,12 +197,30 @@ def parse_log(stderr: str) -> LogSummary:
         msg = str(entry.get("msg", "")).strip()
         if isinstance(entry.get("stats"), dict):
             summary.stats = entry["stats"]
+        elif level in ERROR_LEVELS and not entry.get("object") and (
+                attempt := _ATTEMPT.match(msg)):  # rclone's own line: Errorf(nil, ...)
+            _end_attempt(summary, msg, attempt)
         elif level in ERROR_LEVELS:
             obj = entry.get("object")
             _add_error(summary, f"{obj}: {msg}" if obj else msg)
         elif SYMLINK_NOTICE in msg:
             summary.skipped_symlinks += 1
     return summary
+
+
+def _end_attempt(summary: LogSummary, msg: str, attempt: re.Match[str]) -> None:
+    """A failed attempt that rclone retries: its errors become warnings. A final attempt's
+    failure (N of N) stays an error; "succeeded" is no error."""
+    number, of, outcome = int(attempt[1]), int(attempt[2]), attempt[3]
+    if outcome == "succeeded":
+        return
+    if number >= of:
+        _add_error(summary, msg)
+        return
+    summary.retries += 1
+    room = MAX_KEPT_ERRORS - len(summary.retried_lines)
+    summary.retried_lines += [*summary.error_lines, msg][:max(room, 0)]
+    summary.error_lines, summary.error_count = [], 0
 
 
 def _add_error(summary: LogSummary, text: str) -> None:
@@ -234,19 +263,32 @@ class SyncVerdict:
     reason: str
 
 
+MAX_CAUSE = 300  # characters of rclone's last error in a failed sync's one-line reason
+
+
+def _cause(log: LogSummary) -> str:
+    """rclone's last error, on one line: it names the request (its URL: the endpoint) and the
+    cause (`connect: connection refused`, `SlowDown`)."""
+    text = " ".join(log.last_error.split())
+    return f": {text[:MAX_CAUSE]}{'...' if len(text) > MAX_CAUSE else ''}" if text else ""
+
+
 def judge_sync(exit_code: int, timed_out: bool, log: LogSummary) -> SyncVerdict:
     """A sync succeeded only if every signal agrees: exit 0, a final stats line with no
-    errors, and no error-level line. Any one of them alone can be fooled."""
+    errors, and no error-level line in its final attempt. Any one of them alone can be fooled.
+    The errors of attempts rclone retried do not count: the final attempt found and fixed
+    what they left (the run's post-sync check proves the mirror exact)."""
     if timed_out:
         return SyncVerdict(False, "the job timeout was reached; the container was killed")
     if exit_code == EXIT_MAX_DURATION:
         return SyncVerdict(False, "rclone stopped at --max-duration before finishing")
     if exit_code != 0:
-        return SyncVerdict(False, f"rclone exited with code {exit_code}")
+        return SyncVerdict(False, f"rclone exited with code {exit_code}{_cause(log)}")
     if log.stats is None:
         return SyncVerdict(False, "rclone printed no final stats; the run cannot be verified")
     if log.stats.get("fatalError") or log.stat("errors"):
-        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s)")
+        return SyncVerdict(False, f"rclone reported {log.stat('errors')} error(s){_cause(log)}")
     if log.error_count:
-        return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0")
+        return SyncVerdict(False, f"rclone logged {log.error_count} error line(s) despite exit 0"
+                                  + (" in its final attempt" if log.retries else ""))
     return SyncVerdict(True, "")

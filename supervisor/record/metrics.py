@@ -118,6 +118,7 @@ def write_run(config: Config, report: Report) -> None:
         if report.result in (REFUSED, DEFERRED):
             key = f"{report.result}_total"
             job[key] = job.get(key, 0) + 1
+        job["s3_retries_total"] = job.get("s3_retries_total", 0) + report.retries
 
     _update(config, change)
 
@@ -166,13 +167,18 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     refusals = CounterMetricFamily(
         P + "guard_refusals", "Runs a guard stopped before the sync: refused (deletion "
         "guard) or deferred (source still being written).", labels=["job", "kind"])
+    retries = CounterMetricFamily(
+        P + "s3_retries", "Sync attempts rclone retried after S3 errors, healed or not "
+        "(docs/design.md#retries).", labels=["job"])
     for job, values in sorted(jobs.items()):
         for res in RESULTS:
             result.add_metric([job, res], 1.0 if values.get("result") == res else 0.0)
         for kind in (REFUSED, DEFERRED):
             refusals.add_metric([job, kind], float(values.get(f"{kind}_total", 0)))
+        retries.add_metric([job], float(values.get("s3_retries_total", 0)))
     yield result
     yield refusals
+    yield retries
 
 
 def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:

@@ -37,6 +37,7 @@ class Report:
     files: int = 0
     deletes: int = 0
     errors: int = 0
+    retries: int = 0  # sync attempts rclone retried, healed or not (docs/design.md#retries)
     message: str = ""
     compare: str = ""  # an upload's compare mode (supervisor.upload.compare); "" for other runs
 
@@ -91,7 +92,8 @@ class RunReport(Report):
     def fields(self) -> dict[str, object]:
         return super().fields() | {"copied_server_side": self.copied_server_side,
                                    "bytes_saved": self.bytes_saved, "compare": self.compare,
-                                   "skipped_young": self.skipped_young}
+                                   "skipped_young": self.skipped_young,
+                                   "retries": self.retries}
 
     def gauges(self) -> dict[str, float]:
         # Only an upload leaves young files for the next run; a drill has no such count.

@@ -17,7 +17,6 @@ import boto3
 import botocore.loaders
 import botocore.session
 import botocore.utils
-import tenacity
 import urllib3.exceptions
 from botocore.awsrequest import AWSRequest
 from botocore.compat import unquote_str
@@ -34,19 +33,23 @@ from botocore.exceptions import (
 )
 from lxml import etree
 
+from supervisor.core import retry
 from supervisor.core.clock import now_utc
 from supervisor.core.files import private_file_problem
 from supervisor.core.redact import redact
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
-# One attempt, two seconds: a dead endpoint is reported in well under a second.
-_FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1},
-                   signature_version="s3v4")
-# botocore's own bounded retry (standard mode) for the calls that matter. SigV4 named, so a
-# presigned URL (list_objects) is signed as every request is.
-_NORMAL = BotoConfig(connect_timeout=5, read_timeout=30, retries={"mode": "standard",
-                                                                   "max_attempts": 3},
+# Every client retries by the one policy (supervisor.core.retry, docs/design.md "Retries"):
+# botocore's standard mode, ATTEMPTS tries in all ("total_max_attempts": botocore's own
+# "max_attempts" counts the retries only, one more try than it says). It retries connection
+# trouble, 500/502/503/504 and throttling (SlowDown), never 403/404 or an auth error. SigV4
+# named, so a presigned URL (list_objects) is signed as every request is.
+_RETRIES = {"mode": "standard", "total_max_attempts": retry.ATTEMPTS}
+# Short timeouts for probes (preflight, status): a refused connection fails in well under a
+# second, retries included.
+_FAST = BotoConfig(connect_timeout=2, read_timeout=5, retries=_RETRIES, signature_version="s3v4")
+_NORMAL = BotoConfig(connect_timeout=5, read_timeout=30, retries=_RETRIES,
                      signature_version="s3v4")
 
 
@@ -150,6 +153,9 @@ def describe(exc: Exception, dest: Destination) -> str:
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
         return (f"S3 endpoint {where} is unreachable; check {dest.setting('endpoint_url')} and "
                 f"the network")
+    if isinstance(exc, ConnectionClosedError):  # its text holds the URL: a presigned one signs
+        return (f"S3 endpoint {where} closed the connection before answering (reset); "
+                f"check {dest.setting('endpoint_url')} and the network")
     if isinstance(exc, NoCredentialsError):
         return (f"no AWS credentials found: set {dest.setting('credentials_file')} or give the "
                 f"host an IAM role")
@@ -406,14 +412,9 @@ def _listing_pages(c: Any, bucket: str, prefix: str) -> Iterator[etree._Element]
 
 
 def _get(c: Any, operation: str, params: dict[str, str]) -> bytes:
-    """One presigned GET, retried as the client's standard mode would (connection trouble,
-    5xx, an error inside a 200); the answer, or the ClientError botocore would raise."""
-    for attempt in tenacity.Retrying(
-        retry=tenacity.retry_if_exception(_transient),
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_exponential(multiplier=0.5, max=4),
-        reraise=True,
-    ):
+    """One presigned GET, retried by the policy (connection trouble, 5xx, an error inside a
+    200); the answer, or the ClientError botocore would raise."""
+    for attempt in retry.policy(_transient):
         with attempt:
             url = c.generate_presigned_url(operation, Params=params, ExpiresIn=900)
             response = c._endpoint.http_session.send(AWSRequest("GET", url).prepare())

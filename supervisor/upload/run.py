@@ -312,6 +312,8 @@ def run_job(
                                            f"pass), no sync was needed",
                               skipped_symlinks=steps.listing.skipped_symlinks)
     summary = rclone.parse_log(result.stderr)
+    for line in summary.retried_lines:
+        log.warning(f"{job.name}: rclone (an attempt it retried): {line}")
     for line in summary.error_lines:
         log.warning(f"{job.name}: rclone: {line}")
     copies = steps.copies
@@ -322,6 +324,7 @@ def run_job(
         "bytes_saved": copies.bytes_saved,
         "deletes": summary.stat("deletes"),
         "errors": max(summary.stat("errors"), summary.error_count),
+        "retries": summary.retries,
         "skipped_symlinks": summary.skipped_symlinks,
         "last_error": summary.last_error,
     }
