@@ -3,10 +3,13 @@ libraries really produce (built with their own exception classes)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import urllib3.exceptions
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, SSLError
 
+from supervisor.containers.rclone import parse_log
 from supervisor.core import http
 from supervisor.core.redact import redact
 from supervisor.storage import s3
@@ -49,7 +52,24 @@ def test_what_is_kept_names_the_endpoint() -> None:
 def test_s3_describe_and_http_reason_redact() -> None:
     dest = Destination(bucket="bucket", endpoint_url="http://127.0.0.1:8333", table="s3")
     described = s3.describe(ConnectionClosedError(endpoint_url=PRESIGNED), dest)
-    assert described.startswith("S3 at http://127.0.0.1:8333 failed: Connection was closed")
+    assert described == ("S3 endpoint http://127.0.0.1:8333 closed the connection before "
+                         "answering (reset); check s3.endpoint_url and the network")
     assert SIGNATURE not in described and KEY_ID not in described
     reason = http._reason(ValueError(f"unknown url type: 'x://u:{SIGNATURE}@h/?t={KEY_ID}'"))
     assert reason == "unknown url type: 'x://h/?...'"
+
+
+def test_rclone_error_lines_lose_query_strings_and_show_names_escaped() -> None:
+    log = "\n".join(json.dumps(entry) for entry in (
+        {"level": "error", "object": "receipts/a\x1b]0;x\x07.pdf",
+         "msg": "Failed to copy: Put \"http://127.0.0.1:9000/b/receipts/a.pdf?uploadId=7&"
+                "X-Amz-Signature=abc\": connection reset by peer"},
+        {"level": "error", "msg": "Attempt 1/1 failed with 1 errors"},
+        {"level": "info", "stats": {"lastError": "GET http://u:pw@127.0.0.1:9000/b?list-type=2: "
+                                                 "SlowDown", "errors": 1}},
+    ))
+    summary = parse_log(log)
+    shown = " ".join([*summary.error_lines, summary.last_error])
+    assert "X-Amz-Signature" not in shown and "uploadId" not in shown and "pw@" not in shown
+    assert "\x1b" not in shown and "a\\x1b]0;x\\x07.pdf" in summary.error_lines[0]
+    assert summary.last_error == "GET http://127.0.0.1:9000/b?... SlowDown"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from supervisor.core.clock import now_utc, parse_time, rfc3339
+from supervisor.core.redact import redact
+from supervisor.core.text import printable
 from supervisor.storage import markers, upload_options
 from supervisor.storage.destination import Destination
 
@@ -174,7 +176,7 @@ class LogSummary:
     @property
     def last_error(self) -> str:
         if self.stats and self.stats.get("lastError"):
-            return str(self.stats["lastError"])
+            return _shown(str(self.stats["lastError"]))
         return self.error_lines[-1] if self.error_lines else ""
 
 
@@ -219,14 +221,20 @@ def _end_attempt(summary: LogSummary, msg: str, attempt: re.Match[str]) -> None:
         return
     summary.retries += 1
     room = MAX_KEPT_ERRORS - len(summary.retried_lines)
-    summary.retried_lines += [*summary.error_lines, msg][:max(room, 0)]
+    summary.retried_lines += [*summary.error_lines, _shown(msg)][:max(room, 0)]
     summary.error_lines, summary.error_count = [], 0
+
+
+def _shown(text: str) -> str:
+    """rclone's error text as messages carry it: its URLs without query strings (core.redact)
+    and the object names in it, which come from the bucket, escaped (core.text)."""
+    return printable(redact(text))
 
 
 def _add_error(summary: LogSummary, text: str) -> None:
     summary.error_count += 1
     if len(summary.error_lines) < MAX_KEPT_ERRORS:
-        summary.error_lines.append(text)
+        summary.error_lines.append(_shown(text))
 
 
 @dataclass(frozen=True)
