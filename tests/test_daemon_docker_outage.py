@@ -65,17 +65,15 @@ def test_runs_fail_clearly_while_docker_is_down_then_recover(s3server, bucket, w
     try:
         with service(cfg, tmp_path, DOCKER_HOST=f"unix://{sock}") as (proc, notify):
             notify.expect("READY", "1", timeout=60)
-            status = ""
-            while "receipts-upload: failed" not in status:  # the catch-up run, with Docker down
-                status = notify.expect("STATUS", timeout=60)["STATUS"]
+            # The catch-up run, with Docker down.
+            notify.status_until(lambda s: "receipts-upload: failed" in s, timeout=90)
             assert proc.poll() is None
             text = (tmp_path / "daemon.log").read_text()
             assert f"Docker engine at unix://{sock} is not reachable" in text
             assert s3server.list_keys(bucket) == {}
 
             proxy.start()  # Docker is back: the next fire (within a minute) must succeed
-            while "receipts-upload: success" not in status:
-                status = notify.expect("STATUS", timeout=90)["STATUS"]
+            notify.status_until(lambda s: "receipts-upload: success" in s, timeout=120)
             assert s3server.get(bucket, "receipts/r1.pdf") == b"receipt one"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0

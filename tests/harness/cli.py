@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,6 +61,18 @@ class Notifications:
             if key in msg and (value is None or msg[key] == value):
                 return msg
         raise AssertionError(f"no {key}={value} within {timeout}s; got {self.seen[-5:]}")
+
+    def status_until(self, ready: Callable[[str], bool], timeout: float) -> str:
+        """The next STATUS= that `ready` accepts, within `timeout` seconds in all: the daemon
+        sends a STATUS on every change, so a per-message deadline alone could wait for ever."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no wanted STATUS within {timeout}s; got {self.seen[-5:]}")
+            status = self.expect("STATUS", timeout=left)["STATUS"]
+            if ready(status):
+                return status
 
 
 @contextmanager
