@@ -77,10 +77,16 @@ class S3Server(Server):
 
     region = "us-east-1"
 
-    def __init__(self) -> None:
+    def __init__(self, identities: dict[str, list[str]] | None = None) -> None:
+        """`identities`: more identities than the Admin one, name -> SeaweedFS actions (its
+        s3.json: "Read", "Write", "List", scoped as "Read:BUCKET" or "Read:BUCKET/prefix/*");
+        their keys are in ``keys[name]``. Every server also has "reader" (Read and List)."""
         self.dir = Path(tempfile.mkdtemp(prefix="ardua-s3-"))
         self.access_key = "AK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)
+        more = {"reader": ["Read", "List"], **(identities or {})}
+        self.keys = {name: ("AK" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
+                     for name in more}
         self.port = find_port_block()
         self.endpoint_url = f"http://{HOST}:{self.port}"
         self._proc: subprocess.Popen | None = None
@@ -93,7 +99,11 @@ class S3Server(Server):
                     "name": "ardua-test",
                     "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                     "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                }
+                },
+                *({"name": name, "actions": actions,
+                   "credentials": [{"accessKey": self.keys[name][0],
+                                    "secretKey": self.keys[name][1]}]}
+                  for name, actions in more.items()),
             ]
         }
         cfg = self.dir / "s3.json"
