@@ -84,15 +84,27 @@ class S3Server(Server):
         self.dir = Path(tempfile.mkdtemp(prefix="ardua-s3-"))
         self.access_key = "AK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)
-        more = {"reader": ["Read", "List"], **(identities or {})}
-        self.keys = {name: ("AK" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
-                     for name in more}
         self.port = find_port_block()
         self.endpoint_url = f"http://{HOST}:{self.port}"
         self._proc: subprocess.Popen | None = None
         self._log = None
         (self.dir / "data").mkdir()
         (self.dir / "logs").mkdir()
+        self.identities = {"reader": ["Read", "List"], **(identities or {})}
+        self.keys: dict[str, tuple[str, str]] = {}
+        self._write_identities()
+
+    def grant(self, name: str, actions: list[str]) -> tuple[str, str]:
+        """One more identity (before start(): SeaweedFS reads -s3.config once); its keys."""
+        assert not self.running, "SeaweedFS reads its s3.json at start only"
+        self.identities[name] = actions
+        self._write_identities()
+        return self.keys[name]
+
+    def _write_identities(self) -> None:
+        for name in self.identities:
+            self.keys.setdefault(name, ("AK" + secrets.token_hex(9).upper(),
+                                        secrets.token_urlsafe(30)))
         config = {
             "identities": [
                 {
@@ -103,7 +115,7 @@ class S3Server(Server):
                 *({"name": name, "actions": actions,
                    "credentials": [{"accessKey": self.keys[name][0],
                                     "secretKey": self.keys[name][1]}]}
-                  for name, actions in more.items()),
+                  for name, actions in self.identities.items()),
             ]
         }
         cfg = self.dir / "s3.json"
