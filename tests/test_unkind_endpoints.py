@@ -5,10 +5,8 @@ answers; a Docker engine whose socket accepts and never answers."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -22,20 +20,12 @@ from tests.harness.files import settle
 from tests.harness.gocron import GoCron, state
 from tests.harness.hung import hung_tcp
 from tests.harness.loglines import captured
+from tests.harness.poll import timed
 
 PG_DUMP_ERROR = ('pg_dump: error: connection to server failed: FATAL:  database "shop" does '
                  'not exist')
 FAILED_RUN = {"Exit_status": 1, "Pid": 4242, "StartingTime": "2026-11-24T01:15:00-08:00",
               "ExitTime": "2026-11-24T01:15:09-08:00", "Stderr": f"{PG_DUMP_ERROR}\n"}
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.monotonic()
-    try:
-        outcome = call()
-    except Exception as exc:
-        outcome = exc
-    return outcome, time.monotonic() - started
 
 
 @pytest.fixture
