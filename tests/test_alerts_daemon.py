@@ -89,9 +89,8 @@ def test_stale_dump_alerts_once_then_recovers_once(
     with service(cfg, tmp_path) as (proc, notify):
         notify.expect("READY", "1", timeout=60)
         # Uploads run on schedule although one notification URL never answers.
-        status = notify.expect("STATUS", timeout=90)["STATUS"]
-        while "db-upload: success" not in status or "receipts-upload: success" not in status:
-            status = notify.expect("STATUS", timeout=90)["STATUS"]
+        notify.status_until(lambda s: "db-upload: success" in s and "receipts-upload: success" in s,
+                            timeout=120)
         critical = poll(lambda: [p for _, p in receiver.posts if "CRITICAL" in p["title"]],
                         timeout=90, what="a CRITICAL notification")
         assert critical[0]["title"].endswith(": CRITICAL")
@@ -99,9 +98,8 @@ def test_stale_dump_alerts_once_then_recovers_once(
         # the state is what counts, and the dump is named in the design's words either way.
         assert "ardua's newest dump 1d 6h old" in critical[0]["message"]
         # The verdict is re-checked every 2 s and stays CRITICAL: no repeat.
-        checks = 0
-        while checks < 3:
-            checks += notify.expect("STATUS", timeout=60)["STATUS"].startswith("CRITICAL")
+        for _ in range(3):
+            notify.status_until(lambda s: s.startswith("CRITICAL"), timeout=60)
         assert len(receiver.posts) == 1, receiver.posts
 
         # postgres-backup-local writes a fresh dump: one recovery notification, then quiet.
@@ -113,9 +111,8 @@ def test_stale_dump_alerts_once_then_recovers_once(
                              f"{[p['title'] for _, p in receiver.posts]}, last STATUS "
                              f"{[m.get('STATUS') for m in notify.seen[-2:]]}"))
         assert recovered[0]["title"].endswith(": OK (recovered from CRITICAL)")
-        checks = 0
-        while checks < 3:
-            checks += notify.expect("STATUS", timeout=60)["STATUS"].startswith("OK")
+        for _ in range(3):
+            notify.status_until(lambda s: s.startswith("OK"), timeout=60)
         assert len(receiver.posts) == 2, receiver.posts
         proc.terminate()
         assert proc.wait(timeout=60) == 0

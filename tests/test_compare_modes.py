@@ -25,23 +25,27 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DAY = 86400.0
 
 
-@pytest.mark.parametrize(("mode", "last", "force", "expected"), [
-    ("checksum", None, False, "checksum"),
-    ("size", None, False, "checksum"),  # never deep yet: deep
-    ("size", NOW - timedelta(hours=23), False, "size"),
-    ("size", NOW - timedelta(hours=24), False, "checksum"),
-    ("mtime", NOW - timedelta(hours=1), False, "mtime"),
-    ("mtime", NOW - timedelta(hours=1), True, "checksum"),
+DEEP = ("--checksum",)  # rclone's flags for each mode, written out (docs/design.md)
+SIZE = ("--size-only",)
+MTIME = ("--update", "--use-server-modtime")
+
+
+@pytest.mark.parametrize(("mode", "last", "force", "expected", "flags"), [
+    ("checksum", None, False, "checksum", DEEP),
+    ("size", None, False, "checksum", DEEP),  # never deep yet: deep
+    ("size", NOW - timedelta(hours=23), False, "size", SIZE),
+    ("size", NOW - timedelta(hours=24), False, "checksum", DEEP),
+    ("mtime", NOW - timedelta(hours=1), False, "mtime", MTIME),
+    ("mtime", NOW - timedelta(hours=1), True, "checksum", DEEP),
 ])
-def test_choose(mode, last, force, expected) -> None:
+def test_choose(mode, last, force, expected, flags) -> None:
     choice = compare.choose(mode, DAY, last, NOW, force)
-    assert choice.mode == expected
-    assert choice.flags == compare.FLAGS[expected]
+    assert (choice.mode, choice.flags) == (expected, flags)
 
 
 def test_flags_reach_the_sync_command() -> None:
     assert "--checksum" in rclone.sync_command(Destination("b"), "p", 60)
-    command = rclone.sync_command(Destination("b"), "p", 60, compare.FLAGS["mtime"])
+    command = rclone.sync_command(Destination("b"), "p", 60, MTIME)
     assert "--checksum" not in command
     assert command[3:6] == ["--update", "--use-server-modtime", "--fast-list"]
 
@@ -79,7 +83,16 @@ def test_a_ledger_from_before_the_column_is_migrated(tmp_path: Path) -> None:
     db.close()
     ledger = Ledger(tmp_path)
     assert ledger.last_deep_success("r") == NOW - timedelta(hours=3)
-    Ledger(tmp_path)  # a second open finds the column in place
+    # A second open finds the column in place: no second ALTER, the old row kept, still usable.
+    again = Ledger(tmp_path)
+    again.finish(_report("r", "success", "size", NOW - timedelta(hours=1)))
+    assert again.last_deep_success("r") == NOW - timedelta(hours=3)
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+        rows = db.execute("SELECT run_id FROM runs ORDER BY started_at").fetchall()
+    db.close()
+    assert columns.count("compare") == 1
+    assert rows == [("old",), ("r-1100-size",)]
 
 
 # -- real runs -------------------------------------------------------------------------------

@@ -40,9 +40,8 @@ def test_a_squatter_on_the_metrics_port_is_a_warning_and_a_reload_serves(
     try:
         with service(cfg, tmp_path) as (proc, notify):
             notify.expect("READY", "1", timeout=60)
-            status = notify.expect("STATUS", timeout=60)["STATUS"]
-            while "receipts-upload: success" not in status:  # a job still runs
-                status = notify.expect("STATUS", timeout=60)["STATUS"]
+            notify.status_until(lambda s: "receipts-upload: success" in s,  # a job still runs
+                                timeout=120)
             assert proc.poll() is None
             assert _metrics_row(cfg) == {
                 "name": "metrics", "state": "WARNING",

@@ -32,14 +32,12 @@ def test_service_catches_up_uploads_and_stops_cleanly(s3server, bucket, write_co
                                    metrics={"port": port})
     with service(cfg, tmp_path, WATCHDOG_USEC="2000000") as (proc, notify):
         notify.expect("READY", "1")
-        status = notify.expect("STATUS")["STATUS"]
-        while "receipts-upload: success" not in status:
-            status = notify.expect("STATUS", timeout=60)["STATUS"]
+        status = notify.status_until(lambda s: "receipts-upload: success" in s, timeout=90)
         assert "next " in status
         # The `status` verdict joins the line once the health check has read the real signals.
-        while not re.match(r"(OK|WARNING|CRITICAL|UNKNOWN): .* \| .*receipts-upload: success",
-                           status):
-            status = notify.expect("STATUS", timeout=60)["STATUS"]
+        verdict = re.compile(r"(OK|WARNING|CRITICAL|UNKNOWN): .* \| .*receipts-upload: success")
+        if not verdict.match(status):
+            notify.status_until(verdict.match, timeout=90)
         assert s3server.get(bucket, "receipts/r1.pdf") == b"receipt one"
         assert s3server.get(bucket, "receipts/.last_success").endswith(b"Z OK\n")
         notify.expect("WATCHDOG", "1")

@@ -61,7 +61,14 @@ def test_an_sql_dump_cut_off_is_named_and_a_whole_one_passes(fmt: str, footer: b
 
 
 def test_an_archive_is_not_checked_for_a_footer() -> None:
-    dumpformat.check_complete("last/a", dumpformat.CUSTOM, b"")
+    """pg_restore reads an archive's table of contents and fails on a cut one itself: only the
+    SQL scripts, which psql would run up to the cut, are held to the footer."""
+    cut = PLAIN + b"COPY public.orders (id) FROM stdin;\n1\n"
+    for fmt in (dumpformat.CUSTOM, dumpformat.DIRECTORY):
+        assert dumpformat.check_complete("last/a", fmt, cut) is None
+        assert dumpformat.check_complete("last/a", fmt, b"") is None
+    with pytest.raises(FormatError, match="last/a: SQL without the closing"):
+        dumpformat.check_complete("last/a", dumpformat.PLAIN, cut)
 
 
 def test_a_directory_dump_is_one_dump_and_its_period_copies_too() -> None:

@@ -25,6 +25,7 @@ from supervisor.record import sinks
 from supervisor.storage import markers, s3
 from supervisor.upload import run as pipeline
 from tests.harness.dribble import DribblingServer
+from tests.harness.gocron import NO_RUN, GoCron, state
 from tests.harness.pgtree import fill_volume, make_backups_tree
 
 pytestmark = pytest.mark.docker
@@ -32,21 +33,16 @@ NOW = datetime.now(UTC)
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    """Records every request; answers with the JSON in `server.reply`. As a go-cron stand-in it
-    answers as prodrigestivill/go-cron's httpserver.go handler does: Content-Type
-    application/json, the state marshalled with MarshalIndent(state, "", "  "), and status 503
-    whenever Last.Exit_status != 0 (200 otherwise)."""
+    """Records every request (heartbeat pings); answers `server.status` (200 unless set) with
+    the JSON in `server.reply`. go-cron is tests.harness.gocron's stand-in."""
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append((self.command, self.path, body.decode()))  # type: ignore[attr-defined]
-        state = self.server.reply  # type: ignore[attr-defined]
-        failed = isinstance(state.get("Last"), dict) and state["Last"].get("Exit_status") != 0
-        reply = json.dumps(state, indent=2).encode()
-        self.send_response(self.server.status or (503 if failed else 200))  # type: ignore[attr-defined]
+        self.send_response(self.server.status or 200)  # type: ignore[attr-defined]
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(reply)
+        self.wfile.write(json.dumps(self.server.reply).encode())  # type: ignore[attr-defined]
 
     do_GET = do_POST = _answer
 
@@ -63,6 +59,12 @@ def http_server() -> Iterator[http.server.HTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def go_cron() -> Iterator[GoCron]:
+    with GoCron() as server:
+        yield server
 
 
 @pytest.fixture
@@ -192,7 +194,7 @@ def test_file_in_quiet_period_is_not_uploaded(setup, s3server, bucket, capsys) -
     # A plain folder syncs what has settled and leaves the young file for the next run.
     code = cli.main(["--config", str(cfg.path), "run-once", "receipts-upload"])
     logger.remove()
-    assert code == cli.EXIT_OK
+    assert code == 0
     held = s3server.list_sizes(bucket, "receipts/")
     assert "receipts/being-written.pdf" not in held and len(held) == 11  # 10 + .last_success
     old = time.time() - 600
@@ -205,24 +207,21 @@ def test_file_in_quiet_period_is_not_uploaded(setup, s3server, bucket, capsys) -
     (volume / "last" / "ardua-being-written.dump").write_bytes(b"PGDMP partial")
     code = cli.main(["--config", str(cfg.path), "run-once", "db-upload"])
     logger.remove()
-    assert code == cli.EXIT_DEFERRED
+    assert code == 75  # sysexits.h EX_TEMPFAIL
     assert s3server.list_sizes(bucket, "postgres/") == {}
 
 
 # go-cron's replies, shaped as prodrigestivill/go-cron marshals its CurrentState.
-_NO_RUN = {"Exit_status": 0, "Stdout": "", "Stderr": "", "ExitTime": "", "Pid": 0,
-           "StartingTime": ""}
-_DUMPING = {**_NO_RUN, "Pid": 4242, "StartingTime": "2026-11-24T01:15:00-08:00",
+_DUMPING = {**NO_RUN, "Pid": 4242, "StartingTime": "2026-11-24T01:15:00-08:00",
             "Stdout": "Creating dump of ardua database from postgres...\n"}
-GO_CRON_STARTED = {"Running": {}, "Last": _NO_RUN, "Schedule": "@daily"}
-GO_CRON_DUMPING = {"Running": {"4242": _DUMPING}, "Last": _NO_RUN, "Schedule": "@daily"}
+GO_CRON_STARTED = state()
+GO_CRON_DUMPING = state(running={"4242": _DUMPING})
 # backup.sh under `set -Eeo pipefail` stops at the first database whose pg_dump fails; go-cron
 # keeps the whole stderr of that run.
 PG_DUMP_ERROR = ('pg_dump: error: connection to server at "postgres" (127.0.0.1), port 5432 '
                  'failed: FATAL:  database "shop" does not exist')
-GO_CRON_FAILED = {"Running": {}, "Schedule": "@daily", "Last": {
-    **_DUMPING, "Exit_status": 1, "ExitTime": "2026-11-24T01:15:09-08:00",
-    "Stdout": "x" * 300_000, "Stderr": f"{PG_DUMP_ERROR}\n"}}
+GO_CRON_FAILED = state({**_DUMPING, "Exit_status": 1, "ExitTime": "2026-11-24T01:15:09-08:00",
+                        "Stdout": "x" * 300_000, "Stderr": f"{PG_DUMP_ERROR}\n"})
 
 
 @pytest.mark.parametrize(("reply", "running", "exit_status", "exit_time"), [
@@ -230,18 +229,18 @@ GO_CRON_FAILED = {"Running": {}, "Schedule": "@daily", "Last": {
     (GO_CRON_DUMPING, True, None, None),
     (GO_CRON_FAILED, False, 1, datetime(2026, 11, 24, 9, 15, 9, tzinfo=UTC)),
 ])
-def test_go_cron_endpoint_shapes(http_server, reply, running, exit_status, exit_time) -> None:
-    http_server.reply = reply
-    state = dbbackup.cron_state(f"http://127.0.0.1:{http_server.server_port}/")
-    assert (state.running, state.last_exit_status, state.last_exit_time) == (
+def test_go_cron_endpoint_shapes(go_cron, reply, running, exit_status, exit_time) -> None:
+    go_cron.state = reply
+    got = dbbackup.cron_state(go_cron.url)
+    assert (got.running, got.last_exit_status, got.last_exit_time) == (
         running, exit_status, exit_time)
 
 
-def test_failing_dump_runs_are_critical_with_pg_dumps_error(setup, http_server, capsys) -> None:
+def test_failing_dump_runs_are_critical_with_pg_dumps_error(setup, go_cron, capsys) -> None:
     """go-cron answers 503 with its JSON when the last run failed: that is the dump failing,
     not an unreachable endpoint."""
-    http_server.reply = GO_CRON_FAILED
-    url = f"http://127.0.0.1:{http_server.server_port}/"
+    go_cron.state = GO_CRON_FAILED
+    url = go_cron.url
     with pytest.raises(urllib.error.HTTPError) as answer:  # the stand-in answers as go-cron does
         urllib.request.urlopen(url, timeout=5)
     assert answer.value.code == 503
@@ -290,10 +289,9 @@ def test_a_dribbling_go_cron_endpoint_does_not_hold_status(setup, capsys) -> Non
     assert spent < 30  # the whole status: listing container, S3, and 3 s for go-cron
 
 
-def test_dump_in_progress_per_go_cron_is_deferred(setup, http_server, s3server, bucket) -> None:
-    http_server.reply = GO_CRON_DUMPING
-    url = f"http://127.0.0.1:{http_server.server_port}/"
-    cfg = setup([3], drilled=False, health={"db_container": "", "db_health_url": url})
+def test_dump_in_progress_per_go_cron_is_deferred(setup, go_cron, s3server, bucket) -> None:
+    go_cron.state = GO_CRON_DUMPING
+    cfg = setup([3], drilled=False, health={"db_container": "", "db_health_url": go_cron.url})
     assert run(cfg, "db-upload").result == DEFERRED
     assert s3server.list_sizes(bucket, "postgres/") == {}
 

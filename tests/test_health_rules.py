@@ -10,7 +10,7 @@ import pytest
 from supervisor.config import load as config
 from supervisor.config.load import ConfigError, GuardConfig, HealthConfig
 from supervisor.containers.rclone import ListedFile
-from supervisor.core.states import STATUS_EXIT
+from supervisor.core.states import STATUS_EXIT, exit_code
 from supervisor.health import verdict as health
 from supervisor.health.verdict import Sentinel, Signals
 from supervisor.postgres.dumps import DatabaseDumps, Dump
@@ -56,13 +56,20 @@ def signals(dump_at: datetime | None, in_s3: bool | None, ok_at: datetime | None
 def test_design_table(dump_at, in_s3, ok_at, state, diagnosis) -> None:
     verdict = health.evaluate(signals(dump_at, in_s3, ok_at), LIMITS, NOW)
     assert verdict.state == state
-    assert verdict.exit_code == STATUS_EXIT[state]
+    assert verdict.exit_code == {"OK": 0, "CRITICAL": 2}[state]  # the plugin convention
     if diagnosis is None:
         assert verdict.diagnoses == ()
         assert verdict.status_line().startswith("OK")
     else:
         assert verdict.diagnoses[0].startswith(diagnosis), verdict.diagnoses
         assert len(verdict.diagnoses) == 1, verdict.diagnoses
+
+
+def test_exit_codes_are_the_documented_ones() -> None:
+    """Written out, not read back from the product: monitoring plugins (Nagios, Icinga, Sensu)
+    and systemd units (RestartPreventExitStatus=78) rely on these numbers."""
+    assert STATUS_EXIT == {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+    assert [exit_code(r) for r in ("success", "failed", "refused", "deferred")] == [0, 1, 1, 75]
 
 
 def test_dump_newer_than_last_upload_is_waiting_not_missed() -> None:

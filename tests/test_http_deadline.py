@@ -7,7 +7,6 @@ never the token in the URL's path."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from supervisor.record.heartbeat import Heartbeat
 from supervisor.record.report import RunReport
 from tests.harness.dribble import DribblingServer
 from tests.harness.loglines import captured
+from tests.harness.poll import timed
 
 TOKEN = "3f1c9e2a-6b7d-4e8f-9a0b-c1d2e3f4a5b6"
 
@@ -38,17 +38,8 @@ def logged() -> Iterator[list[str]]:
         yield lines
 
 
-def _timed(call):  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    try:
-        outcome = call()
-    except Exception as exc:
-        outcome = exc
-    return outcome, time.monotonic() - started
-
-
 def test_fetch_lets_go_of_a_dribbling_server_at_its_deadline(dribbler) -> None:
-    outcome, spent = _timed(lambda: http.fetch(dribbler.url, deadline_s=1.5))
+    outcome, spent = timed(lambda: http.fetch(dribbler.url, deadline_s=1.5))
     assert isinstance(outcome, http.HTTPProblem)
     assert str(outcome) == "no complete answer within 1.5 s"
     assert 1.4 < spent < 3.0
@@ -56,7 +47,7 @@ def test_fetch_lets_go_of_a_dribbling_server_at_its_deadline(dribbler) -> None:
 
 
 def test_go_cron_probe_of_a_dribbling_endpoint_ends_within_its_deadline(dribbler) -> None:
-    outcome, spent = _timed(lambda: gocron.cron_state(f"{dribbler.url}/"))
+    outcome, spent = timed(lambda: gocron.cron_state(f"{dribbler.url}/"))
     assert isinstance(outcome, gocron.ProbeError)
     assert str(outcome) == (f"go-cron endpoint {dribbler.url}/ did not answer: no complete "
                             f"answer within {gocron.ENDPOINT_TIMEOUT_S:g} s")
@@ -67,14 +58,14 @@ def test_heartbeat_ping_ends_within_its_deadline_and_logs_no_token(dribbler, log
     job = type("Job", (), {"name": "db-upload", "heartbeat_url": f"{dribbler.url}/{TOKEN}"})()
     at = datetime.now(UTC)
     report = RunReport("db-upload", "run-1", FAILED, 1, at, at, 0.0)
-    outcome, spent = _timed(lambda: Heartbeat(job).finish(report))  # type: ignore[arg-type]
+    outcome, spent = timed(lambda: Heartbeat(job).finish(report))  # type: ignore[arg-type]
     assert outcome is None and spent < 2 * http.TIMEOUT_S
     assert logged == [f"db-upload: heartbeat ping to http://127.0.0.1 failed: no complete answer "
                       f"within {http.TIMEOUT_S:g} s"]
 
 
 def test_status_ping_ends_within_its_deadline_and_logs_no_token(dribbler, logged) -> None:
-    outcome, spent = _timed(lambda: send.status_ping(f"{dribbler.url}/ping/{TOKEN}", ok=True))
+    outcome, spent = timed(lambda: send.status_ping(f"{dribbler.url}/ping/{TOKEN}", ok=True))
     assert outcome is False and spent < 2 * http.TIMEOUT_S
     assert logged == [f"alerts: status ping to http://127.0.0.1 failed: no complete answer "
                       f"within {http.TIMEOUT_S:g} s"]
@@ -84,7 +75,7 @@ def test_an_alert_webhook_that_dribbles_does_not_hold_the_sender(dribbler) -> No
     """apprise's own call deadline bounds the send (its worker thread is abandoned to the
     server: see docs/security.md)."""
     url = f"json://127.0.0.1:{dribbler.port}/{TOKEN}"
-    outcome, spent = _timed(lambda: send.test_all([url], host="test", timeout_s=2.0))
+    outcome, spent = timed(lambda: send.test_all([url], host="test", timeout_s=2.0))
     assert spent < 4.0
     assert [(shown, ok) for shown, ok, _ in outcome] == [("json://127.0.0.1", False)]
     assert TOKEN not in str(outcome)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_credentials
 from tests.harness import dockerd
 from tests.harness.files import settle
 from tests.harness.journald import JOURNALD
@@ -58,14 +59,12 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not JOURNALD.exists(), reason="needs root and journald")
-def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_path) -> None:
-    receipts = tmp_path / "receipts"
-    receipts.mkdir()
-    (receipts / "a.pdf").write_bytes(b"a")
-    settle(receipts)
-    (receipts / "young.pdf").write_bytes(b"being written")  # left for the next run
-    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+NEEDS_JOURNALD = pytest.mark.skipif(os.geteuid() != 0 or not JOURNALD.exists(),
+                                    reason="needs root and journald")
+
+
+def _run_in_journald(cfg: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`run-once receipts-upload` under a private journald: the process and DRIVER's JSON."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     proc = subprocess.run(
@@ -75,7 +74,18 @@ def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_pat
         env={**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": dockerd.DOCKER_HOST},
     )
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    return proc, json.loads(proc.stdout)
+
+
+@NEEDS_JOURNALD
+def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_path) -> None:
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "a.pdf").write_bytes(b"a")
+    settle(receipts)
+    (receipts / "young.pdf").write_bytes(b"being written")  # left for the next run
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    proc, out = _run_in_journald(cfg, tmp_path)
     assert out["exit"] == 0, out["stdout"]
     entries = out["entries"]
     assert len(entries) >= 3  # started, source listed / guard, final
@@ -93,3 +103,31 @@ def test_run_once_lines_in_real_journald(s3server, bucket, write_config, tmp_pat
     # Under journald nothing goes to stderr, and no secret reaches the journal.
     assert (tmp_path / "stderr.log").read_text() == ""
     assert s3server.secret_key not in proc.stdout
+
+
+@NEEDS_JOURNALD
+def test_rclone_error_lines_reach_the_journal(s3server, bucket, write_config, tmp_path) -> None:
+    """A key that may read and list but not write passes the preflight (a listing); the real
+    rclone's PUTs are refused (SeaweedFS: AccessDenied), and its error lines reach the journal
+    as the run's WARNING lines (PRIORITY 4), then the failed final line."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "a.pdf").write_bytes(b"a")
+    settle(receipts)
+    cfg = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    reader_key, reader_secret = s3server.keys["reader"]
+    write_credentials(tmp_path / "aws-credentials", reader_key, reader_secret)
+    proc, out = _run_in_journald(cfg, tmp_path)
+    assert out["exit"] == 1, out["stdout"]
+    entries = out["entries"]
+    rclone_lines = [e for e in entries
+                    if e["MESSAGE"].startswith("receipts-upload: rclone: ")]
+    assert rclone_lines, [e["MESSAGE"] for e in entries]
+    assert {e["PRIORITY"] for e in rclone_lines} == {"4"}
+    assert {e["RUN_ID"] for e in rclone_lines} == {out["run_id"]}
+    assert any("a.pdf" in e["MESSAGE"] and "AccessDenied" in e["MESSAGE"]
+               for e in rclone_lines), [e["MESSAGE"] for e in rclone_lines]
+    (final,) = [e for e in entries if "RESULT" in e]
+    assert (final["RESULT"], final["EXIT_CODE"], final["PRIORITY"]) == ("failed", "1", "3")
+    assert s3server.list_keys(bucket) == {}  # nothing written, no sentinel
+    assert reader_secret not in proc.stdout + (tmp_path / "stderr.log").read_text()

@@ -122,9 +122,7 @@ def test_daemon_runs_its_due_job_while_a_status_listing_runs(
     assert_reader(held.attrs, job, pg_volume)
     with service(cfg, tmp_path) as (proc, notify):
         notify.expect("READY", "1", timeout=60)
-        status = notify.expect("STATUS")["STATUS"]
-        while f"{job}: success" not in status:
-            status = notify.expect("STATUS", timeout=60)["STATUS"]
+        notify.status_until(lambda s: f"{job}: success" in s, timeout=120)
         assert docker_client.containers.get(held.attrs["Id"]).status == "running"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

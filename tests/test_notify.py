@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.daemon.notify import SEND_TIMEOUT_S, Notifier
+from tests.harness.loglines import captured
 
 
 @pytest.fixture
@@ -45,10 +46,19 @@ def test_reloading_carries_monotonic_usec(receiver: tuple[socket.socket, str]) -
     assert monotonic.startswith("MONOTONIC_USEC=") and int(monotonic.split("=")[1]) > 0
 
 
-def test_noop_without_socket() -> None:
-    notifier = Notifier({})
-    assert not notifier.enabled
-    notifier.send(READY=1)  # must not raise
+def test_noop_without_socket(receiver: tuple[socket.socket, str], tmp_path: Path) -> None:
+    """Outside systemd nothing is sent and nothing is logged; a socket that is named but gone
+    is, by contrast, a logged drop: the quiet above is the no-op, not a failure swallowed."""
+    sock, _ = receiver
+    sock.settimeout(0.2)
+    with captured("DEBUG") as lines:
+        notifier = Notifier({})
+        notifier.send(READY=1)
+        assert not notifier.enabled and lines == []
+        Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}).send(READY=1)
+    assert len(lines) == 1 and lines[0].startswith("sd_notify message dropped (READY): ")
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)
 
 
 @pytest.mark.parametrize(

@@ -216,8 +216,11 @@ def _creds(up: Uploaded) -> tuple[str, str]:
             re.search(r"aws_secret_access_key = (\S+)", text).group(1))  # type: ignore[union-attr]
 
 
-def _drill_leftovers(client: docker.DockerClient) -> list:
-    return client.containers.list(all=True, filters={"label": "ardua-backup.job=restore-drill"})
+def _drill_leftovers(client: docker.DockerClient, cfg: config.Config) -> list:
+    """This installation's drill containers: the engine is shared with other sessions' drills."""
+    return client.containers.list(all=True, filters={"label": [
+        f"{docker_runner.LABEL_JOB}=restore-drill",
+        f"{docker_runner.LABEL_INSTANCE}={instance_of(cfg)}"]})
 
 
 def _anonymous_volumes(client: docker.DockerClient) -> set[str]:
@@ -235,7 +238,7 @@ def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None
     assert report.restore_s > 0 and report.rto_s >= report.restore_s
     match = MARKER.match(_marker(uploaded))
     assert match and match.group(1) == "OK" and match.group(2) == uploaded.newest_key
-    assert _drill_leftovers(docker_client) == []
+    assert _drill_leftovers(docker_client, uploaded.cfg) == []
     # The image's PGDATA VOLUME went with the container. (Anonymous only: the engine is shared
     # with other test sessions creating named volumes.)
     assert _anonymous_volumes(docker_client) <= volumes_before
@@ -259,7 +262,7 @@ def test_a_killed_drills_server_is_cleared_first(uploaded: Uploaded, docker_clie
     try:
         report = drill.run_drill(uploaded.cfg, client=docker_client)
         assert report.ok, report.summary()
-        assert _drill_leftovers(docker_client) == []
+        assert _drill_leftovers(docker_client, uploaded.cfg) == []
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             leftover.remove(force=True)
@@ -277,7 +280,7 @@ def test_corrupt_dump_in_s3_fails_the_drill(uploaded: Uploaded, docker_client) -
     assert f"pg_restore of {uploaded.newest_key} failed" in report.message
     match = MARKER.match(_marker(uploaded))
     assert match and match.group(1) == "FAIL"
-    assert _drill_leftovers(docker_client) == []
+    assert _drill_leftovers(docker_client, uploaded.cfg) == []
 
 
 def test_garbage_dump_is_not_an_archive(uploaded: Uploaded, docker_client) -> None:

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 import docker
 import pytest
 
+from supervisor.config import load as config
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import seccomp
+from supervisor.containers.jobs import instance_of
 from tests.harness import dockerd
 from tests.harness.cli import run_cli
 from tests.harness.files import settle
@@ -290,8 +292,9 @@ def test_hung_sync_is_killed_at_timeout_and_inspect_holds_no_secret(
     assert result.returncode == 1
     assert "the job timeout was reached; the container was killed" in result.stdout
     assert 6 <= elapsed < 30, f"{elapsed:.1f} s"
-    assert docker_client.containers.list(
-        all=True, filters={"label": f"{docker_runner.LABEL_JOB}=db-upload"}) == []
+    assert docker_client.containers.list(all=True, filters={"label": [  # this test's only
+        f"{docker_runner.LABEL_JOB}=db-upload",
+        f"{docker_runner.LABEL_INSTANCE}={instance_of(config.load(cfg))}"]}) == []
     assert _sentinel_of(own_s3, bucket) == sentinel
     # What `docker inspect` showed while it ran: hardened, labelled, and no secret anywhere.
     attrs = freezer.sync_attrs

@@ -21,6 +21,11 @@ from supervisor.restore import drill
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
 
+# Each call of the loop's own client: a hung engine (socket accepts, never answers) held the
+# loop 60 s per due job (docker-py's default), past WatchdogSec=60s: systemd killed the daemon.
+# The loop pings every 30 s; a container check is at most two calls (API version, list).
+DOCKER_CALL_TIMEOUT_S = 10
+
 
 class DockerContainers:
     """Containers via the Docker socket; the client is created on first use and kept."""
@@ -30,7 +35,8 @@ class DockerContainers:
 
     def client(self) -> Any:
         if self._client is None:
-            self._client = retrying(docker.from_env, "connect to Docker")
+            self._client = retrying(lambda: docker.from_env(timeout=DOCKER_CALL_TIMEOUT_S),
+                                    "connect to Docker")
         return self._client
 
     def running(self, config: Config, job: str) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class Notifications:
         self.sock.bind(str(path))
         self.sock.settimeout(0.1)
         self.seen: list[dict[str, str]] = []
+        self.times: list[float] = []  # time.monotonic() each of `seen` arrived at
 
     def expect(self, key: str, value: str | None = None, timeout: float = 10) -> dict[str, str]:
         """The next message (after those already consumed) that carries key[=value]."""
@@ -58,9 +60,27 @@ class Notifications:
                 continue
             msg = dict(line.split("=", 1) for line in data.split("\n"))
             self.seen.append(msg)
+            self.times.append(time.monotonic())
             if key in msg and (value is None or msg[key] == value):
                 return msg
         raise AssertionError(f"no {key}={value} within {timeout}s; got {self.seen[-5:]}")
+
+    def gaps(self, key: str) -> list[float]:
+        """Seconds between consecutive messages carrying `key` (WATCHDOG: systemd's deadline)."""
+        at = [t for msg, t in zip(self.seen, self.times, strict=True) if key in msg]
+        return [b - a for a, b in itertools.pairwise(at)]
+
+    def status_until(self, ready: Callable[[str], bool], timeout: float) -> str:
+        """The next STATUS= that `ready` accepts, within `timeout` seconds in all: the daemon
+        sends a STATUS on every change, so a per-message deadline alone could wait for ever."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no wanted STATUS within {timeout}s; got {self.seen[-5:]}")
+            status = self.expect("STATUS", timeout=left)["STATUS"]
+            if ready(status):
+                return status
 
 
 @contextmanager

@@ -20,3 +20,14 @@ def poll(
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(interval)  # poll interval, bounded by the deadline above
     return result
+
+
+def timed(call: Callable[[], T]) -> tuple[T | Exception, float]:
+    """What ``call`` returned, or the exception it raised, and the seconds it took: for
+    checking that something ends within its own deadline."""
+    started = time.monotonic()
+    try:
+        outcome: T | Exception = call()
+    except Exception as exc:
+        outcome = exc
+    return outcome, time.monotonic() - started

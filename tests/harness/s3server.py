@@ -65,7 +65,10 @@ class S3Server(Server):
 
     region = "us-east-1"
 
-    def __init__(self) -> None:
+    def __init__(self, identities: dict[str, list[str]] | None = None) -> None:
+        """`identities`: more identities than the Admin one, name -> SeaweedFS actions (its
+        s3.json: "Read", "Write", "List", scoped as "Read:BUCKET" or "Read:BUCKET/prefix/*");
+        their keys are in ``keys[name]``. Every server also has "reader" (Read and List)."""
         self.dir = Path(tempfile.mkdtemp(prefix="ardua-s3-"))
         self.access_key = "AK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)
@@ -75,13 +78,32 @@ class S3Server(Server):
         self._log = None
         (self.dir / "data").mkdir()
         (self.dir / "logs").mkdir()
+        self.identities = {"reader": ["Read", "List"], **(identities or {})}
+        self.keys: dict[str, tuple[str, str]] = {}
+        self._write_identities()
+
+    def grant(self, name: str, actions: list[str]) -> tuple[str, str]:
+        """One more identity (before start(): SeaweedFS reads -s3.config once); its keys."""
+        assert not self.running, "SeaweedFS reads its s3.json at start only"
+        self.identities[name] = actions
+        self._write_identities()
+        return self.keys[name]
+
+    def _write_identities(self) -> None:
+        for name in self.identities:
+            self.keys.setdefault(name, ("AK" + secrets.token_hex(9).upper(),
+                                        secrets.token_urlsafe(30)))
         config = {
             "identities": [
                 {
                     "name": "ardua-test",
                     "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                     "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                }
+                },
+                *({"name": name, "actions": actions,
+                   "credentials": [{"accessKey": self.keys[name][0],
+                                    "secretKey": self.keys[name][1]}]}
+                  for name, actions in self.identities.items()),
             ]
         }
         cfg = self.dir / "s3.json"
