@@ -202,6 +202,8 @@ def test_a_source_or_restore_dest_that_is_a_file_is_not_a_directory(
     ran = run_cli("run-once", "receipts-upload", config=cfg)
     assert ran.returncode == 1
     assert f"=> source directory {blocker} is not a directory on this host" in ran.stdout
+    # A receipt in S3: the restore gets past choosing its destination (restore.source) to DEST.
+    s3server.client().put_object(Bucket=bucket, Key="receipts/r1.pdf", Body=b"%PDF-1.4")
     restored = run_cli("restore", "receipts", str(blocker / "into"), config=cfg)
     assert (restored.returncode, restored.stderr.strip().splitlines()) == (
         1, [f"ardua-backup: {blocker / 'into'}: afile exists and is not a directory"])
