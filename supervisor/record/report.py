@@ -8,11 +8,12 @@ notifications and the journal, reading only what Report declares.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from supervisor.core.clock import now_utc
-from supervisor.core.states import DEFERRED, SUCCESS
+from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.storage import markers
 
 
@@ -65,6 +66,10 @@ class Report:
         """Per-job values a kind of run measures beyond the common ones (metrics)."""
         return {}
 
+    def per_destination(self) -> Sequence[DestinationResult]:
+        """What the run did at each destination it copies to (an upload); () for other runs."""
+        return ()
+
     def final_line(self) -> str:
         return f"{self.job}: run {self.run_id} {self.result}: {self.message}"
 
@@ -72,11 +77,45 @@ class Report:
         raise NotImplementedError
 
 
+# Worst first: the job's result is the worst of its destinations'.
+_SEVERITY = (FAILED, REFUSED, DEFERRED, SUCCESS)
+
+
+def worst_result(results: Sequence[str]) -> str:
+    """The worst of `results` (FAILED over REFUSED over DEFERRED over SUCCESS)."""
+    return min(results, key=_SEVERITY.index, default=SUCCESS)
+
+
+@dataclass
+class DestinationResult:
+    """What one run did at one destination: its own sync, guard, copies and sentinel."""
+
+    name: str
+    url: str  # s3://bucket/prefix/
+    result: str
+    exit_code: int | None = None  # the sync container's; None when none ran
+    files: int = 0
+    bytes: int = 0
+    copied_server_side: int = 0
+    bytes_saved: int = 0
+    deletes: int = 0
+    errors: int = 0
+    skipped_symlinks: int = 0
+    last_error: str = ""
+    message: str = ""
+    sentinel_written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.result == SUCCESS
+
+
 @dataclass
 class RunReport(Report):
-    """An upload run (supervisor.upload.run)."""
+    """An upload run (supervisor.upload.run): the job's result over every destination, and
+    each destination's own (`destinations`, in the config's order)."""
 
-    destination: str = ""
+    destination: str = ""  # the URL(s) of the job's mirror(s)
     source_files: int = 0
     skipped_symlinks: int = 0
     # Files modified within guard.quiet_period, left out of this sync (both sides) for the next.
@@ -87,11 +126,17 @@ class RunReport(Report):
     # the bytes they did not upload (supervisor.upload.hardlinks).
     copied_server_side: int = 0
     bytes_saved: int = 0
+    destinations: list[DestinationResult] = field(default_factory=list)
+
+    def per_destination(self) -> Sequence[DestinationResult]:
+        return self.destinations
 
     def fields(self) -> dict[str, object]:
         return super().fields() | {"copied_server_side": self.copied_server_side,
                                    "bytes_saved": self.bytes_saved, "compare": self.compare,
-                                   "skipped_young": self.skipped_young}
+                                   "skipped_young": self.skipped_young,
+                                   "destinations": " ".join(f"{d.name}={d.result}"
+                                                            for d in self.destinations)}
 
     def gauges(self) -> dict[str, float]:
         # Only an upload leaves young files for the next run; a drill has no such count.
@@ -101,7 +146,10 @@ class RunReport(Report):
         return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
 
     def summary(self) -> str:
-        """The one-screen summary `run-once` prints."""
+        """The one-screen summary `run-once` prints (the heartbeat's /fail body and the alert's
+        too): with several destinations, one block each, the failed ones named at the end."""
+        if len(self.destinations) > 1:
+            return self._summary_of_several()
         code = "-" if self.exit_code is None else str(self.exit_code)
         lines = [
             f"{self.job}  run {self.run_id}  {self.result.upper()}",
@@ -121,6 +169,37 @@ class RunReport(Report):
         ]
         if self.last_error:
             lines.append(f"  last error        {self.last_error}")
+        if self.message:
+            lines.append(f"  => {self.message}")
+        return "\n".join(lines)
+
+    def _summary_of_several(self) -> str:
+        lines = [
+            f"{self.job}  run {self.run_id}  {self.result.upper()}",
+            "  destinations      "
+            + ", ".join(f"{d.name} {d.result}" for d in self.destinations),
+            f"  finished          {markers.timestamp(self.finished_at)}"
+            f"  ({self.duration_s:.1f} s)",
+            f"  source files      {self.source_files}",
+            f"  compared by       {self.compare or '-'}",
+            f"  skipped symlinks  {self.skipped_symlinks}",
+            f"  skipped young     {self.skipped_young}",
+        ]
+        for d in self.destinations:
+            code = "-" if d.exit_code is None else str(d.exit_code)
+            lines += [
+                f"  {d.name}  {d.result.upper()}  {d.url}  (rclone exit code {code})",
+                f"    transferred     {d.files} files, {human_size(d.bytes)}",
+                f"    copied in S3    {d.copied_server_side} files, "
+                f"{human_size(d.bytes_saved)} not uploaded (hard links)",
+                f"    deleted in S3   {d.deletes}",
+                f"    errors          {d.errors}",
+                f"    sentinel        {'written' if d.sentinel_written else 'not touched'}",
+            ]
+            if d.last_error:
+                lines.append(f"    last error      {d.last_error}")
+            if d.message:
+                lines.append(f"    => {d.message}")
         if self.message:
             lines.append(f"  => {self.message}")
         return "\n".join(lines)

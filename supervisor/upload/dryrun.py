@@ -144,3 +144,19 @@ class DryRun:
             lines.append(f"  note              {self.log_note}")
         lines.append(f"  => {self.verdict}")
         return "\n".join(lines)
+
+
+@dataclass
+class DryRuns:
+    """The plan of a job with several destinations: one DryRun each, in the config's order."""
+
+    plans: list[DryRun]
+
+    @property
+    def exit_code(self) -> int:
+        """The worst plan's: one that would fail, else one that would be deferred."""
+        codes = {p.exit_code for p in self.plans}
+        return next((c for c in (EXIT_FAILED, EXIT_DEFERRED) if c in codes), EXIT_OK)
+
+    def summary(self) -> str:
+        return "\n\n".join(p.summary() for p in self.plans)
