@@ -495,17 +495,12 @@ def _report(run: _Job, started: datetime, ends: list[DestinationResult]) -> RunR
     destination's result, its exit code and its last error; counts summed."""
     result = worst_result([e.result for e in ends])
     worst = next(e for e in ends if e.result == result)
-    if len({(e.result, e.message) for e in ends}) == 1:
-        message = worst.message  # one destination, or one reason for all
-    else:
-        message = "; ".join([f"{e.name} {e.result}: {e.message}" for e in ends if not e.ok]
-                            + [f"{e.name}: {e.message}" for e in ends if e.ok])
     finished = now_utc()
     return RunReport(
         job=run.job.name, run_id=run.run_id, result=result, exit_code=worst.exit_code,
         started_at=started, finished_at=finished,
         duration_s=(finished - started).total_seconds(), compare=run.choice.mode,
-        destination=", ".join(e.url for e in ends), message=message,
+        destination=", ".join(e.url for e in ends), message=job_message(ends),
         source_files=len(run.listing.files), skipped_young=len(run.young),
         files=sum(e.files for e in ends), bytes=sum(e.bytes for e in ends),
         deletes=sum(e.deletes for e in ends), errors=sum(e.errors for e in ends),
@@ -515,6 +510,22 @@ def _report(run: _Job, started: datetime, ends: list[DestinationResult]) -> RunR
         last_error=worst.last_error or next((e.last_error for e in ends if e.last_error), ""),
         sentinel_written=all(e.sentinel_written for e in ends), destinations=ends,
     )
+
+
+def job_message(ends: list[DestinationResult]) -> str:
+    """The run's one-line reason (final journal line, ledger, the summary's last line): the
+    destination's own with one destination (or one reason for all); else the destinations that
+    did not succeed first, each named with its result, reason and rclone's last error."""
+    if len({(e.result, e.message) for e in ends}) == 1:
+        return ends[0].message
+    failed = [f"{e.name} {e.result}: {e.message}"
+              + (f" ({_cut(e.last_error)})" if e.last_error and e.last_error not in e.message
+                 else "") for e in ends if not e.ok]
+    return "; ".join(failed + [f"{e.name}: {e.message}" for e in ends if e.ok])
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
