@@ -147,62 +147,53 @@ class RunReport(Report):
 
     def summary(self) -> str:
         """The one-screen summary `run-once` prints (the heartbeat's /fail body and the alert's
-        too): with several destinations, one block each, the failed ones named at the end."""
-        if len(self.destinations) > 1:
-            return self._summary_of_several()
+        too): with several destinations, a block each, and the reason naming the failed ones."""
+        several = len(self.destinations) > 1
         code = "-" if self.exit_code is None else str(self.exit_code)
         lines = [
             f"{self.job}  run {self.run_id}  {self.result.upper()}",
-            f"  destination       {self.destination}",
+            "  destinations      " + ", ".join(f"{d.name} {d.result}" for d in self.destinations)
+            if several else f"  destination       {self.destination}",
             f"  finished          {markers.timestamp(self.finished_at)}"
-            f"  ({self.duration_s:.1f} s, rclone exit code {code})",
+            f"  ({self.duration_s:.1f} s{'' if several else f', rclone exit code {code}'})",
             f"  source files      {self.source_files}",
             f"  compared by       {self.compare or '-'}",
-            f"  transferred       {self.files} files, {human_size(self.bytes)}",
-            f"  copied in S3      {self.copied_server_side} files, {human_size(self.bytes_saved)} "
-            f"not uploaded (hard links)",
-            f"  deleted in S3     {self.deletes}",
-            f"  errors            {self.errors}",
+            *([] if several else _counts("  ", self)),
             f"  skipped symlinks  {self.skipped_symlinks}",
             f"  skipped young     {self.skipped_young}",
-            f"  sentinel          {'written' if self.sentinel_written else 'not touched'}",
         ]
-        if self.last_error:
-            lines.append(f"  last error        {self.last_error}")
+        if several:
+            lines += [line for d in self.destinations for line in _block(d)]
+        else:
+            lines.append(f"  sentinel          "
+                         f"{'written' if self.sentinel_written else 'not touched'}")
+            if self.last_error:
+                lines.append(f"  last error        {self.last_error}")
         if self.message:
             lines.append(f"  => {self.message}")
         return "\n".join(lines)
 
-    def _summary_of_several(self) -> str:
-        lines = [
-            f"{self.job}  run {self.run_id}  {self.result.upper()}",
-            "  destinations      "
-            + ", ".join(f"{d.name} {d.result}" for d in self.destinations),
-            f"  finished          {markers.timestamp(self.finished_at)}"
-            f"  ({self.duration_s:.1f} s)",
-            f"  source files      {self.source_files}",
-            f"  compared by       {self.compare or '-'}",
-            f"  skipped symlinks  {self.skipped_symlinks}",
-            f"  skipped young     {self.skipped_young}",
-        ]
-        for d in self.destinations:
-            code = "-" if d.exit_code is None else str(d.exit_code)
-            lines += [
-                f"  {d.name}  {d.result.upper()}  {d.url}  (rclone exit code {code})",
-                f"    transferred     {d.files} files, {human_size(d.bytes)}",
-                f"    copied in S3    {d.copied_server_side} files, "
-                f"{human_size(d.bytes_saved)} not uploaded (hard links)",
-                f"    deleted in S3   {d.deletes}",
-                f"    errors          {d.errors}",
-                f"    sentinel        {'written' if d.sentinel_written else 'not touched'}",
-            ]
-            if d.last_error:
-                lines.append(f"    last error      {d.last_error}")
-            if d.message:
-                lines.append(f"    => {d.message}")
-        if self.message:
-            lines.append(f"  => {self.message}")
-        return "\n".join(lines)
+
+def _block(d: DestinationResult) -> list[str]:
+    """One destination's part of the summary of a run to several."""
+    code = "-" if d.exit_code is None else str(d.exit_code)
+    lines = [f"  {d.name}  {d.result.upper()}  {d.url}  (rclone exit code {code})",
+             *_counts("    ", d),
+             f"    sentinel        {'written' if d.sentinel_written else 'not touched'}"]
+    if d.last_error:
+        lines.append(f"    last error      {d.last_error}")
+    if d.message:
+        lines.append(f"    => {d.message}")
+    return lines
+
+
+def _counts(pad: str, r: RunReport | DestinationResult) -> list[str]:
+    """What a sync did, as the summary shows it (values aligned at column 20)."""
+    rows = [("transferred", f"{r.files} files, {human_size(r.bytes)}"),
+            ("copied in S3", f"{r.copied_server_side} files, {human_size(r.bytes_saved)} not "
+                             f"uploaded (hard links)"),
+            ("deleted in S3", str(r.deletes)), ("errors", str(r.errors))]
+    return [f"{pad}{label:<{20 - len(pad)}}{value}" for label, value in rows]
 
 
 def human_size(n: int) -> str:
