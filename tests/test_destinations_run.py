@@ -6,8 +6,12 @@ the summary, the ledger and the metrics name it. Real dockerd, rclone containers
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,8 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.containers import engine as docker_runner
 from tests.conftest import two_destinations, write_credentials
+from tests.harness import dockerd
 from tests.harness.cli import run_cli
+from tests.harness.freeze import SyncFreezer
 from tests.harness.pgtree import make_backups_tree, volume_mountpoint
+from tests.harness.poll import poll
 from tests.harness.s3server import S3Server
 
 DUMP_TIMES = [datetime(2025, 12, 15, 1, 0, 0, tzinfo=UTC),
@@ -106,6 +113,13 @@ def test_one_run_copies_to_both_destinations(tree, config, tmp_path, s3server, b
     sent = {s.labels["destination"]: s.value for s in families[
         "ardua_backup_destination_last_run_bytes"].samples}
     assert sent == {"primary": rows["primary"]["bytes"], "offsite": rows["offsite"]["bytes"]}
+    # Each destination's steps log with its name (journald's DESTINATION), as stderr shows it.
+    lines = result.stderr.splitlines()
+    for name in ("primary", "offsite"):
+        mine = [x for x in lines if f"DESTINATION={name}" in x]
+        assert any("deletion guard passed" in x for x in mine), lines
+        assert any("post-sync check" in x for x in mine), lines
+        assert any(f"{name} (s3://" in x and "DESTINATION_RESULT=success" in x for x in mine)
 
 
 class StopOnSync:
@@ -195,6 +209,14 @@ def test_guard_refusal_at_one_destination_only(tree, config, s3server, bucket,
     s3 = offsite_s3server.client()
     for i in range(4):
         s3.put_object(Bucket=offsite_bucket, Key=f"postgres/old/stray-{i}.dump", Body=b"x" * 100)
+    plan = run_cli("run-once", "db-upload", "--dry-run", config=config)
+    assert plan.returncode == 1, plan.stdout + plan.stderr  # the worst plan's code
+    primary_plan, offsite_plan = plan.stdout.split("\n\n")
+    assert f"s3://{bucket}/postgres/  (primary)" in primary_plan
+    assert "=> a run would sync as listed" in primary_plan
+    assert f"s3://{offsite_bucket}/postgres/  (offsite)" in offsite_plan
+    assert "=> a run would be REFUSED by the deletion guard" in offsite_plan
+    assert "would delete      4 objects" in offsite_plan
 
     result = run_cli("run-once", "db-upload", config=config)
 
@@ -211,13 +233,27 @@ def test_guard_refusal_at_one_destination_only(tree, config, s3server, bucket,
                                                                  "offsite": "refused"}
 
 
-def test_no_log_line_of_a_destination_lacks_its_name(tree, config) -> None:
-    """Every line a destination's steps log carries DESTINATION (journald's field), as the
-    console shows it: `[... DESTINATION=offsite ...]`."""
-    result = run_cli("run-once", "db-upload", config=config)
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    for name, phrase in (("primary", "deletion guard passed"), ("offsite", "sentinel")):
-        mine = [x for x in lines if f"DESTINATION={name}" in x]
-        assert any(phrase in x for x in mine), lines
-    assert any("post-sync check" in x and "DESTINATION=offsite" in x for x in lines), lines
+def test_ctrl_c_with_destinations_in_threads_removes_every_container(
+        tree, config, docker_client, offsite_s3server, offsite_bucket) -> None:
+    """Only the main thread hears SIGINT: the run stops its containers (the offsite's sync hung
+    on a frozen server and rclone frozen in it) and each thread ends as its container does."""
+    freezer = SyncFreezer(docker_client, offsite_s3server)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--config", str(config), "run-once",
+             "db-upload"], env={**os.environ, "DOCKER_HOST": dockerd.DOCKER_HOST},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        poll(lambda: freezer.sync_attrs is not None or proc.poll() is not None,
+             "the offsite sync to hang", 60)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        freezer.close()
+    assert proc.returncode == 130, err
+    assert "interrupted; containers removed" in err
+    run_id = freezer.sync_attrs["Config"]["Labels"][docker_runner.LABEL_RUN]
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"{docker_runner.LABEL_RUN}={run_id}"}) == []
+    assert SENTINEL not in offsite_s3server.list_sizes(offsite_bucket, "postgres/")
+    assert history(config)[0]["result"] == "interrupted"

@@ -14,7 +14,7 @@ outcome the same way. dry_run walks the same steps read-only (_Job, _Destination
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from supervisor.containers.jobs import (
     SYNC_STEP,
     JobContainers,
     Listing,
+    instance_of,
     list_source,
 )
 from supervisor.core.clock import now_utc
@@ -52,6 +53,8 @@ MAX_NAMED_YOUNG = 20  # in the log line that names the skipped files
 # The destinations of a run go on in parallel, a thread each: measured (benchmarks/
 # destinations.py, docs/design.md) ... TODO
 PARALLEL = True
+# Ctrl-C kills a run's containers at once, as a run without threads removes its own (force).
+STOP_TIMEOUT_S = 0.0
 
 class Refused(Exception):
     """A safety guard said no. Nothing was launched that could change S3."""
@@ -177,6 +180,7 @@ class _Job:
         self.listed_at = now_utc()
         self.deferred = ""  # a dry run's: why a real run would be deferred
         self._source: JobContainers | None = None  # the listing's containers
+        self.interrupted = False  # Ctrl-C: no destination starts a sync or writes a sentinel
 
     def containers(self, dest: Destination) -> JobContainers:
         """The run's containers that talk to `dest` (its settings, its writer label)."""
@@ -216,6 +220,15 @@ class _Job:
     @property
     def settled(self) -> list[rclone.ListedFile]:
         return settled_files(self.listing.files, self.young)
+
+    def stop_containers(self) -> None:
+        """Ctrl-C while destinations run in threads: only the main thread hears it, so the
+        run's containers are stopped here, and each thread ends (removing its container) as
+        its container exits."""
+        self.interrupted = True
+        if self._client is not None:
+            docker_runner.stop_own_containers(self._client, self.job.name, STOP_TIMEOUT_S,
+                                              instance=instance_of(self.config))
 
 
 class _Destination:
@@ -327,6 +340,7 @@ class _Destination:
                           f"copy from, {out.failed} left to the sync")
 
     def sync(self, containers: JobContainers, extra: list[str]) -> ContainerRun:
+        self.check_interrupted()
         if self.dry:
             step, extra = DRY_RUN_STEP, [*extra, "--dry-run"]
         else:
@@ -383,8 +397,13 @@ class _Destination:
             return ""
         return f"post-sync check: {self.url}: {difference}"
 
+    def check_interrupted(self) -> None:
+        if self.run.interrupted:
+            raise DockerError("interrupted by Ctrl-C")
+
     def succeed(self, exit_code: int | None, note: str, **counts: Any) -> None:
         """Only a destination whose every step succeeded gets its sentinel."""
+        self.check_interrupted()
         try:
             body = s3.write_sentinel(self.dest, self.run.job.prefix, now_utc())
         except s3.S3Error as exc:
@@ -426,7 +445,14 @@ def _each(destinations: list[_Destination], step: Callable[[_Destination], None]
 
     if parallel and len(live) > 1:
         with ThreadPoolExecutor(max_workers=len(live)) as pool:
-            list(pool.map(one, live))
+            futures = [pool.submit(one, d) for d in live]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                live[0].run.stop_containers()
+                raise
+        for future in futures:
+            future.result()  # a bug in a step is the run's crash, as without threads
     else:
         for d in live:
             one(d)
