@@ -22,7 +22,9 @@ import docker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from supervisor.config import load as config_mod
 from supervisor.containers import engine as docker_runner
+from supervisor.daemon.service import DockerContainers
 from tests.conftest import two_destinations, write_credentials
 from tests.harness import dockerd
 from tests.harness.cli import run_cli
@@ -246,6 +248,13 @@ def test_ctrl_c_with_destinations_in_threads_removes_every_container(
         poll(lambda: freezer.sync_attrs is not None or proc.poll() is not None,
              "the offsite sync to hang", 60)
         assert proc.poll() is None, proc.communicate()
+        # The daemon's busy check covers every destination: with the primary's sync over, the
+        # offsite's alone makes the job busy.
+        loaded = config_mod.load(config)
+        poll(lambda: not docker_runner.target_containers(
+            docker_client, loaded.destination("primary").url("postgres")),
+            "the primary's sync to end", 60)
+        assert DockerContainers().running(loaded, "db-upload") is True
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
