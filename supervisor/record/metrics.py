@@ -189,10 +189,10 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             refusals.add_metric([job, kind], float(values.get(f"{kind}_total", 0)))
     yield result
     yield refusals
-    yield from _destination_metrics(jobs)
+    yield from _per_destination_run_metrics(jobs)
 
 
-def _destination_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+def _per_destination_run_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     """The upload jobs' values per destination (labels job, destination)."""
     per_destination = {
         "destination_last_run_timestamp_seconds": (
