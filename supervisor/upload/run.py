@@ -251,11 +251,14 @@ class _Destination:
     def name(self) -> str:
         return self.dest.name
 
-    def end(self, result: str, message: str, **counts: Any) -> None:
-        """This destination is done: its result, one log line naming it (DESTINATION=)."""
+    def end(self, result: str, message: str, said: bool = False, **counts: Any) -> None:
+        """This destination is done: its result, and one log line naming it (DESTINATION=)
+        unless the run's own final line says it all (`said`: the whole run ended so)."""
         self.outcome = DestinationResult(self.name, self.url, result, message=message, **counts)
         if self.dry:
             self.dry.error = self.dry.error or message
+            return
+        if said:
             return
         level = "INFO" if result == SUCCESS else "WARNING" if result == DEFERRED else "ERROR"
         self.log.bind(destination_result=result).log(
@@ -467,9 +470,10 @@ def _each(destinations: list[_Destination], step: Callable[[_Destination], None]
 
 
 def _end_all(destinations: list[_Destination], result: str, message: str) -> None:
+    """The whole run ended before the destinations' own steps (a deferral, Docker)."""
     for d in destinations:
         if d.outcome is None:
-            d.end(result, message)
+            d.end(result, message, said=True)
 
 
 def _source_steps(run: _Job, destinations: list[_Destination], parallel: bool) -> None:
