@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from supervisor.core.states import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    INTERRUPTED,
+    RUNNING,
     STATUS_EXIT,
     UNKNOWN,
 )
@@ -157,24 +160,55 @@ def _recorded(cfg: Config, job: str, run: Callable[[str], R]) -> R:
     return sinks.for_runs(cfg).record(job, run)
 
 
-def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool) -> int:
-    """Newest first; times in the config's zone. --json prints one JSON array of runs with UTC
-    ISO 8601 times (null for unknown values)."""
-    # Reading history must not create the state directory (it may belong to another user).
-    exists = (state_dir / ledger.FILENAME).exists()
-    runs = ledger.Ledger(state_dir).history(job, n) if exists else []
+def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool,
+                local: bool = False) -> int:
+    """Newest first, each upload's destinations under it; times in UTC (`Z`), or with --local
+    in the config's zone. --json prints one JSON array of runs with UTC ISO 8601 times (null
+    for unknown values). A state_dir that cannot be read is one line naming it."""
+    try:
+        runs = _read_history(state_dir, job, n)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"ardua-backup: history: cannot read the run ledger in {state_dir}: {exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if as_json:
         print(json.dumps([run.as_json() for run in runs], indent=2))
         return EXIT_OK
     for run in runs:
         duration = "-" if run.duration_s is None else f"{run.duration_s:.1f}s"
         print(
-            f"{run.started_at.astimezone(tz).isoformat(timespec='seconds')} {run.job} "
+            f"{_when(run.started_at, tz if local else None)} {run.job} "
             f"{run.result} exit={_dash(run.exit_code)} {duration} files={_dash(run.files)} "
             f"bytes={_dash(run.bytes)} deletes={_dash(run.deletes)} errors={_dash(run.errors)} "
-            f"run_id={run.run_id}" + (f" {run.message}" if run.message else "")
+            f"run_id={run.run_id}" + (f" {printable(run.message)}" if run.message else "")
         )
+        for d in run.destinations:
+            print(f"    {d.destination} {d.result} exit={_dash(d.exit_code)} "
+                  f"files={_dash(d.files)} bytes={_dash(d.bytes)} deletes={_dash(d.deletes)} "
+                  f"errors={_dash(d.errors)} sentinel={'written' if d.sentinel_written else '-'}"
+                  + (f" {printable(d.message)}" if d.message else ""))
+        if not run.destinations and run.job != DRILL_JOB and run.result not in (RUNNING,
+                                                                                 INTERRUPTED):
+            print("    (no per-destination results: recorded before they were kept, or the "
+                  "run crashed)")
     return EXIT_OK
+
+
+def _read_history(state_dir: Path, job: str | None, n: int) -> list[ledger.Run]:
+    """The ledger's runs; none when there is no ledger yet. Reading history must not create
+    the state directory (it may belong to another user)."""
+    if state_dir.exists() and not state_dir.is_dir():
+        raise NotADirectoryError(f"{state_dir} is not a directory")
+    if not (state_dir / ledger.FILENAME).exists():
+        return []
+    return ledger.Ledger(state_dir).history(job, n)
+
+
+def _when(at: datetime, tz: Any | None) -> str:
+    """A time as history prints it: UTC with `Z`, or in `tz` with its offset."""
+    if tz is None:
+        return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.astimezone(tz).isoformat(timespec="seconds")
 
 
 def _dash(value: object) -> str:
@@ -306,6 +340,8 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", help="one job (default: all)")
     p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     p.add_argument("--json", action="store_true", help="a JSON array instead of lines")
+    p.add_argument("--local", action="store_true",
+                   help="times in the config's timezone instead of UTC")
 
 
 def _at(text: str) -> datetime:
@@ -364,7 +400,8 @@ COMMANDS: dict[str, Command] = {
     "check-config": Command("validate the config file and show the plan",
                             lambda path, a: cmd_check_config(path), loads_config=False),
     "history": Command("show recorded runs, newest first",
-                       lambda cfg, a: cmd_history(cfg.state_dir, cfg.tz, a.job, a.n, a.json),
+                       lambda cfg, a: cmd_history(cfg.state_dir, cfg.tz, a.job, a.n, a.json,
+                                                  a.local),
                        _history_args),
     "status": Command("check dumps, uploads and drills; exit 0 OK, 1 WARNING, 2 CRITICAL, "
                       "3 UNKNOWN", cmd_status,

@@ -118,10 +118,11 @@ def test_cmd_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
             message="rclone exit 7",
         )
     )
-    assert cmd_history(tmp_path, la, "db-upload", 1, as_json=False) == 0
+    assert cmd_history(tmp_path, la, "db-upload", 1, as_json=False, local=True) == 0
     assert capsys.readouterr().out == (
         "2026-05-04T04:15:00-07:00 db-upload failed exit=7 12.5s files=3 bytes=2048 deletes=1 "
         "errors=0 run_id=r2 rclone exit 7\n"
+        "    (no per-destination results: recorded before they were kept, or the run crashed)\n"
     )
     assert cmd_history(tmp_path, la, None, 5, as_json=True) == 0
     runs = json.loads(capsys.readouterr().out)

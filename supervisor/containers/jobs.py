@@ -54,10 +54,11 @@ class JobContainers:
     job: JobConfig
     run_id: str
     client: docker.DockerClient
+    destination: Destination | None = None  # where its writers write; None: the first
 
     @property
     def dest(self) -> Destination:
-        return self.config.destination()
+        return self.destination or self.config.destination()
 
     @property
     def target(self) -> str:

@@ -36,6 +36,7 @@ from loguru import logger
 from supervisor.alerts.alerter import Alerter
 from supervisor.config import load as config_module
 from supervisor.config.load import Config, ConfigError
+from supervisor.core.redact import redact
 from supervisor.core.retry import retrying
 from supervisor.core.schedule import missed_fire, next_fire
 from supervisor.core.states import DEFERRED, EXIT_CONFIG, FAILED
@@ -279,7 +280,7 @@ class Daemon:
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
             log.exception("run {} of {} crashed", recording.run_id, name)
-            recording.close(FAILED, f"run crashed: {exc}")
+            recording.close(FAILED, f"run crashed: {redact(str(exc))}")
         self.notifier.send(STATUS=self.status())
         self.health.request()
         self.wake.set()  # a retry, or a webhook's run queued behind this one

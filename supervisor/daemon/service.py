@@ -41,16 +41,16 @@ class DockerContainers:
 
     def running(self, config: Config, job: str) -> bool:
         """Is a container at work that a run of `job` must not overlap? For an upload, a sync to
-        its destination (the writer label LABEL_TARGET), whoever started it: two syncs of one
-        prefix must never overlap, while another installation's job of the same name on this
-        engine writes elsewhere. The drill writes to no prefix: its job label, this
+        any of its destinations (the writer label LABEL_TARGET), whoever started it: two syncs
+        of one prefix must never overlap, while another installation's job of the same name on
+        this engine writes elsewhere. The drill writes to no prefix: its job label, this
         installation's containers only (LABEL_INSTANCE)."""
         upload = config.jobs.get(job)
         if upload is None:
             return bool(docker_runner.job_containers(self.client(), job,
                                                      instance=instance_of(config)))
-        destination = config.destination().url(upload.prefix)
-        return bool(docker_runner.target_containers(self.client(), destination))
+        return any(docker_runner.target_containers(self.client(), dest.url(upload.prefix))
+                   for dest in config.destinations_of(upload))
 
     def stop(self, config: Config, job: str, timeout_s: float) -> None:
         docker_runner.stop_own_containers(self.client(), job, timeout_s,
@@ -64,9 +64,22 @@ def main(config_path: Path) -> int:
 
     def preflight(config: Config) -> None:
         retrying(lambda: docker_runner.ping(containers.client()), "Docker ping")
-        # One prefix of ours: a least-privilege key may list nothing else (doctor --iam-policy).
-        prefix = next(iter(config.jobs.values())).prefix
-        retrying(lambda: s3.preflight(config.destination(), prefix), "S3 preflight")
+        problems = []
+        for dest in config.destinations:
+            # A prefix of a job that copies there: a least-privilege key may list nothing else
+            # (doctor --iam-policy).
+            prefix = next((j.prefix for j in config.jobs.values()
+                           if dest in config.destinations_of(j)), None)
+            if prefix is None:
+                continue
+            try:
+                retrying(lambda d=dest, p=prefix: s3.preflight(d, p),
+                         f"S3 preflight of {dest.name}")
+            except s3.S3Error as exc:
+                several = len(config.destinations) > 1
+                problems.append(f"{dest.name}: {exc}" if several else str(exc))
+        if problems:  # every destination's, not only the first
+            raise s3.S3Error("; ".join(problems))
 
     # The pipeline makes its own Docker client per run, so a Docker outage is its clear failure.
     def run(config: Config, name: str, *, run_id: str) -> Report:

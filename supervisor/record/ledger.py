@@ -40,13 +40,43 @@ CREATE TABLE IF NOT EXISTS runs (
     compare     TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started_at);
+CREATE TABLE IF NOT EXISTS run_destinations (
+    run_id           TEXT NOT NULL REFERENCES runs (run_id),
+    destination      TEXT NOT NULL,
+    result           TEXT NOT NULL,
+    exit_code        INTEGER,
+    bytes            INTEGER,
+    files            INTEGER,
+    deletes          INTEGER,
+    errors           INTEGER,
+    message          TEXT NOT NULL DEFAULT '',
+    sentinel_written INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, destination)
+);
 """
+_DEST_COLUMNS = ("run_id, destination, result, exit_code, bytes, files, deletes, errors, message, "
+                 "sentinel_written")
 _COLUMNS = (
     "run_id, job, started_at, finished_at, result, exit_code, duration_s, bytes, files, deletes, "
     "errors, message, compare"
 )
 # Rows written before the compare column existed: every upload then compared by checksum.
 _DEEP = "COALESCE(compare, 'checksum') = 'checksum'"
+
+
+@dataclass(frozen=True)
+class RunDestination:
+    """What one run did at one of its destinations (an upload run's child row)."""
+
+    destination: str
+    result: str
+    exit_code: int | None
+    bytes: int | None
+    files: int | None
+    deletes: int | None
+    errors: int | None
+    message: str
+    sentinel_written: bool
 
 
 @dataclass(frozen=True)
@@ -64,6 +94,9 @@ class Run:
     errors: int | None
     message: str
     compare: str | None = None  # how an upload compared: checksum (deep) / size / mtime
+    # Each destination's result, in the config's order; () for a drill, for a run still going
+    # and for rows written before destinations were recorded.
+    destinations: tuple[RunDestination, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -137,7 +170,10 @@ class Ledger:
             report.message,
             report.compare or None,
         )
-        with self._connect() as db:
+        children = [(report.run_id, d.name, d.result, d.exit_code, d.bytes, d.files,
+                     d.deletes, d.errors, d.message, int(d.sentinel_written))
+                    for d in report.per_destination()]
+        with self._connect() as db:  # one transaction: the run and its destinations
             db.execute(
                 f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
                 "ON CONFLICT (run_id) DO UPDATE SET "
@@ -145,6 +181,9 @@ class Ledger:
                 + ", pid = NULL",
                 values,
             )
+            db.executemany(
+                f"INSERT OR REPLACE INTO run_destinations ({_DEST_COLUMNS}) "
+                f"VALUES ({', '.join('?' * 10)})", children)
 
     def close(self, run_id: str, result: str, message: str, finished_at: datetime) -> None:
         """End a started run without a report (crash of the run or of the process)."""
@@ -198,4 +237,11 @@ class Ledger:
     def _select(self, tail: str, args: tuple[object, ...]) -> list[Run]:
         with self._connect() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM runs {tail}", args).fetchall()
-        return [Run(r[0], r[1], _parse_ts(r[2]), _parse_ts(r[3]), *r[4:]) for r in rows]
+            children = db.execute(
+                f"SELECT {_DEST_COLUMNS} FROM run_destinations WHERE run_id IN "
+                f"(SELECT run_id FROM runs {tail}) ORDER BY rowid", args).fetchall()
+        of: dict[str, list[RunDestination]] = {}
+        for c in children:
+            of.setdefault(c[0], []).append(RunDestination(*c[1:9], bool(c[9])))
+        return [Run(r[0], r[1], _parse_ts(r[2]), _parse_ts(r[3]), *r[4:],
+                    destinations=tuple(of.get(r[0], ()))) for r in rows]

@@ -119,8 +119,28 @@ def write_run(config: Config, report: Report) -> None:
             key = f"{report.result}_total"
             job[key] = job.get(key, 0) + 1
         job["s3_retries_total"] = job.get("s3_retries_total", 0) + report.retries
+        _destinations(config, report, job)
 
     _update(config, change)
+
+
+def _destinations(config: Config, report: Report, job: dict[str, Any]) -> None:
+    """Each destination's last run under its job's values; a destination the job no longer
+    copies to is dropped, as a removed job is (_forget_removed_jobs)."""
+    assert report.finished_at is not None
+    at = report.finished_at.timestamp()
+    ends = report.per_destination()
+    if not ends:
+        return
+    known = config.jobs.get(report.job)
+    names = {d.name for d in config.destinations_of(known)} if known else set()
+    values = {name: v for name, v in (job.get("destinations") or {}).items() if name in names}
+    for end in ends:
+        mine = values.setdefault(end.name, {})
+        mine.update(last_run=at, result=end.result, bytes=end.bytes)
+        if end.ok:
+            mine["last_success"] = at
+    job["destinations"] = values
 
 
 def write_status(config: Config, values: StatusValues) -> None:
@@ -179,6 +199,34 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     yield result
     yield refusals
     yield retries
+    yield from _per_destination_run_metrics(jobs)
+
+
+def _per_destination_run_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """The upload jobs' values per destination (labels job, destination)."""
+    per_destination = {
+        "destination_last_run_timestamp_seconds": (
+            "last_run", "When the job's last run finished at the destination."),
+        "destination_last_success_timestamp_seconds": (
+            "last_success", "When the job last succeeded at the destination (its sentinel)."),
+        "destination_last_run_bytes": (
+            "bytes", "Bytes uploaded to the destination by the job's last run."),
+    }
+    pairs = [(job, name, v) for job, values in sorted(jobs.items())
+             for name, v in sorted((values.get("destinations") or {}).items())]
+    for metric, (key, doc) in per_destination.items():
+        family = _gauge(metric, doc, ("job", "destination"))
+        for job, name, v in pairs:
+            if v.get(key) is not None:
+                family.add_metric([job, name], float(v[key]))
+        yield family
+    result = _gauge("destination_last_run_result",
+                    "1 for the result of the job's last run at the destination.",
+                    ("job", "destination", "result"))
+    for job, name, v in pairs:
+        for res in RESULTS:
+            result.add_metric([job, name, res], 1.0 if v.get("result") == res else 0.0)
+    yield result
 
 
 def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:

@@ -8,11 +8,12 @@ notifications and the journal, reading only what Report declares.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from supervisor.core.clock import now_utc
-from supervisor.core.states import DEFERRED, SUCCESS
+from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.storage import markers
 
 
@@ -66,6 +67,10 @@ class Report:
         """Per-job values a kind of run measures beyond the common ones (metrics)."""
         return {}
 
+    def per_destination(self) -> Sequence[DestinationResult]:
+        """What the run did at each destination it copies to (an upload); () for other runs."""
+        return ()
+
     def final_line(self) -> str:
         return f"{self.job}: run {self.run_id} {self.result}: {self.message}"
 
@@ -73,11 +78,46 @@ class Report:
         raise NotImplementedError
 
 
+# Worst first: the job's result is the worst of its destinations'.
+_SEVERITY = (FAILED, REFUSED, DEFERRED, SUCCESS)
+
+
+def worst_result(results: Sequence[str]) -> str:
+    """The worst of `results` (FAILED over REFUSED over DEFERRED over SUCCESS)."""
+    return min(results, key=_SEVERITY.index, default=SUCCESS)
+
+
+@dataclass
+class DestinationResult:
+    """What one run did at one destination: its own sync, guard, copies and sentinel."""
+
+    name: str
+    url: str  # s3://bucket/prefix/
+    result: str
+    exit_code: int | None = None  # the sync container's; None when none ran
+    files: int = 0
+    bytes: int = 0
+    copied_server_side: int = 0
+    bytes_saved: int = 0
+    deletes: int = 0
+    errors: int = 0
+    retries: int = 0  # rclone attempts it retried (containers.rclone.LogSummary.retries)
+    skipped_symlinks: int = 0
+    last_error: str = ""
+    message: str = ""
+    sentinel_written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.result == SUCCESS
+
+
 @dataclass
 class RunReport(Report):
-    """An upload run (supervisor.upload.run)."""
+    """An upload run (supervisor.upload.run): the job's result over every destination, and
+    each destination's own (`destinations`, in the config's order)."""
 
-    destination: str = ""
+    destination: str = ""  # the URL(s) of the job's mirror(s)
     source_files: int = 0
     skipped_symlinks: int = 0
     # Files modified within guard.quiet_period, left out of this sync (both sides) for the next.
@@ -88,12 +128,18 @@ class RunReport(Report):
     # the bytes they did not upload (supervisor.upload.hardlinks).
     copied_server_side: int = 0
     bytes_saved: int = 0
+    destinations: list[DestinationResult] = field(default_factory=list)
+
+    def per_destination(self) -> Sequence[DestinationResult]:
+        return self.destinations
 
     def fields(self) -> dict[str, object]:
         return super().fields() | {"copied_server_side": self.copied_server_side,
                                    "bytes_saved": self.bytes_saved, "compare": self.compare,
                                    "skipped_young": self.skipped_young,
-                                   "retries": self.retries}
+                                   "retries": self.retries,
+                                   "destinations": " ".join(f"{d.name}={d.result}"
+                                                            for d in self.destinations)}
 
     def gauges(self) -> dict[str, float]:
         # Only an upload leaves young files for the next run; a drill has no such count.
@@ -103,29 +149,54 @@ class RunReport(Report):
         return f"{self.job}: run {self.run_id} {self.result}: {self.message or 'sentinel written'}"
 
     def summary(self) -> str:
-        """The one-screen summary `run-once` prints."""
+        """The one-screen summary `run-once` prints (the heartbeat's /fail body and the alert's
+        too): with several destinations, a block each, and the reason naming the failed ones."""
+        several = len(self.destinations) > 1
         code = "-" if self.exit_code is None else str(self.exit_code)
         lines = [
             f"{self.job}  run {self.run_id}  {self.result.upper()}",
-            f"  destination       {self.destination}",
+            "  destinations      " + ", ".join(f"{d.name} {d.result}" for d in self.destinations)
+            if several else f"  destination       {self.destination}",
             f"  finished          {markers.timestamp(self.finished_at)}"
-            f"  ({self.duration_s:.1f} s, rclone exit code {code})",
+            f"  ({self.duration_s:.1f} s{'' if several else f', rclone exit code {code}'})",
             f"  source files      {self.source_files}",
             f"  compared by       {self.compare or '-'}",
-            f"  transferred       {self.files} files, {human_size(self.bytes)}",
-            f"  copied in S3      {self.copied_server_side} files, {human_size(self.bytes_saved)} "
-            f"not uploaded (hard links)",
-            f"  deleted in S3     {self.deletes}",
-            f"  errors            {self.errors}",
+            *([] if several else _counts("  ", self)),
             f"  skipped symlinks  {self.skipped_symlinks}",
             f"  skipped young     {self.skipped_young}",
-            f"  sentinel          {'written' if self.sentinel_written else 'not touched'}",
         ]
-        if self.last_error:
-            lines.append(f"  last error        {self.last_error}")
+        if several:
+            lines += [line for d in self.destinations for line in _block(d)]
+        else:
+            lines.append(f"  sentinel          "
+                         f"{'written' if self.sentinel_written else 'not touched'}")
+            if self.last_error:
+                lines.append(f"  last error        {self.last_error}")
         if self.message:
             lines.append(f"  => {self.message}")
         return "\n".join(lines)
+
+
+def _block(d: DestinationResult) -> list[str]:
+    """One destination's part of the summary of a run to several."""
+    code = "-" if d.exit_code is None else str(d.exit_code)
+    lines = [f"  {d.name}  {d.result.upper()}  {d.url}  (rclone exit code {code})",
+             *_counts("    ", d),
+             f"    sentinel        {'written' if d.sentinel_written else 'not touched'}"]
+    if d.last_error:
+        lines.append(f"    last error      {d.last_error}")
+    if d.message:
+        lines.append(f"    => {d.message}")
+    return lines
+
+
+def _counts(pad: str, r: RunReport | DestinationResult) -> list[str]:
+    """What a sync did, as the summary shows it (values aligned at column 20)."""
+    rows = [("transferred", f"{r.files} files, {human_size(r.bytes)}"),
+            ("copied in S3", f"{r.copied_server_side} files, {human_size(r.bytes_saved)} not "
+                             f"uploaded (hard links)"),
+            ("deleted in S3", str(r.deletes)), ("errors", str(r.errors))]
+    return [f"{pad}{label:<{20 - len(pad)}}{value}" for label, value in rows]
 
 
 def human_size(n: int) -> str:

@@ -26,6 +26,7 @@ from loguru import logger
 from supervisor.alerts.alerter import Alerter
 from supervisor.config.load import Config
 from supervisor.core.clock import now_utc
+from supervisor.core.redact import redact
 from supervisor.core.states import FAILED, INTERRUPTED
 from supervisor.record import heartbeat, metrics
 from supervisor.record.ledger import Ledger
@@ -162,7 +163,7 @@ class Sinks:
             recording.close(INTERRUPTED, "interrupted by Ctrl-C")
             raise
         except Exception as exc:
-            recording.close(FAILED, f"run crashed: {exc}")
+            recording.close(FAILED, f"run crashed: {redact(str(exc))}")
             raise
         return recording.finish(report)
 

@@ -2,10 +2,11 @@
 leaving the sentinel, the ledger and the metrics alone.
 
 Not a copy of the run: upload.run.dry_run walks the run's own steps in read-only mode and fills
-in the DryRun plan below: the source listing, the in-progress checks (the young files a receipts
-run leaves out on both sides, or the deferral), the deletion guard's numbers and verdict, the
-hard-link plan (the candidates hashed in a read-only container), the compare mode, then the sync
-itself with `rclone --dry-run` in a container labelled as a reader. Its "Skipped copy/delete as
+in one DryRun plan per destination of the job (DryRuns): the source listing, the in-progress
+checks (the young files a receipts run leaves out on both sides, or the deferral), the deletion
+guard's numbers and verdict, the hard-link plan (the candidates hashed in a read-only
+container), the compare mode, then the sync itself with `rclone --dry-run` in a container
+labelled as a reader. Its "Skipped copy/delete as
 --dry-run is set" lines are the files and bytes that would be uploaded and the objects that would
 be deleted; keys the hard-link step would copy server-side are counted apart from the uploads.
 Operators run it before --force-deletes. A step that cannot run (S3 down, Docker) ends the plan
@@ -144,3 +145,19 @@ class DryRun:
             lines.append(f"  note              {self.log_note}")
         lines.append(f"  => {self.verdict}")
         return "\n".join(lines)
+
+
+@dataclass
+class DryRuns:
+    """The plan of a job with several destinations: one DryRun each, in the config's order."""
+
+    plans: list[DryRun]
+
+    @property
+    def exit_code(self) -> int:
+        """The worst plan's: one that would fail, else one that would be deferred."""
+        codes = {p.exit_code for p in self.plans}
+        return next((c for c in (EXIT_FAILED, EXIT_DEFERRED) if c in codes), EXIT_OK)
+
+    def summary(self) -> str:
+        return "\n\n".join(p.summary() for p in self.plans)

@@ -1,20 +1,29 @@
-"""One upload run, start to finish: preflight -> list source and S3 -> in-progress checks ->
-deletion guard -> anything to do? -> hard links copied server-side -> sync -> judge -> sentinel.
+"""One upload run, start to finish, to each of the job's destinations:
 
-run_job never raises for a failed run: it returns a RunReport that says why, so the CLI and the
-daemon treat every outcome the same way. dry_run walks the same steps read-only (_Steps).
+    once for the job:     preflight each destination -> list the source (each mirror listed
+                          meanwhile) -> in-progress checks (a deferral defers the whole run)
+    per destination:      deletion guard -> anything to do? -> hard links copied server-side ->
+                          sync -> judge -> post-sync check -> sentinel in that bucket
+
+One destination failing (down, wrong key, refused by its guard) ends that destination only; the
+others go on, each in its own thread (PARALLEL). run_job never raises for a failed run: it
+returns a RunReport that says why, per destination, so the CLI and the daemon treat every
+outcome the same way. dry_run walks the same steps read-only (_Job, _Destination).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
+from typing import Any
 
 import docker
 from loguru import logger
 
 from supervisor.config import bwlimit
 from supervisor.config.load import Config, JobConfig
+from supervisor.config.values import MTIME, SIZE
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone
 from supervisor.containers.engine import ContainerRun, DockerError
@@ -23,15 +32,18 @@ from supervisor.containers.jobs import (
     SYNC_STEP,
     JobContainers,
     Listing,
+    instance_of,
     list_source,
 )
 from supervisor.core.clock import now_utc
 from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
+from supervisor.core.text import printable
 from supervisor.postgres import gocron as dbbackup
-from supervisor.record.report import RunReport, new_run_id
+from supervisor.record.report import DestinationResult, RunReport, new_run_id, worst_result
 from supervisor.storage import s3
+from supervisor.storage.destination import Destination
 from supervisor.upload import compare, guard, servercopy
-from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, parse_skipped
+from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, DryRuns, parse_skipped
 
 # Young files are excluded one by one on the sync's command line; beyond these bounds the run is
 # deferred instead (Linux takes ~2 MiB of arguments; a small business writes far fewer receipts
@@ -39,8 +51,12 @@ from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, parse_skipped
 MAX_SKIPPED_YOUNG = 1000
 MAX_SKIP_PATTERN_BYTES = 256 * 1024
 MAX_NAMED_YOUNG = 20  # in the log line that names the skipped files
-
-
+# The destinations of a run go on in parallel, a thread each: a dead or hung destination then
+# delays no other's copy, and their fixed costs overlap (benchmarks/destinations.py: two
+# destinations took 1.14x one in parallel, 1.68x in sequence; docs/design.md).
+PARALLEL = True
+# Ctrl-C kills a run's containers at once, as a run without threads removes its own (force).
+STOP_TIMEOUT_S = 0.0
 
 class Refused(Exception):
     """A safety guard said no. Nothing was launched that could change S3."""
@@ -147,136 +163,340 @@ def upload_flags(config: Config, job: JobConfig, now: datetime) -> list[str]:
     return bwlimit.flags(job.bwlimit or config.rclone.bwlimit, config.timezone, now)
 
 
-class _Steps:
-    """The steps of one upload run, shared by the run and its dry run (`dry`: the plan being
-    filled in). A dry run writes nothing: it reaps no leftovers, seeds and copies nothing, its
-    sync is `rclone --dry-run` in a container labelled as a reader (so it never makes a real
-    sync refuse), and it writes no sentinel. What would end a run (a deferral, the guard's
-    refusal, nothing to sync) ends it by raising; a dry run writes it in the plan and goes on,
-    so the plan shows everything the run would meet."""
+class _Job:
+    """The steps a run takes once for the whole job, whatever its destinations: Docker (the
+    image, a killed run's leftovers), the source listing, the in-progress checks. Shared by the
+    run and its dry run (`dry`), which reaps nothing and records a deferral instead of raising."""
 
     def __init__(self, config: Config, job: JobConfig, run_id: str,
                  client: docker.DockerClient | None, choice: compare.Choice,
-                 force_deletes: bool, dry: DryRun | None = None) -> None:
+                 force_deletes: bool, dry: bool = False) -> None:
         self.config, self.job, self.run_id, self.choice = config, job, run_id, choice
         self.force_deletes, self.dry = force_deletes, dry
-        self.dest = config.destination()
         self.log = logger.bind(job=job.name, run_id=run_id)
         self._client = client
         self.young: list[rclone.ListedFile] = []
         self.listing = Listing([], 0)
-        self.copies = servercopy.Outcome()
+        # When the source listing began, to the second S3 keeps: an object the post-sync check
+        # finds outside the listing but written since then is a file created after the listing.
+        self.listed_at = now_utc()
+        self.deferred = ""  # a dry run's: why a real run would be deferred
+        self._source: JobContainers | None = None  # the listing's containers
+        self.interrupted = False  # Ctrl-C: no destination starts a sync or writes a sentinel
 
-    def walk(self, started: datetime) -> ContainerRun | None:
-        """Every step in order; the sync container's result, or None when a run needs none."""
-        s3.preflight(self.dest, self.job.prefix)
-        run = self.containers()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # S3 is listed for the guard while the source listing container runs.
-            mirror_listing = pool.submit(s3.list_objects, self.dest, self.job.prefix)
-            self.listing = list_source(run)
-            mirror = mirror_listing.result()
-        listed = self.listing.files
-        self.in_progress(run, listed)
-        self.guard(run, listed, mirror)
-        if not self.needs_sync(listed, mirror):
-            return None
-        extra = upload_flags(self.config, self.job, started)
-        self.copy(run, settled_files(listed, self.young), mirror, extra)
-        return self.sync(run, extra)
-
-    def containers(self) -> JobContainers:
+    def containers(self, dest: Destination) -> JobContainers:
+        """The run's containers that talk to `dest` (its settings, its writer label)."""
         run_id = f"dryrun-{self.run_id}" if self.dry else self.run_id
-        run = JobContainers(self.config, self.job, run_id,
-                            self._client or docker_runner.connect())
+        if self._client is None:
+            self._client = docker_runner.connect()
+        return JobContainers(self.config, self.job, run_id, self._client, dest)
+
+    def prepare(self, dest: Destination) -> None:
+        """The image, and (a run only) the containers a killed run of the job left behind."""
+        run = self.containers(dest)
         docker_runner.ensure_image(run.client, self.config.rclone.image)
         if self.dry:
-            return run
+            return
         if reaped := docker_runner.reap_orphans(run.client, self.job.name,
                                                 instance=run.instance):
             self.log.warning(f"{self.job.name}: removed {reaped} finished container(s) left by "
                              f"a killed run")
-        _check_no_sync_running(run)
-        return run
 
-    def in_progress(self, run: JobContainers, listed: list[rclone.ListedFile]) -> None:
+    def list_source(self, dest: Destination) -> None:
+        self.listed_at = now_utc().replace(microsecond=0)
+        self._source = self.containers(dest)
+        self.listing = list_source(self._source)
+
+    def in_progress(self) -> None:
+        """Step 4's in-progress guards, once for every destination: a deferral defers the run."""
+        assert self._source is not None  # after list_source
         try:
-            self.young = check_in_progress(run, listed)
+            self.young = check_in_progress(self._source, self.listing.files)
         except Deferred as exc:
             if not self.dry:
                 raise
-            self.dry.deferred = str(exc)
+            self.deferred = str(exc)
         if self.young and not self.dry:
-            _log_young(run, self.young)
+            _log_young(self._source, self.young)
 
-    def guard(self, run: JobContainers, listed: list[rclone.ListedFile],
-              mirror: dict[str, s3.S3Object]) -> None:
+    @property
+    def settled(self) -> list[rclone.ListedFile]:
+        return settled_files(self.listing.files, self.young)
+
+    def stop_containers(self) -> None:
+        """Ctrl-C while destinations run in threads: only the main thread hears it, so the
+        run's containers are stopped here, and each thread ends (removing its container) as
+        its container exits."""
+        self.interrupted = True
+        if self._client is not None:
+            docker_runner.stop_own_containers(self._client, self.job.name, STOP_TIMEOUT_S,
+                                              instance=instance_of(self.config))
+
+
+class _Destination:
+    """One destination's steps of a run: preflight, its S3 listing, the deletion guard,
+    anything to do?, hard links copied server-side, the sync, its verdict, the post-sync check,
+    its sentinel. A step that cannot go on raises (Refused, S3Error, DockerError); _each ends
+    the destination there with its result (`outcome`), and the others go on. A dry run
+    (`dry`: this destination's plan) writes what it meets in the plan and goes on."""
+
+    def __init__(self, run: _Job, dest: Destination, dry: DryRun | None = None) -> None:
+        self.run, self.dest, self.dry = run, dest, dry
+        self.url = dest.url(run.job.prefix)
+        self.log = run.log.bind(destination=dest.name)
+        self.mirror: dict[str, s3.S3Object] = {}
+        self.copies = servercopy.Outcome()
+        self.outcome: DestinationResult | None = None
+
+    @property
+    def name(self) -> str:
+        return self.dest.name
+
+    def end(self, result: str, message: str, said: bool = False, **counts: Any) -> None:
+        """This destination is done: its result, and one log line naming it (DESTINATION=)
+        unless the run's own final line says it all (`said`: the whole run ended so)."""
+        self.outcome = DestinationResult(self.name, self.url, result, message=message, **counts)
+        if self.dry:
+            self.dry.error = self.dry.error or message
+            return
+        if said:
+            return
+        level = "INFO" if result == SUCCESS else "WARNING" if result == DEFERRED else "ERROR"
+        self.log.bind(destination_result=result).log(
+            level, f"{self.run.job.name}: {self.name} ({self.url}) {result}: {message}")
+
+    def preflight(self) -> None:
+        s3.preflight(self.dest, self.run.job.prefix)
+
+    def list_mirror(self) -> None:
+        """The mirror for the guard, after making sure no other sync writes to it."""
+        if not self.dry:
+            _check_no_sync_running(self.run.containers(self.dest))
+        self.mirror = s3.list_objects(self.dest, self.run.job.prefix)
+
+    def walk(self, started: datetime) -> ContainerRun | None:
+        """The steps up to the sync; its container's result, or None when none was needed."""
+        containers = self.run.containers(self.dest)
+        listed = self.run.listing.files
+        self.guard(containers, listed)
+        if not self.needs_sync(listed):
+            return None
+        extra = upload_flags(self.run.config, self.run.job, started)
+        self.copy(containers, extra)
+        return self.sync(containers, extra)
+
+    def guard(self, containers: JobContainers, listed: list[rclone.ListedFile]) -> None:
         """The deletion guard: Refused when it says no (unless --force-deletes)."""
-        plan = guard.plan_sync(listed, mirror)
-        reason = guard.deletion_refusal(plan, self.config.guard)
+        plan = guard.plan_sync(listed, self.mirror)
+        reason = guard.deletion_refusal(plan, self.run.config.guard)
+        name = self.run.job.name
         if self.dry:
             self.dry.guard_numbers, self.dry.refusal = plan.numbers(), reason
         elif not reason:
-            self.log.info(f"{self.job.name}: deletion guard passed: {plan.numbers()}")
-        elif self.force_deletes:
-            self.log.warning(f"{self.job.name}: deletion guard overridden by --force-deletes: "
+            self.log.info(f"{name}: deletion guard passed: {plan.numbers()}")
+        elif self.run.force_deletes:
+            self.log.warning(f"{name}: deletion guard overridden by --force-deletes: "
                              f"{reason}; {plan.numbers()}")
         else:
-            raise Refused(f"deletion guard: {reason} ({plan.numbers()}) under {run.target}. "
-                          f"Nothing was changed. If this is intended, run once with "
-                          f"--force-deletes")
+            raise Refused(f"deletion guard: {reason} ({plan.numbers()}) under "
+                          f"{containers.target}. Nothing was changed. If this is intended, run "
+                          f"once with --force-deletes")
 
-    def needs_sync(self, listed: list[rclone.ListedFile], mirror: dict[str, s3.S3Object]) -> bool:
-        difference = guard.first_difference(self.choice.mode, listed, mirror,
-                                            {f.path for f in self.young})
+    def needs_sync(self, listed: list[rclone.ListedFile]) -> bool:
+        young, choice = self.run.young, self.run.choice
+        difference = guard.first_difference(choice.mode, listed, self.mirror,
+                                            {f.path for f in young})
         if self.dry:
             self.dry.difference = difference
             return True  # the dry run lists what rclone would do either way
         if difference is None:
-            self.log.info(f"{self.job.name}: S3 already holds the source's "
-                          f"{len(listed) - len(self.young)} settled file(s) "
-                          f"({self.choice.reason}): no sync needed, none started")
+            self.log.info(f"{self.run.job.name}: S3 already holds the source's "
+                          f"{len(listed) - len(young)} settled file(s) ({choice.reason}): no "
+                          f"sync needed, none started")
             return False
-        self.log.info(f"{self.job.name}: source holds {len(listed)} file(s); syncing "
-                      f"({difference}), {self.choice.reason}")
+        self.log.info(f"{self.run.job.name}: source holds {len(listed)} file(s); syncing "
+                      f"({difference}), {choice.reason}")
         return True
 
-    def copy(self, run: JobContainers, settled: list[rclone.ListedFile],
-             mirror: dict[str, s3.S3Object], extra: list[str]) -> None:
+    def copy(self, containers: JobContainers, extra: list[str]) -> None:
         """Hard links in S3 as server-side copies instead of uploads (upload.hardlinks). Never
         fails the run: what it does not do, the sync uploads. A dry run only plans them."""
+        job = self.run.job
         try:
-            plans = servercopy.plan(run.container, settled, mirror,
-                                    min(LIST_TIMEOUT_S, self.job.timeout_s))
+            plans = servercopy.plan(containers.container, self.run.settled, self.mirror,
+                                    min(LIST_TIMEOUT_S, job.timeout_s))
             if self.dry:
                 self.dry.copies = plans
                 return
             if plans:
-                _check_no_sync_running(run)  # the seed step writes to the prefix
-            self.copies = servercopy.carry_out(run.container, self.dest, self.job.prefix, plans,
-                                               self.job.timeout_s, self.log, extra)
+                _check_no_sync_running(containers)  # the seed step writes to the prefix
+            self.copies = servercopy.carry_out(containers.container, self.dest, job.prefix,
+                                               plans, job.timeout_s, self.log, extra)
         except DockerError as exc:
             if self.dry:
                 self.dry.copy_note = f"not planned: {exc}"
             else:
-                self.log.warning(f"{self.job.name}: no server-side copies this run: {exc}")
+                self.log.warning(f"{job.name}: no server-side copies this run: {exc}")
             return
         if plans:
             out = self.copies
-            self.log.info(f"{self.job.name}: {out.copied} key(s) copied server-side "
+            self.log.info(f"{job.name}: {out.copied} key(s) copied server-side "
                           f"({out.bytes_saved} B not uploaded), {out.seed_files} uploaded to "
                           f"copy from, {out.failed} left to the sync")
 
-    def sync(self, run: JobContainers, extra: list[str]) -> ContainerRun:
+    def sync(self, containers: JobContainers, extra: list[str]) -> ContainerRun:
+        self.check_interrupted()
         if self.dry:
             step, extra = DRY_RUN_STEP, [*extra, "--dry-run"]
         else:
             step = SYNC_STEP
-            _check_no_sync_running(run)  # again: another sync may have started meanwhile
-        command = rclone.sync_command(self.dest, self.job.prefix, self.job.timeout_s,
-                                      self.choice.flags, extra,
-                                      exclude=[f.path for f in self.young])
-        return run.container(step, command, self.job.timeout_s)
+            _check_no_sync_running(containers)  # again: another sync may have started meanwhile
+        job = self.run.job
+        command = rclone.sync_command(self.dest, job.prefix, job.timeout_s,
+                                      self.run.choice.flags, extra,
+                                      exclude=[f.path for f in self.run.young])
+        return containers.container(step, command, job.timeout_s)
+
+    def upload(self, started: datetime) -> None:
+        """The run's steps at this destination, to its verdict and its sentinel."""
+        result = self.walk(started)
+        if result is None:
+            note = (f"; S3 already matched the source ({self.run.choice.mode} pass), no sync "
+                    f"was needed")
+            self.succeed(None, note, skipped_symlinks=self.run.listing.skipped_symlinks)
+            return
+        summary = rclone.parse_log(result.stderr)
+        for line in summary.retried_lines:
+            self.log.warning(f"{self.run.job.name}: rclone (an attempt it retried): {line}")
+        for line in summary.error_lines:
+            self.log.warning(f"{self.run.job.name}: rclone: {line}")
+        copies = self.copies
+        counts = {
+            "files": summary.stat("transfers") + copies.seed_files,
+            "bytes": summary.stat("bytes") + copies.seed_bytes,
+            "copied_server_side": copies.copied,
+            "bytes_saved": copies.bytes_saved,
+            "deletes": summary.stat("deletes"),
+            "errors": max(summary.stat("errors"), summary.error_count),
+            "retries": summary.retries,
+            "skipped_symlinks": summary.skipped_symlinks,
+            "last_error": summary.last_error,
+        }
+        verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
+        if not verdict.ok:
+            self.end(FAILED, verdict.reason, exit_code=result.exit_code, **counts)
+        elif problem := self.post_sync_problem():
+            self.end(FAILED, problem, exit_code=result.exit_code, **counts)
+        else:
+            self.succeed(result.exit_code, "", **counts)
+
+    def post_sync_problem(self) -> str:
+        """The mirror listed again must match the settled source listing (key and size): rclone
+        said it is done, S3 must agree. "" when it does."""
+        try:
+            after = s3.list_objects(self.dest, self.run.job.prefix)
+        except s3.S3Error as exc:
+            return f"post-sync check: {self.url}: {exc}"
+        difference = post_sync_difference(self.run.choice.mode, self.run.listing.files,
+                                          self.run.young, after, self.run.listed_at)
+        if difference is None:
+            self.log.info(f"{self.run.job.name}: post-sync check: {self.url} holds every "
+                          f"settled source file, key and size")
+            return ""
+        return f"post-sync check: {self.url}: {printable(difference)}"  # keys from the bucket
+
+    def check_interrupted(self) -> None:
+        if self.run.interrupted:
+            raise DockerError("interrupted by Ctrl-C")
+
+    def succeed(self, exit_code: int | None, note: str, **counts: Any) -> None:
+        """Only a destination whose every step succeeded gets its sentinel."""
+        self.check_interrupted()
+        try:
+            body = s3.write_sentinel(self.dest, self.run.job.prefix, now_utc())
+        except s3.S3Error as exc:
+            self.end(FAILED, str(exc), exit_code=exit_code, **counts)
+            return
+        message = f"sentinel {body.strip()}{note}"
+        if young := self.run.young:
+            message += (f"; {len(young)} file(s) changed within guard.quiet_period left "
+                        f"for the next run")
+        self.end(SUCCESS, message, exit_code=exit_code, sentinel_written=True, **counts)
+
+
+def post_sync_difference(mode: str, listed: list[rclone.ListedFile],
+                         young: list[rclone.ListedFile], mirror: dict[str, s3.S3Object],
+                         listed_at: datetime) -> str | None:
+    """What keeps the mirror from matching the source listing by key and size (young files
+    left out), or None. An object outside the listing that S3 received at or after `listed_at`
+    is a file created after the listing, which the sync saw and uploaded: not a difference.
+    Nor, in an `mtime` pass, a key S3 received after the file's mtime: `--update` leaves it by
+    design (the documented miss of that mode, until the deep pass)."""
+    known = {f.path: f for f in listed}
+    kept = {rel: obj for rel, obj in mirror.items()
+            if rel in known or obj.last_modified < listed_at}
+    left = {f.path for f in young}
+    if mode == MTIME:
+        left |= {rel for rel, obj in kept.items()
+                 if rel in known and obj.last_modified >= known[rel].modified}
+    return guard.first_difference(SIZE, listed, kept, left)
+
+
+def _each(destinations: list[_Destination], step: Callable[[_Destination], None],
+          parallel: bool) -> None:
+    """`step` for every destination still going, each in its own thread (or one after the
+    other), every log line bound to its destination; a destination whose step raises ends
+    there with its result, and the others go on."""
+    live = [d for d in destinations if d.outcome is None]
+
+    def one(d: _Destination) -> None:
+        with logger.contextualize(destination=d.name):
+            try:
+                step(d)
+            except Refused as exc:
+                d.end(REFUSED, str(exc))
+            except (DockerError, s3.S3Error) as exc:
+                d.end(FAILED, str(exc))
+
+    if parallel and len(live) > 1:
+        with ThreadPoolExecutor(max_workers=len(live)) as pool:
+            futures = [pool.submit(one, d) for d in live]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                live[0].run.stop_containers()
+                raise
+        for future in futures:
+            future.result()  # a bug in a step is the run's crash, as without threads
+    else:
+        for d in live:
+            one(d)
+
+
+def _end_all(destinations: list[_Destination], result: str, message: str) -> None:
+    """The whole run ended before the destinations' own steps (a deferral, Docker)."""
+    for d in destinations:
+        if d.outcome is None:
+            d.end(result, message, said=True)
+
+
+def _source_steps(run: _Job, destinations: list[_Destination], parallel: bool) -> None:
+    """Preflight every destination; then, once for the job, Docker and the source listing (the
+    mirrors listed meanwhile) and the in-progress checks. Raises what ends the whole run
+    (Deferred, a DockerError); a destination that fails its own steps has ended by itself."""
+    _each(destinations, _Destination.preflight, parallel)
+    live = [d for d in destinations if d.outcome is None]
+    if not live:
+        return
+    run.prepare(live[0].dest)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Each mirror is listed for its guard while the source listing container runs.
+        mirrors = pool.submit(_each, live, _Destination.list_mirror, parallel)
+        try:
+            run.list_source(live[0].dest)
+        finally:
+            mirrors.result()
+    run.in_progress()
 
 
 def run_job(
@@ -287,104 +507,101 @@ def run_job(
     force_deletes: bool = False,
     run_id: str | None = None,
     deep: bool = False,
+    parallel: bool = PARALLEL,
 ) -> RunReport:
-    """One upload run; its report says how it ended (record.sinks records it)."""
+    """One upload run to each of the job's destinations; its report says how it ended at each
+    (record.sinks records it)."""
     job = config.job(job_name)
     run_id = run_id or new_run_id()
-    log = logger.bind(job=job.name, run_id=run_id)
     started = now_utc()
-    dest = config.destination()
-    log.info(f"{job.name}: run {run_id} started: {job.source} -> {dest.url(job.prefix)}")
+    targets = config.destinations_of(job)
+    logger.bind(job=job.name, run_id=run_id).info(
+        f"{job.name}: run {run_id} started: {job.source} -> "
+        f"{', '.join(f'{d.name} {d.url(job.prefix)}' for d in targets)}")
     choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
                              deep)
-    steps = _Steps(config, job, run_id, client, choice, force_deletes)
-    report = _Reporter(job.name, run_id, started, dest.url(job.prefix), choice.mode)
+    run = _Job(config, job, run_id, client, choice, force_deletes)
+    destinations = [_Destination(run, d) for d in targets]
     try:
-        result = steps.walk(started)
-    except Refused as exc:
-        return report.finish(steps, REFUSED, message=str(exc))
+        _source_steps(run, destinations, parallel)
     except Deferred as exc:
-        return report.finish(steps, DEFERRED, message=str(exc))
+        _end_all(destinations, DEFERRED, str(exc))
     except (DockerError, s3.S3Error) as exc:
-        return report.finish(steps, FAILED, message=str(exc))
-    if result is None:
-        return report.succeed(steps, None, f"; S3 already matched the source ({choice.mode} "
-                                           f"pass), no sync was needed",
-                              skipped_symlinks=steps.listing.skipped_symlinks)
-    summary = rclone.parse_log(result.stderr)
-    for line in summary.retried_lines:
-        log.warning(f"{job.name}: rclone (an attempt it retried): {line}")
-    for line in summary.error_lines:
-        log.warning(f"{job.name}: rclone: {line}")
-    copies = steps.copies
-    counts = {
-        "files": summary.stat("transfers") + copies.seed_files,
-        "bytes": summary.stat("bytes") + copies.seed_bytes,
-        "copied_server_side": copies.copied,
-        "bytes_saved": copies.bytes_saved,
-        "deletes": summary.stat("deletes"),
-        "errors": max(summary.stat("errors"), summary.error_count),
-        "retries": summary.retries,
-        "skipped_symlinks": summary.skipped_symlinks,
-        "last_error": summary.last_error,
-    }
-    verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
-    if not verdict.ok:
-        return report.finish(steps, FAILED, result.exit_code, message=verdict.reason, **counts)
-    return report.succeed(steps, result.exit_code, "", **counts)
+        _end_all(destinations, FAILED, str(exc))
+    _each(destinations, lambda d: d.upload(started), parallel)
+    return _report(run, started, [d.outcome for d in destinations if d.outcome])
 
 
-class _Reporter:
-    """Builds the run's report; only a run whose every step succeeded writes the sentinel."""
+def _report(run: _Job, started: datetime, ends: list[DestinationResult]) -> RunReport:
+    """The job's report: SUCCESS only when every destination succeeded, else the worst
+    destination's result, its exit code and its last error; counts summed."""
+    result = worst_result([e.result for e in ends])
+    worst = next(e for e in ends if e.result == result)
+    finished = now_utc()
+    return RunReport(
+        job=run.job.name, run_id=run.run_id, result=result, exit_code=worst.exit_code,
+        started_at=started, finished_at=finished,
+        duration_s=(finished - started).total_seconds(), compare=run.choice.mode,
+        destination=", ".join(e.url for e in ends), message=job_message(ends),
+        source_files=len(run.listing.files), skipped_young=len(run.young),
+        files=sum(e.files for e in ends), bytes=sum(e.bytes for e in ends),
+        deletes=sum(e.deletes for e in ends), errors=sum(e.errors for e in ends),
+        retries=sum(e.retries for e in ends),
+        copied_server_side=sum(e.copied_server_side for e in ends),
+        bytes_saved=sum(e.bytes_saved for e in ends),
+        skipped_symlinks=max(e.skipped_symlinks for e in ends),
+        last_error=worst.last_error or next((e.last_error for e in ends if e.last_error), ""),
+        sentinel_written=all(e.sentinel_written for e in ends), destinations=ends,
+    )
 
-    def __init__(self, job: str, run_id: str, started: datetime, destination: str,
-                 mode: str) -> None:
-        self.base = {"job": job, "run_id": run_id, "started_at": started,
-                     "destination": destination, "compare": mode}
 
-    def finish(self, steps: _Steps, result: str, exit_code: int | None = None,
-               **extra: object) -> RunReport:
-        finished = now_utc()
-        return RunReport(
-            result=result, exit_code=exit_code, finished_at=finished,
-            duration_s=(finished - self.base["started_at"]).total_seconds(),  # type: ignore[operator]
-            source_files=len(steps.listing.files), skipped_young=len(steps.young),
-            **self.base, **extra,  # type: ignore[arg-type]
-        )
+def job_message(ends: list[DestinationResult]) -> str:
+    """The run's one-line reason (final journal line, ledger, the summary's last line): the
+    destination's own with one destination (or one reason for all); else the destinations that
+    did not succeed first, each named with its result, reason and rclone's last error."""
+    if len({(e.result, e.message) for e in ends}) == 1:
+        return ends[0].message
+    failed = [f"{e.name} {e.result}: {e.message}"
+              + (f" ({_cut(e.last_error)})" if e.last_error and e.last_error not in e.message
+                 else "") for e in ends if not e.ok]
+    return "; ".join(failed + [f"{e.name}: {e.message}" for e in ends if e.ok])
 
-    def succeed(self, steps: _Steps, exit_code: int | None, note: str,
-                **counts: object) -> RunReport:
-        try:
-            body = s3.write_sentinel(steps.dest, steps.job.prefix, now_utc())
-        except s3.S3Error as exc:
-            return self.finish(steps, FAILED, exit_code, message=str(exc), **counts)
-        message = f"sentinel {body.strip()}{note}"
-        if steps.young:
-            message += (f"; {len(steps.young)} file(s) changed within guard.quiet_period left "
-                        f"for the next run")
-        return self.finish(steps, SUCCESS, exit_code, sentinel_written=True, message=message,
-                           **counts)
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None = None,
-            force_deletes: bool = False, deep: bool = False) -> DryRun:
-    """`run-once JOB --dry-run`: the run's own steps in read-only mode (see _Steps)."""
+            force_deletes: bool = False, deep: bool = False) -> DryRuns:
+    """`run-once JOB --dry-run`: the run's own steps in read-only mode, one plan per
+    destination (see _Job and _Destination)."""
     job = config.job(job_name)
     started = now_utc()
-    plan = DryRun(job.name, config.destination().url(job.prefix), force_deletes,
-                  quiet_period_s=config.guard.quiet_period_s)
     choice = compare.for_run(config.state_dir, job.name, job.compare, job.deep_every_s, started,
                              deep)
-    plan.compare, plan.compare_reason = choice.mode, choice.reason
-    steps = _Steps(config, job, new_run_id(), client, choice, force_deletes, dry=plan)
+    targets = config.destinations_of(job)
+    plans = [DryRun(job.name, d.url(job.prefix) + (f"  ({d.name})" if len(targets) > 1 else ""),
+                    force_deletes, compare=choice.mode, compare_reason=choice.reason,
+                    quiet_period_s=config.guard.quiet_period_s) for d in targets]
+    run = _Job(config, job, new_run_id(), client, choice, force_deletes, dry=True)
+    destinations = [_Destination(run, d, plan) for d, plan in zip(targets, plans, strict=True)]
     try:
-        result = steps.walk(started)
-    except (DockerError, s3.S3Error) as exc:
-        plan.error = str(exc)
-        return plan
-    listed = steps.listing.files
-    plan.source_files, plan.source_bytes = len(listed), sum(f.size for f in listed)
-    plan.young = steps.young
+        _source_steps(run, destinations, parallel=True)
+    except DockerError as exc:
+        _end_all(destinations, FAILED, str(exc))
+    listed = run.listing.files
+    for plan in plans:
+        plan.source_files, plan.source_bytes = len(listed), sum(f.size for f in listed)
+        plan.young, plan.deferred = run.young, run.deferred
+    _each(destinations, lambda d: _plan(d, started), parallel=True)
+    return DryRuns(plans)
+
+
+def _plan(d: _Destination, started: datetime) -> None:
+    """The dry run at one destination: what `rclone --dry-run` says the sync would do."""
+    plan = d.dry
+    assert plan is not None
+    result = d.walk(started)
     assert result is not None  # a dry run always reaches its sync
     summary = rclone.parse_log(result.stderr)
     verdict = rclone.judge_sync(result.exit_code, result.timed_out, summary)
@@ -395,4 +612,3 @@ def dry_run(config: Config, job_name: str, *, client: docker.DockerClient | None
     if result.stderr_dropped:
         plan.log_note = (f"rclone's log was too long to keep whole ({result.stderr_dropped} "
                          f"bytes dropped): the upload and delete lists above are incomplete")
-    return plan
