@@ -168,9 +168,10 @@ def _offsite_stopped_then_frozen(world: World, capsys) -> None:  # type: ignore[
         offsite.resume()  # type: ignore[attr-defined]
     assert (code, data["diagnoses"][0].startswith("S3 unreachable (offsite)")) == (3, True)
     assert all(rows[name][0] == "OK" for name in PRIMARY_ROWS), rows
-    # Its own bound once (measured 10.3-10.7 s: the fast client's two 5 s reads), the primary
-    # read beside it; not one bound per read of each destination.
-    assert took < 20, took
+    # Its own bound once, the primary read beside it; not one bound per read of each
+    # destination. The bound is the retry policy's (core.retry: 4 tries of a 5 s read, no new
+    # try after 15 s): measured 20.3 s; two destinations read one after the other: 40 s.
+    assert took < 30, took
 
 
 @pytest.fixture
