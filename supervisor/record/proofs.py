@@ -14,7 +14,7 @@ own connection (the daemon writes from worker threads). `status` reads them read
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,15 +75,29 @@ class Coverage:
         return self.proven / self.total if self.total else 1.0
 
 
+def lookup(proofs: Mapping[Ident, Proof]) -> Callable[[Held], Proof | None]:
+    """The latest proof of an object's bytes: its own, or that of another key of the same
+    destination with the same ETag (the same bytes: postgres-backup-local's daily/, weekly/,
+    monthly/ hard links are server-side copies of the last/ dump), so one read proves them
+    all."""
+    by_content: dict[tuple[str, str], Proof] = {}
+    for (dest, _key, etag), proof in proofs.items():
+        seen = by_content.get((dest, etag))
+        if seen is None or proof.at > seen.at:
+            by_content[(dest, etag)] = proof
+    return lambda h: proofs.get(h.ident) or by_content.get((h.destination, h.etag))
+
+
 def coverage(held: Iterable[Held], proofs: Mapping[Ident, Proof],
              now: datetime, max_age_s: float) -> Coverage:
     """Pure: how many of `held` have a passing proof younger than max_age_s, which failed."""
     total = proven = 0
     failed: list[tuple[Held, str]] = []
     oldest: datetime | None = None
+    proof_of = lookup(proofs)
     for h in held:
         total += 1
-        proof = proofs.get(h.ident)
+        proof = proof_of(h)
         if proof is None:
             continue
         if not proof.ok:

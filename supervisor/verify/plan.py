@@ -9,11 +9,11 @@ budget lasts, and always the first (a dump larger than the budget is still prove
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from supervisor.record.proofs import Held, Ident, Proof
+from supervisor.record.proofs import Held, Ident, Proof, lookup
 
 DUMP, RECEIPT, FILE = "dump", "receipt", "file"
 
@@ -30,10 +30,10 @@ class Item:
         return sum(h.size for h in self.objects)
 
 
-def last_proven(item: Item, proofs: Mapping[Ident, Proof]) -> datetime | None:
+def last_proven(item: Item, proof_of: Callable[[Held], Proof | None]) -> datetime | None:
     """When every object of the item was last proven (the oldest of them); None when one has
-    no proof of the bytes held now."""
-    times = [proofs[h.ident].at if h.ident in proofs else None for h in item.objects]
+    no proof of the bytes held now (record.proofs.lookup: its own, or a copy's)."""
+    times = [p.at if (p := proof_of(h)) else None for h in item.objects]
     return None if None in times or not times else min(t for t in times if t is not None)
 
 
@@ -42,8 +42,9 @@ def due(items: Iterable[Item], proofs: Mapping[Ident, Proof], now: datetime,
     """The items due, in the order a run proves them: never proven (or changed) first, then
     the oldest proof first; ties by destination and key, so runs are repeatable."""
     found: list[tuple[float, str, str, Item]] = []
+    proof_of = lookup(proofs)
     for item in items:
-        at = last_proven(item, proofs)
+        at = last_proven(item, proof_of)
         if at is None:
             found.append((float("-inf"), item.destination, item.key, item))
         elif (now - at).total_seconds() > max_age_s:

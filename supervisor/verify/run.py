@@ -28,7 +28,7 @@ from supervisor.core.clock import now_utc
 from supervisor.core.states import FAILED, SUCCESS
 from supervisor.core.text import printable
 from supervisor.postgres import pgtools
-from supervisor.record.proofs import Coverage, Held, Proof, Proofs, coverage
+from supervisor.record.proofs import Coverage, Held, Proof, Proofs, coverage, lookup
 from supervisor.record.report import Report, human_size, new_run_id
 from supervisor.restore import db as restore
 from supervisor.restore.db import RestoreError, StoredDump
@@ -140,6 +140,9 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
     busy: set[str] = set()
     for item in todo:
         job, dump = by_item[id(item)]
+        if plan.last_proven(item, lookup(run.proofs.all())) is not None:
+            _copy_proof(run, item)  # its bytes were proven this run under another key
+            continue
         if job.prefix in busy or _uploading(run, dest, job):
             busy.add(job.prefix)
             continue
@@ -221,6 +224,13 @@ def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
     getattr(run.log, level)(f"{VERIFY_JOB}: {dest.name} {printable(item.key)} "
                             f"{'proven' if proof.ok else 'FAILED: ' + printable(why)}")
     return True
+
+
+def _copy_proof(run: _Run, item: Item) -> None:
+    proof_of = lookup(run.proofs.all())
+    for held in item.objects:
+        if (proof := proof_of(held)) is not None:
+            run.proofs.record(held, Proof(proof.ok, proof.reason, proof.at, 0), run.report.run_id)
 
 
 def _finish(run: _Run, held: list[Held]) -> VerifyReport:
