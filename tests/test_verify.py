@@ -14,14 +14,20 @@ import io
 import json
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from supervisor import cli
 from supervisor.config import load as config_mod
+from supervisor.record.ledger import Ledger
 from supervisor.record.proofs import Proofs
-from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
+from tests.harness.cli import (
+    _detach_cli_logging,  # noqa: F401 - autouse fixture
+    service,
+)
+from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
 
 STAMP = "20260101-000000"
@@ -160,3 +166,31 @@ def test_s3_overwrite_budget_and_exit_codes(write_config, tmp_path, s3server, bu
     # A config problem: 78, nothing run.
     code, _, err = run_cli(["--config", str(path), "verify", "--destination", "nowhere"])
     assert code == 78 and "nowhere" in err
+
+
+def test_the_daemon_runs_verify_on_its_schedule(write_config, tmp_path, s3server, bucket):
+    """A verify missed since the last one (the ledger says 2 minutes ago, the schedule is every
+    minute) is caught up at start, through the daemon's sinks: ledger, metrics, proofs."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r.pdf").write_bytes(b"receipt")
+    os.utime(receipts / "r.pdf", (1, 1))
+    s3server.client().put_object(Bucket=bucket, Key="receipts/r.pdf", Body=b"receipt")
+    prom = tmp_path / "ardua.prom"
+    path = write_config(tmp_path, s3server, bucket, receipts_dir=receipts, overrides={
+        "verify": {"schedule": "* * * * *"}, "metrics": {"textfile": str(prom)}})
+    config = config_mod.load(path)
+    earlier = datetime.now(UTC) - timedelta(minutes=2)
+    ledger = Ledger(config.state_dir)
+    ledger.start(config_mod.VERIFY_JOB, "earlier", earlier)
+    ledger.close("earlier", "success", "", earlier)
+    with service(path, tmp_path) as (_proc, notify):
+        notify.expect("READY", "1")
+        run = poll(lambda: (r := ledger.last_run(config_mod.VERIFY_JOB)).run_id != "earlier"
+                   and r.result != "running" and r, lambda: (tmp_path / "daemon.log").read_text(),
+                   60, 0.2)
+    assert run.result == "success", run
+    proven = Proofs(config.state_dir).all()
+    assert [(k, p.ok) for (_, k, _), p in proven.items()] == [("receipts/r.pdf", True)]
+    text = poll(lambda: prom.is_file() and prom.read_text(), "metrics textfile", 10)
+    assert "ardua_backup_verify_coverage_ratio 1.0" in text
