@@ -41,7 +41,7 @@ from supervisor.health import doctor, gather
 from supervisor.health import verdict as health
 from supervisor.record import journal as logs
 from supervisor.record import ledger, sinks
-from supervisor.record.report import Report
+from supervisor.record.report import Report, human_size
 from supervisor.restore import db as restore
 from supervisor.restore import drill, source
 from supervisor.restore import receipts as receipts_restore
@@ -85,6 +85,11 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
         fire = schedule.next_fire(d.schedule, config.tz, start).isoformat()
         print(f"{DRILL_JOB}: '{d.schedule}' newest dump of {d.db_job} -> {d.image} "
               f"timeout {d.timeout_s:g}s next {fire}")
+    if config.verify.schedule:
+        fire = schedule.next_fire(config.verify.schedule, config.tz, start).isoformat()
+        print(f"{config_mod.VERIFY_JOB}: '{config.verify.schedule}' every object of every "
+              f"destination, max_age {configkeys.format_duration(config.verify.max_age_s)}, "
+              f"{human_size(config.verify.max_bytes_per_run)} a run, next {fire}")
     if config.alert_urls:
         shown = ", ".join(alertsend.describe_url(u) for u in config.alert_urls)
         print(f"alerts: {len(config.alert_urls)} URL(s) from {config.alerts.urls_file}: {shown}")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from supervisor.config.keys import parse_size
+from supervisor.config.load import HealthConfig
+from supervisor.health.verdict import Signals, evaluate
 from supervisor.record.proofs import Held, Proof, coverage
 from supervisor.verify.plan import DUMP, FILE, Item, due, within
 
@@ -92,3 +94,32 @@ def test_parse_size(text: object, size: int) -> None:
 def test_parse_size_refuses(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_size(bad)
+
+
+def _row(signals: Signals) -> tuple[str, str, list[str]]:
+    verdict = evaluate(signals, HealthConfig(), NOW)
+    row = next(c for c in verdict.checks if c.name == "verified")
+    return row.state, row.detail, [p.text for p in verdict.problems]
+
+
+def test_status_row_verified() -> None:
+    """OK with full coverage; WARNING when a proof is missing or stale; CRITICAL naming a failed
+    key (escaped); UNKNOWN when it could not be read; no row when verify is not in use."""
+    a, b = Held("s3", "postgres/last/a.dump", "1", 5), Held("s3", "receipts/\x1b]0;x\x07", "2", 5)
+    week = NOW - timedelta(days=6)
+    ok = Proof(True, "", week, 5)
+    month = 30 * DAY
+    state, detail, _ = _row(Signals(verified=coverage([a, b], {a.ident: ok, b.ident: ok}, NOW,
+                                                      month), verified_max_age_s=month))
+    assert (state, detail) == ("OK", "2/2 objects, oldest proof 6d 0h")
+    state, detail, problems = _row(Signals(verified=coverage([a, b], {a.ident: ok}, NOW, month),
+                                           verified_max_age_s=month))
+    assert state == "WARNING" and detail.startswith("1/2 objects") and "verify" in problems[0]
+    bad = Proof(False, "pg_restore cannot read it whole", week, 5)
+    state, detail, problems = _row(Signals(verified=coverage(
+        [a, b], {a.ident: ok, b.ident: bad}, NOW, month), verified_max_age_s=month))
+    assert state == "CRITICAL" and "receipts/\\x1b]0;x\\x07" in detail and "\x1b" not in detail
+    assert "pg_restore cannot read it whole" in problems[0]
+    assert _row(Signals(verified_error="not read: S3 down"))[0] == "UNKNOWN"
+    verdict = evaluate(Signals(), HealthConfig(), NOW)
+    assert all(c.name != "verified" for c in verdict.checks)

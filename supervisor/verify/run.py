@@ -43,6 +43,8 @@ from supervisor.verify.prove import Unreadable, prove_dump, prove_object
 # metrics and the proofs must still be written.
 SPARE_BYTES = 64 << 20
 EXIT_PROVEN, EXIT_WORK_LEFT, EXIT_PROOF_FAILED = 0, 1, 2
+# Objects of one destination that could not be read before the run leaves it for the next.
+MAX_UNREAD = 3
 
 
 @dataclass
@@ -126,9 +128,10 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
     for job in (j for j in run.config.jobs.values() if dest in run.config.destinations_of(j)):
         try:
             items += _items(run.config, dest, job)
-        except (s3.S3Error, RestoreError) as exc:
-            if "holds nothing" not in str(exc):
-                run.report.problems.append(f"{dest.name}: {exc}")
+        except RestoreError:  # the destination holds nothing under the prefix: nothing to prove
+            continue
+        except s3.S3Error as exc:
+            run.report.problems.append(f"{dest.name}: {printable(str(exc))}")
     held = [h for item, _, _ in items for h in item.objects]
     by_item = {id(item): (job, dump) for item, job, dump in items}
     due = plan.due([i for i, _, _ in items], run.proofs.all(), now_utc(),
@@ -138,6 +141,7 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
         run.report.problems.append(f"{dest.name}: {len(left)} item(s) due left for the next run "
                                    f"(verify.max_bytes_per_run)")
     busy: set[str] = set()
+    unread = 0
     for item in todo:
         job, dump = by_item[id(item)]
         if plan.last_proven(item, lookup(run.proofs.all())) is not None:
@@ -146,8 +150,17 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
         if job.prefix in busy or _uploading(run, dest, job):
             busy.add(job.prefix)
             continue
-        if not _prove(run, dest, job, item, dump):
-            break
+        try:
+            if not _prove(run, dest, job, item, dump):
+                break
+        except Unreadable as exc:
+            run.report.problems.append(f"{dest.name}: {printable(item.key)} not read: "
+                                       f"{printable(str(exc))}")
+            unread += 1
+            if unread == MAX_UNREAD:  # S3 gone mid-run: not one line per object
+                run.report.problems.append(f"{dest.name}: {MAX_UNREAD} objects not read: the "
+                                           f"rest left for the next run")
+                break
     for prefix in sorted(busy):
         run.report.problems.append(f"{dest.name}: an upload of {prefix}/ is running: left "
                                    f"for the next run")
@@ -195,7 +208,7 @@ def _uploading(run: _Run, dest: Destination, job: JobConfig) -> bool:
 def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
            dump: StoredDump | None) -> bool:
     """Downloads and proves one item, records its proof; False when the run must stop (no
-    room in state_dir)."""
+    room in state_dir). Unreadable: not read now, nothing recorded."""
     root = restore.workdir_root(run.config)
     free = shutil.disk_usage(root).free
     if free < item.size + SPARE_BYTES:
@@ -205,16 +218,11 @@ def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
         return False
     local = Path(job.source.location) if item.kind == RECEIPT else None
     with tempfile.TemporaryDirectory(dir=root, prefix="verify-") as tmp:
-        try:
-            if dump is not None:
-                why = prove_dump(run.config, dump, Path(tmp))
-            else:
-                why = prove_object(dest, item.objects[0], Path(tmp), local,
-                                   item.key[len(job.prefix) + 1:])
-        except Unreadable as exc:
-            run.report.problems.append(f"{dest.name}: {printable(item.key)} not read: "
-                                       f"{printable(str(exc))}")
-            return True
+        if dump is not None:
+            why = prove_dump(run.config, dump, Path(tmp))
+        else:
+            why = prove_object(dest, item.objects[0], Path(tmp), local,
+                               item.key[len(job.prefix) + 1:])
     proof = Proof(not why, why, now_utc(), item.size)
     for held in item.objects:
         run.proofs.record(held, proof, run.report.run_id)
