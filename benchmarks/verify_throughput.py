@@ -32,7 +32,7 @@ from supervisor.config import load as config_mod
 from supervisor.postgres import pgtools
 from supervisor.record.ledger import FILENAME
 from supervisor.verify.run import run_verify
-from tests.conftest import write_credentials
+from tests.conftest import destination_table, write_credentials
 from tests.harness.images import rclone_binary
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
@@ -91,13 +91,10 @@ def main(size_mb: int) -> None:
                         f"{_remote(server)}{bucket}/postgres"], check=True)
         creds = write_credentials(root / "creds", server.access_key, server.secret_key)
         path = root / "config.toml"
-        path.write_text(toml_dumps({
-            "state_dir": str(root / "state"),
-            "s3": {"bucket": bucket, "region": server.region, "endpoint_url": server.endpoint_url,
-                   "credentials_file": str(creds)},
-            "jobs": {"db-upload": {"schedule": "0 * * * *", "source": str(root / "backups"),
-                                   "prefix": "postgres"}},
-        }))
+        job = {"schedule": "0 * * * *", "source": str(root / "backups"), "prefix": "postgres"}
+        path.write_text(toml_dumps({"state_dir": str(root / "state"), "jobs": {"db-upload": job},
+                                    "destinations": {"local": destination_table(server, bucket,
+                                                                                creds)}}))
         os.chmod(path, 0o600)
         config = config_mod.load(path)
         work = root / "baseline"

@@ -630,12 +630,11 @@ def _versioning(copy: Copy, signals: Signals, f: _Findings) -> None:
 def _verified(signals: Signals, now: datetime, f: _Findings) -> None:
     """The "verified" row: CRITICAL while a retained object's latest proof failed (naming
     it), WARNING while one has no passing proof younger than verify.max_age."""
-    if signals.verified_error:
-        f.check("verified", UNKNOWN, signals.verified_error,
-                f"Verify coverage unknown: {signals.verified_error}")
-        return
     cov = signals.verified
-    if cov is None:
+    if cov is None:  # verify not in use, or what it proved could not be read
+        if signals.verified_error:
+            f.check("verified", UNKNOWN, signals.verified_error,
+                    f"Verify coverage unknown: {signals.verified_error}")
         return
     oldest = f", oldest proof {_ago((now - cov.oldest).total_seconds())}" if cov.oldest else ""
     detail = f"{cov.proven}/{cov.total} objects{oldest}"

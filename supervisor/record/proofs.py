@@ -14,13 +14,13 @@ own connection (the daemon writes from worker threads). `status` reads them read
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from supervisor.record.ledger import FILENAME
+from supervisor.record.ledger import FILENAME, Ledger
 
 Ident = tuple[str, str, str]  # destination, key, ETag
 
@@ -122,20 +122,14 @@ def _rows(rows: Iterable[tuple[str, str, str, int, str, str, int]],
 _SELECT = "SELECT destination, key, etag, ok, reason, proven_at, bytes FROM proofs"
 
 
-class Proofs:
-    """The proofs table, read and written by `verify`."""
+class Proofs(Ledger):
+    """The proofs table, read and written by `verify`: in the ledger's file, opened by the
+    ledger's rules (WAL, busy timeout, a connection per call)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / FILENAME
-        state_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(state_dir)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
-            yield db
 
     def record(self, held: Held, proof: Proof, run_id: str) -> None:
         with self._connect() as db:
