@@ -39,7 +39,7 @@ from tests.harness.s3server import S3Server
 from tests.harness.tomlw import dumps as toml_dumps
 
 STAMP = "20260101-000000"
-ROUNDS = 3
+ROUNDS = 5
 
 
 def _remote(server: S3Server) -> str:

@@ -14,6 +14,7 @@ run_verify never raises for a failed proof or an unreachable destination.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from supervisor.core.clock import now_utc
 from supervisor.core.states import FAILED, SUCCESS
 from supervisor.core.text import printable
 from supervisor.postgres import pgtools
-from supervisor.record.proofs import Coverage, Held, Proof, Proofs, coverage, lookup
+from supervisor.record.proofs import Coverage, Held, Proof, Proofs, coverage
 from supervisor.record.report import Report, human_size, new_run_id
 from supervisor.restore import db as restore
 from supervisor.restore.db import RestoreError, StoredDump
@@ -92,6 +93,8 @@ class _Run:
     proofs: Proofs
     budget: int | None
     docker: object = None  # the Docker client, made on first use; False: not reachable
+    # What this run proved, by destination and ETag: another key of the same bytes is not read.
+    proven: dict[tuple[str, str], Proof] = field(default_factory=dict)
 
     @property
     def log(self) -> Any:  # loguru's bound logger
@@ -108,14 +111,17 @@ def run_verify(config: Config, *, run_id: str | None = None, every: bool = False
     report = VerifyReport(job=VERIFY_JOB, run_id=run_id or new_run_id(), result=FAILED,
                           exit_code=None, started_at=started, finished_at=started,
                           duration_s=0.0)
-    run = _Run(config, report, Proofs(config.state_dir),
-               None if every else config.verify.max_bytes_per_run)
-    run.log.info(f"{VERIFY_JOB}: run {report.run_id} started")
     try:
         pgtools.pg_tool("pg_restore")
-    except pgtools.PgToolError as exc:
-        report.problems.append(str(exc))
-        return _finish(run, [])
+        proofs = Proofs(config.state_dir)
+    except (pgtools.PgToolError, OSError, sqlite3.Error) as exc:
+        report.problems.append(f"nothing verified: {exc}")
+        report.exit_code, report.message = EXIT_WORK_LEFT, report.problems[0]
+        report.coverage = 0.0  # not known: nothing was read
+        report.finished_at = now_utc()
+        return report
+    run = _Run(config, report, proofs, None if every else config.verify.max_bytes_per_run)
+    run.log.info(f"{VERIFY_JOB}: run {report.run_id} started")
     held: list[Held] = []
     for dest in dests:
         held += _verify_destination(run, dest)
@@ -124,28 +130,19 @@ def run_verify(config: Config, *, run_id: str | None = None, every: bool = False
 
 def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
     """Proves what is due in one destination; returns every object it holds (for coverage)."""
-    items: list[tuple[Item, JobConfig, StoredDump | None]] = []
-    for job in (j for j in run.config.jobs.values() if dest in run.config.destinations_of(j)):
-        try:
-            items += _items(run.config, dest, job)
-        except RestoreError:  # the destination holds nothing under the prefix: nothing to prove
-            continue
-        except s3.S3Error as exc:
-            run.report.problems.append(f"{dest.name}: {printable(str(exc))}")
-    held = [h for item, _, _ in items for h in item.objects]
-    by_item = {id(item): (job, dump) for item, job, dump in items}
+    items, complete = _listed(run, dest)
     due = plan.due([i for i, _, _ in items], run.proofs.all(), now_utc(),
                    run.config.verify.max_age_s)
     todo, left = plan.within(due, run.budget, run.report.bytes)
     if left:
         run.report.problems.append(f"{dest.name}: {len(left)} item(s) due left for the next run "
                                    f"(verify.max_bytes_per_run)")
+    by_item = {id(item): (job, dump) for item, job, dump in items}
     busy: set[str] = set()
     unread = 0
     for item in todo:
         job, dump = by_item[id(item)]
-        if plan.last_proven(item, lookup(run.proofs.all())) is not None:
-            _copy_proof(run, item)  # its bytes were proven this run under another key
+        if _copy_proof(run, item):  # its bytes were proven this run under another key
             continue
         if job.prefix in busy or _uploading(run, dest, job):
             busy.add(job.prefix)
@@ -164,8 +161,26 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
     for prefix in sorted(busy):
         run.report.problems.append(f"{dest.name}: an upload of {prefix}/ is running: left "
                                    f"for the next run")
-    run.proofs.forget_gone(dest.name, held)
+    held = [h for item, _, _ in items for h in item.objects]
+    if complete:  # a prefix not listed keeps its proofs
+        run.proofs.forget_gone(dest.name, held)
     return held
+
+
+def _listed(run: _Run, dest: Destination,
+            ) -> tuple[list[tuple[Item, JobConfig, StoredDump | None]], bool]:
+    """The items of every job that copies to `dest`, and whether every prefix was listed."""
+    items: list[tuple[Item, JobConfig, StoredDump | None]] = []
+    complete = True
+    for job in (j for j in run.config.jobs.values() if dest in run.config.destinations_of(j)):
+        try:
+            items += _items(run.config, dest, job)
+        except RestoreError:  # the destination holds nothing under the prefix: nothing to prove
+            continue
+        except s3.S3Error as exc:
+            run.report.problems.append(f"{dest.name}: {printable(str(exc))}")
+            complete = False
+    return items, complete
 
 
 def _items(config: Config, dest: Destination, job: JobConfig,
@@ -226,6 +241,7 @@ def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
     proof = Proof(not why, why, now_utc(), item.size)
     for held in item.objects:
         run.proofs.record(held, proof, run.report.run_id)
+        run.proven[(held.destination, held.etag)] = proof
     run.report.bytes += item.size
     run.report.files += len(item.objects)
     level = "info" if proof.ok else "error"
@@ -234,11 +250,16 @@ def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
     return True
 
 
-def _copy_proof(run: _Run, item: Item) -> None:
-    proof_of = lookup(run.proofs.all())
-    for held in item.objects:
-        if (proof := proof_of(held)) is not None:
-            run.proofs.record(held, Proof(proof.ok, proof.reason, proof.at, 0), run.report.run_id)
+def _copy_proof(run: _Run, item: Item) -> bool:
+    """Records for `item` the proof this run made of the same bytes under another key of its
+    destination (same ETag), when every object of it has one; False otherwise."""
+    proofs = [run.proven.get((h.destination, h.etag)) for h in item.objects]
+    if None in proofs:
+        return False
+    for held, proof in zip(item.objects, proofs, strict=True):
+        assert proof is not None
+        run.proofs.record(held, Proof(proof.ok, proof.reason, proof.at, 0), run.report.run_id)
+    return True
 
 
 def _finish(run: _Run, held: list[Held]) -> VerifyReport:
