@@ -132,6 +132,11 @@ def test_every_format_proven_remembered_rot_caught_and_repaired(
     assert caught["checked"] == 1  # only the changed object was due
     row = _status_row(path)
     assert row["state"] == "CRITICAL" and key in row["detail"]
+    # Without --json: one line per failure naming the key and why, then the summary.
+    code, out, _ = run_cli(["--config", str(path), "verify"])
+    lines = out.splitlines()
+    assert code == 2 and lines[0].startswith(f"FAILED  {key}: pg_restore cannot read it whole")
+    assert "0 object(s) proven" in lines[-1] and "1 failed" in lines[-1]
 
     # Repaired: the good bytes again (a re-upload) are proven again at once.
     dump.write_bytes(good)
@@ -146,13 +151,16 @@ def test_s3_overwrite_budget_and_exit_codes(write_config, tmp_path, s3server, bu
     path = _config(write_config, tmp_path, s3server, bucket, backups, receipts,
                    max_bytes_per_run="1K")
     _upload(path, "db-upload", "receipts-upload")
-    # The budget: missing proofs first, until 1 KiB is read (the first item whatever its size).
-    code, one = _verify(path)
-    assert code == 1 and 0 < one["coverage"] < 1 and one["failed"] == []
+    # The budget (1 KiB, below any item): each run proves the first due item, whatever its
+    # size, and nothing more; the next run the next one.
     config = config_mod.load(path)
-    proven = Proofs(config.state_dir).all()
-    assert one["checked"] == len(proven) and one["bytes_read"] == sum(
-        p.bytes for p in {p.at: p for p in proven.values()}.values())
+    for n in (1, 2):
+        code, one = _verify(path)
+        assert code == 1 and 0 < one["coverage"] < 1 and one["failed"] == []
+        runs = {}
+        for p in Proofs(config.state_dir).all().values():
+            runs.setdefault(p.at, p.bytes)
+        assert len(runs) == n and one["bytes_read"] == runs[max(runs)]
     code, rest = _verify(path, "--all")
     assert (code, rest["coverage"]) == (0, 1.0)
 
