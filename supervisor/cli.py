@@ -44,7 +44,7 @@ from supervisor.health import doctor, gather
 from supervisor.health import verdict as health
 from supervisor.record import journal as logs
 from supervisor.record import ledger, sinks
-from supervisor.record.report import Report
+from supervisor.record.report import Report, human_size
 from supervisor.restore import db as restore
 from supervisor.restore import drill, source
 from supervisor.restore import receipts as receipts_restore
@@ -52,6 +52,7 @@ from supervisor.restore.db import KeysRefused, RestoreError
 from supervisor.storage import versions
 from supervisor.storage.s3 import S3Error
 from supervisor.upload import run as pipeline
+from supervisor.verify import run as verify
 
 R = TypeVar("R", bound=Report)
 Args = argparse.Namespace
@@ -87,6 +88,11 @@ def cmd_check_config(path: Path, now: datetime | None = None) -> int:
         fire = schedule.next_fire(d.schedule, config.tz, start).isoformat()
         print(f"{DRILL_JOB}: '{d.schedule}' newest dump of {d.db_job} -> {d.image} "
               f"timeout {d.timeout_s:g}s next {fire}")
+    if config.verify.schedule:
+        fire = schedule.next_fire(config.verify.schedule, config.tz, start).isoformat()
+        print(f"{config_mod.VERIFY_JOB}: '{config.verify.schedule}' every object of every "
+              f"destination, max_age {configkeys.format_duration(config.verify.max_age_s)}, "
+              f"{human_size(config.verify.max_bytes_per_run)} a run, next {fire}")
     if config.alert_urls:
         shown = ", ".join(alertsend.describe_url(u) for u in config.alert_urls)
         print(f"alerts: {len(config.alert_urls)} URL(s) from {config.alerts.urls_file}: {shown}")
@@ -152,6 +158,25 @@ def cmd_drill(cfg: Config, args: Args) -> int:
         cfg, run_id=run_id, destination=args.destination))
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_verify(cfg: Config, args: Args) -> int:
+    """Exit 0 all proven, 1 work left for the next run, 2 a proof failed (docs/verify.md)."""
+    if args.destination is not None:
+        cfg.destination(args.destination)  # an unknown name: a config error, nothing recorded
+    report = _recorded(cfg, config_mod.VERIFY_JOB, lambda run_id: verify.run_verify(
+        cfg, run_id=run_id, every=args.all, destination=args.destination))
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.summary())
+    assert report.exit_code is not None
+    return report.exit_code
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true",
+                   help="prove everything due, ignoring verify.max_bytes_per_run")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--destination", metavar="NAME",
+                   help="only this destination (default: every destination)")
 
 
 def _recorded(cfg: Config, job: str, run: Callable[[str], R]) -> R:
@@ -414,6 +439,8 @@ COMMANDS: dict[str, Command] = {
                                 cmd_restore_receipts, _restore_receipts_args),
     "drill": Command("restore the newest S3 dumps into a throwaway PostgreSQL, check them",
                      cmd_drill, _destination_arg),
+    "verify": Command("read back what S3 holds, remember each proof; exit 0 all proven, "
+                      "1 work left, 2 a proof failed", cmd_verify, _verify_args),
     "alerts test": Command("send a test notification to every alert URL; show each result",
                            cmd_alerts_test),
     "doctor": Command("what protects each destination's bucket: versioning, lifecycle, "

@@ -16,6 +16,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"containers"}),
     frozenset({"record"}),
     frozenset({"upload", "restore", "health"}),
+    frozenset({"verify"}),
     frozenset({"daemon"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),

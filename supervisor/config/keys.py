@@ -7,6 +7,7 @@ when that file is stale), and a test checks that config.example.toml names exact
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,24 @@ DEFAULT_RECEIPTS_JOB = "receipts-upload"
 REQUIRED = object()  # a key with no default
 DERIVED = object()  # a default computed from other keys (see the table's reader)
 
+
+
+_SIZE = re.compile(r"([0-9]+)\s*([KMGT]?)(?:I?B)?")
+
+
+def parse_size(value: Any) -> int:
+    """'10G', '500MiB', '64K' or a number of bytes -> bytes (powers of 1024), above zero."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"must be a size like '10G', got {v.show(value)}")
+    if isinstance(value, int):
+        size = value
+    elif match := _SIZE.fullmatch(value.strip().upper()):
+        size = int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ")
+    else:
+        raise ValueError(f"{v.show(value)} is not a size like '500M' or '10G'")
+    if size <= 0:
+        raise ValueError("a size must be above zero")
+    return size
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,13 @@ KEYS: tuple[Key, ...] = (
     Key("drill.checks[].max_age", parse_duration, None, "the timestamp must be no older than "
         "this", "max_age_s"),
     Key("drill.checks[].database", v.string, "", "the restored database it runs in"),
+    Key("verify.schedule", v.optional_schedule, "", "5-field cron in `timezone` for "
+        "`ardua-backup verify`; empty = only on demand"),
+    Key("verify.max_age", parse_duration, 30 * 86400.0, "a proof older than this is due "
+        "again; a retained object without a passing proof younger than this is a WARNING",
+        "max_age_s"),
+    Key("verify.max_bytes_per_run", parse_size, 10 * 1024**3, "read budget of "
+        "one run ('500M', '10G'): missing and oldest proofs first (`--all` ignores it)"),
     Key("alerts.urls_file", alertconfig.parse_urls_file, None, "apprise URLs, one a line, "
         "mode 0600; empty = no notifications"),
     Key("alerts.check_every", parse_duration, 900.0, "the daemon evaluates the verdict this "

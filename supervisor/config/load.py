@@ -37,6 +37,7 @@ __all__ = ["Source", "parse_duration"]  # re-exported: part of what a config hol
 DEFAULT_PATH = Path("/etc/ardua-backup/config.toml")
 ENV_VAR = "ARDUA_BACKUP_CONFIG"
 DRILL_JOB = "restore-drill"  # the drill's name in the schedule, ledger, logs and metrics
+VERIFY_JOB = "verify"  # `ardua-backup verify`'s name in the schedule, ledger, logs and metrics
 
 class ConfigError(Exception):
     """A config problem, phrased as one line that names the file and the key."""
@@ -131,6 +132,16 @@ class DrillConfig:
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    """`ardua-backup verify` (supervisor.verify): when it runs, how old a proof may get, and
+    how much one run may read."""
+
+    schedule: str = default("verify.schedule")
+    max_age_s: float = default("verify.max_age")
+    max_bytes_per_run: int = default("verify.max_bytes_per_run")
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     urls_file: Path | None = default("alerts.urls_file")  # noqa: RUF009 - None
     check_every_s: float = default("alerts.check_every")
@@ -165,6 +176,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     # The apprise URLs read from alerts.urls_file by load(): they carry tokens, never shown.
     alert_urls: tuple[str, ...] = field(default=(), repr=False)
     # The token read from webhook.token_file by load(): never shown, never logged.
@@ -176,10 +188,13 @@ class Config:
 
     @property
     def scheduled(self) -> dict[str, Scheduled]:
-        """What the daemon fires: every upload job and, when it has a schedule, the drill."""
+        """What the daemon fires: every upload job and, when they have a schedule, the drill
+        and verify."""
         plan = {name: Scheduled(job.schedule, job.catch_up) for name, job in self.jobs.items()}
         if self.drill.schedule:
             plan[DRILL_JOB] = Scheduled(self.drill.schedule, True)
+        if self.verify.schedule:
+            plan[VERIFY_JOB] = Scheduled(self.verify.schedule, True)
         return plan
 
     def destination(self, name: str | None = None) -> Destination:
@@ -275,8 +290,9 @@ def _read(t: _Table, table: str, **derived: Any) -> dict[str, Any]:
 
 
 def _read_job(t: _Table, name: str) -> JobConfig:
-    if name == DRILL_JOB:
-        raise ConfigError(f"{t.path}: [{t.name}]: '{DRILL_JOB}' is reserved for the drill")
+    if name in (DRILL_JOB, VERIFY_JOB):
+        raise ConfigError(f"{t.path}: [{t.name}]: '{name}' is reserved for the "
+                          f"{'drill' if name == DRILL_JOB else 'verify command'}")
     if not v.JOB_NAME.fullmatch(name):
         raise ConfigError(f"{t.path}: [{t.name}]: job names use a-z, 0-9, '-' and '_'")
     return JobConfig(name=name, **_read(t, "jobs.*"))
@@ -421,9 +437,10 @@ def parse(text: str, path: Path) -> Config:
     drill = _read_drill(root.table("drill", required=False), rclone, jobs)
     alerts = AlertsConfig(**_read(root.table("alerts", required=False), "alerts"))
     webhook = _read_webhook(root.table("webhook", required=False), jobs, health)
+    verify = VerifyConfig(**_read(root.table("verify", required=False), "verify"))
     top = _read(root, "")
     return Config(path, top["timezone"], top["state_dir"], top["stop_grace_s"], destinations,
-                  rclone, drill, jobs, health, guard, metrics, alerts, webhook)
+                  rclone, drill, jobs, health, guard, metrics, alerts, webhook, verify)
 
 
 def settings(config: Config) -> list[tuple[str, Any, bool]]:

@@ -20,6 +20,7 @@ from supervisor.record.report import Report
 from supervisor.restore import drill
 from supervisor.storage import s3
 from supervisor.upload import run as pipeline
+from supervisor.verify import run as verify
 
 # Each call of the loop's own client: a hung engine (socket accepts, never answers) held the
 # loop 60 s per due job (docker-py's default), past WatchdogSec=60s: systemd killed the daemon.
@@ -85,6 +86,8 @@ def main(config_path: Path) -> int:
     def run(config: Config, name: str, *, run_id: str) -> Report:
         if name == config_module.DRILL_JOB:
             return drill.run_drill(config, run_id=run_id)
+        if name == config_module.VERIFY_JOB:
+            return verify.run_verify(config, run_id=run_id)
         return pipeline.run_job(config, name, run_id=run_id)
 
     daemon = Daemon(config_path, run, containers, preflight, check_health=gather.evaluate_status)

@@ -26,7 +26,7 @@ from supervisor.health.verdict import Copy, Sentinel, Signals, Verdict, evaluate
 from supervisor.postgres import dumps, hooks
 from supervisor.postgres import gocron as dbbackup
 from supervisor.postgres.dumps import DatabaseDumps
-from supervisor.record import ledger, metrics
+from supervisor.record import ledger, metrics, proofs
 from supervisor.record.report import new_run_id
 from supervisor.storage import markers, s3
 from supervisor.storage.destination import Destination
@@ -46,6 +46,7 @@ def gather(config: Config, client: docker.DockerClient | None = None,
     _gather_docker(config, client, found)
     _gather_s3(config, found)
     _gather_push(config, found)
+    _gather_verified(config, found, now or now_utc())
     if "drill" not in found:
         _first_drill(config, found, now or now_utc())
     if config.health.db_health_url:
@@ -190,6 +191,30 @@ def _first_drill(config: Config, found: dict[str, object], now: datetime) -> Non
     since = _first_recorded_run(config) or now
     found["drill_first_at"] = schedule.next_fire(config.drill.schedule, config.tz, since)
     found["drill_grace_s"] = config.drill.timeout_s
+
+
+def _gather_verified(config: Config, found: dict[str, object], now: datetime) -> None:
+    """What `verify` proved of every object the destinations hold (the "verified" row): only
+    once verify is in use (a schedule, or a proof recorded). Proofs read read-only."""
+    try:
+        known = proofs.read_only(config.state_dir)
+    except sqlite3.Error as exc:
+        found["verified_error"] = f"proofs in {config.state_dir} not readable: {exc}"
+        return
+    if known is None and not config.verify.schedule:
+        return
+    held: list[proofs.Held] = []
+    try:
+        for dest in config.destinations:
+            for job in (j for j in config.jobs.values() if dest in config.destinations_of(j)):
+                held += [proofs.Held(dest.name, o.key, o.etag, o.size)
+                         for rel, o in s3.list_objects(dest, job.prefix).items()
+                         if rel not in markers.MARKER_NAMES]
+    except s3.S3Error as exc:
+        found["verified_error"] = f"not read: {exc}"
+        return
+    found["verified"] = proofs.coverage(held, known or {}, now, config.verify.max_age_s)
+    found["verified_max_age_s"] = config.verify.max_age_s
 
 
 def _first_recorded_run(config: Config) -> datetime | None:

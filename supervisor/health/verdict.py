@@ -21,7 +21,7 @@ from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, 
 from supervisor.core.text import printable
 from supervisor.postgres.dumps import DatabaseDumps
 from supervisor.postgres.gocron import ContainerState, CronState
-from supervisor.record import metrics
+from supervisor.record import metrics, proofs
 from supervisor.storage import markers
 from supervisor.storage.markers import Marker
 
@@ -76,6 +76,10 @@ class Signals:
     metrics: metrics.Serving | None = None  # the running daemon's /metrics (None: no daemon)
     hook_error_at: datetime | None = None  # an error webhook not followed by a post-backup
     dump_uploaded_at: datetime | None = None  # the first verified upload after the newest dump
+    # What `verify` proved of the objects held (None: verify not in use), or why not read.
+    verified: proofs.Coverage | None = None
+    verified_max_age_s: float = 0.0
+    verified_error: str = ""
 
     @property
     def several(self) -> bool:
@@ -311,6 +315,7 @@ def evaluate(signals: Signals, limits: HealthConfig, now: datetime,
     _metrics(signals, f)
     _hook_error(signals, f)
     _dump_lag(signals, f)
+    _verified(signals, now, f)
     ranked = sorted(f.diagnoses, key=lambda d: -rank(d[0]))
     state = ranked[0][0] if ranked else OK
     return Verdict(state, now, tuple(Problem(level, text) for level, text in ranked
@@ -620,3 +625,30 @@ def _versioning(copy: Copy, signals: Signals, f: _Findings) -> None:
     else:
         f.check(name, WARNING, copy.versioning or "never enabled",
                 _named(copy, signals, "Bucket versioning is off: a wrong sync cannot be undone"))
+
+
+def _verified(signals: Signals, now: datetime, f: _Findings) -> None:
+    """The "verified" row: CRITICAL while a retained object's latest proof failed (naming
+    it), WARNING while one has no passing proof younger than verify.max_age."""
+    cov = signals.verified
+    if cov is None:  # verify not in use, or what it proved could not be read
+        if signals.verified_error:
+            f.check("verified", UNKNOWN, signals.verified_error,
+                    f"Verify coverage unknown: {signals.verified_error}")
+        return
+    oldest = f", oldest proof {_ago((now - cov.oldest).total_seconds())}" if cov.oldest else ""
+    detail = f"{cov.proven}/{cov.total} objects{oldest}"
+    if cov.failed:
+        keys = ", ".join(f"{h.key}" + (f" ({h.destination})" if signals.several else "")
+                         for h, _ in cov.failed[:5])
+        more = f" and {len(cov.failed) - 5} more" if len(cov.failed) > 5 else ""
+        f.check("verified", CRITICAL, f"{detail}; FAILED: {keys}{more}",
+                f"Verify proved {len(cov.failed)} backup object(s) damaged: {keys}{more} "
+                f"({cov.failed[0][1]})")
+    elif cov.proven < cov.total:
+        limit = _ago(signals.verified_max_age_s)
+        f.check("verified", WARNING, f"{detail} (limit {limit})",
+                f"{cov.total - cov.proven} backup object(s) without a passing proof younger "
+                f"than {limit} (verify.max_age): run `ardua-backup verify`")
+    else:
+        f.check("verified", OK, detail)

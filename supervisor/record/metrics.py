@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.config.load import DRILL_JOB, Config
+from supervisor.config.load import DRILL_JOB, VERIFY_JOB, Config
 from supervisor.core.states import DEFERRED, REFUSED, RESULTS
 from supervisor.record.report import Report
 
@@ -78,7 +78,7 @@ def _forget_removed_jobs(config: Config, state: dict[str, Any]) -> None:
     """Drops the values of a job the config no longer has (removed or renamed): its frozen
     last_success would keep an "upload failing" alert firing for a job that no longer runs.
     The ledger keeps its history; a job added back starts afresh at its next run."""
-    known = {*config.jobs, DRILL_JOB}
+    known = {*config.jobs, DRILL_JOB, VERIFY_JOB}
     jobs = state.get("jobs") or {}
     for gone in [name for name in jobs if name not in known]:
         del jobs[gone]
@@ -156,6 +156,7 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         state = _load(self.path)
         yield from _job_metrics(state.get("jobs") or {})
+        yield from _verify_metrics((state.get("jobs") or {}).get(VERIFY_JOB) or {})
         yield from _status_metrics(state.get("status") or {})
 
 
@@ -227,6 +228,21 @@ def _per_destination_run_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Me
         for res in RESULTS:
             result.add_metric([job, name, res], 1.0 if v.get("result") == res else 0.0)
     yield result
+
+
+def _verify_metrics(run: dict[str, Any]) -> Iterator[Metric]:
+    """The last `verify` run's values (supervisor.verify.run.VerifyReport.gauges)."""
+    families = {
+        "verify_coverage_ratio": ("verify_coverage", "Share of the retained objects with a "
+                                  "passing proof younger than verify.max_age, at the last run."),
+        "verify_failed_objects": ("verify_failed", "Retained objects whose latest proof "
+                                  "failed, at the last verify run."),
+        "verify_bytes_read": ("verify_bytes_read", "Bytes the last verify run read back."),
+        "verify_last_run_timestamp_seconds": ("last_run", "When the last verify run finished."),
+    }
+    for name, (key, doc) in families.items():
+        if run.get(key) is not None:
+            yield GaugeMetricFamily(P + name, doc, value=float(run[key]))
 
 
 def _status_metrics(status: dict[str, Any]) -> Iterator[Metric]:
