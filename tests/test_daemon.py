@@ -4,6 +4,7 @@ service as a subprocess driven by signals and observed through sd_notify."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -290,7 +291,12 @@ def test_service_notify_reload_and_sigterm_mid_run(tmp_path: Path, service) -> N
     proc.send_signal(signal.SIGHUP)
     notify.expect("RELOADING", "1")
     status = notify.expect("READY", "1")["STATUS"]
-    assert "reload failed" not in status and "04:00" in status
+    assert "reload failed" not in status
+    # STATUS= prints UTC with Z: the new 04:00 (config timezone) fire, seen in UTC.
+    shown = re.search(r"receipts-upload: never run, next (\d\d-\d\d \d\d:\d\d)Z", status)
+    assert shown, status
+    fire = datetime.strptime(f"{datetime.now(UTC).year}-{shown[1]}", "%Y-%m-%d %H:%M")
+    assert fire.replace(tzinfo=UTC).astimezone(LA).hour == 4
 
     proc.send_signal(signal.SIGTERM)  # mid-run: grace 0.5 s, then the container is stopped
     notify.expect("STOPPING", "1")

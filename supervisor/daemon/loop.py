@@ -47,6 +47,7 @@ from supervisor.record import metrics, sinks
 from supervisor.record.ledger import Ledger
 from supervisor.record.report import Report
 from supervisor.record.sinks import Recording, Sinks
+from supervisor.storage import markers
 
 MAX_WAIT_S = 60.0  # re-evaluate at least every minute, so wall-clock jumps are noticed
 CONTAINER_STOP_S = 10.0
@@ -249,7 +250,7 @@ class Daemon:
     def _fire(self, name: str, fire: datetime, now: datetime, reason: str = "") -> None:
         log = logger.bind(job=name)
         state = self._jobs[name]
-        when = fire.astimezone(self.config.tz).isoformat()
+        when = markers.timestamp(fire)  # UTC with Z, as every time the product prints
         if state.busy:
             log.warning("{} is still running: skipping its run due at {}", name, when)
             return
@@ -276,7 +277,7 @@ class Daemon:
             if report.result == DEFERRED:
                 retry = self.clock.now() + timedelta(seconds=self.config.guard.quiet_period_s)
                 self._jobs[name].retry_at = retry
-                log.info("{} deferred: retrying at {}", name, retry.astimezone(config.tz))
+                log.info("{} deferred: retrying at {}", name, markers.timestamp(retry))
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
             log.exception("run {} of {} crashed", recording.run_id, name)
@@ -304,12 +305,12 @@ def _job_status(name: str, schedule: str, state: _JobState | None, ledger: Ledge
                 now: datetime) -> str:
     last = ledger.last_run(name)
     if state and state.busy and state.started_at:
-        done = f"running since {_short(state.started_at, tz)}"
+        done = f"running since {_short(state.started_at)}"
     elif last:
-        done = f"{last.result} {_short(last.finished_at or last.started_at, tz)}"
+        done = f"{last.result} {_short(last.finished_at or last.started_at)}"
     else:
         done = "never run"
-    return f"{name}: {done}, next {_short(next_fire(schedule, tz, now), tz)}"
+    return f"{name}: {done}, next {_short(next_fire(schedule, tz, now))}"
 
 
 def _serve_metrics(config: Config, current: metrics.Serving | None) -> metrics.Serving | None:
@@ -366,8 +367,9 @@ def _stop_runs(running: dict[str, threading.Thread], config: Config, containers:
             worker.join(container_stop_s + 5)
 
 
-def _short(when: datetime, tz: Any) -> str:
-    return when.astimezone(tz).strftime("%m-%d %H:%M %Z")
+def _short(when: datetime) -> str:
+    """A time in STATUS=: UTC with Z, as every time the product prints."""
+    return when.astimezone(UTC).strftime("%m-%d %H:%MZ")
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from supervisor.containers import rclone
 from supervisor.core.states import EXIT_DEFERRED, EXIT_FAILED, EXIT_OK
+from supervisor.core.text import printable
 from supervisor.record.report import human_size
 from supervisor.upload import hardlinks
 
@@ -144,7 +145,8 @@ class DryRun:
         if self.log_note:
             lines.append(f"  note              {self.log_note}")
         lines.append(f"  => {self.verdict}")
-        return "\n".join(lines)
+        # Keys from the bucket and names from the source reach the terminal escaped.
+        return "\n".join(printable(line) for line in lines)
 
 
 @dataclass
