@@ -224,9 +224,8 @@ def _read_history(state_dir: Path, job: str | None, n: int) -> list[ledger.Run]:
     the state directory (it may belong to another user)."""
     if state_dir.exists() and not state_dir.is_dir():
         raise NotADirectoryError(f"{state_dir} is not a directory")
-    if not (state_dir / ledger.FILENAME).exists():
-        return []
-    return ledger.Ledger(state_dir).history(job, n)
+    reader = ledger.Ledger.reader(state_dir)
+    return reader.history(job, n) if reader else []
 
 
 def _when(at: datetime, tz: Any | None) -> str:

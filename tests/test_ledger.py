@@ -128,3 +128,26 @@ def test_cmd_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     runs = json.loads(capsys.readouterr().out)
     assert [r["run_id"] for r in runs] == ["r2", "r1"]
     assert runs[1]["started_at"] == "2026-05-04T10:15:00+00:00" and runs[1]["result"] == "success"
+
+
+def test_the_read_only_ledger_reads_and_writes_nothing(tmp_path: Path) -> None:
+    assert Ledger.reader(tmp_path / "none") is None and not (tmp_path / "none").exists()
+    Ledger(tmp_path).finish(finished("db-upload", "r1", started_at=T0))
+    Ledger(tmp_path).finish(finished("db-upload", "r2", started_at=T0 + timedelta(hours=1)))
+    before = (tmp_path / FILENAME).read_bytes()
+    reader = Ledger.reader(tmp_path)
+    assert reader is not None and reader.first_started() == T0
+    assert [r.run_id for r in reader.history("db-upload")] == ["r2", "r1"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # sqlite's mode=ro says no
+        reader.start("db-upload", "r3", T0)
+    assert (tmp_path / FILENAME).read_bytes() == before
+
+
+def test_a_ledger_from_before_destinations_reads_without_them(tmp_path: Path) -> None:
+    Ledger(tmp_path).finish(finished("db-upload", "r1"))
+    with closing(sqlite3.connect(tmp_path / FILENAME)) as db:
+        db.execute("DROP TABLE run_destinations")
+        db.commit()
+    reader = Ledger.reader(tmp_path)
+    assert reader is not None
+    assert [(r.run_id, r.destinations) for r in reader.history()] == [("r1", ())]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -145,7 +144,8 @@ def _first_upload_after(config: Config, job: str, dump_end: datetime) -> datetim
     """The end of the first successful run of `job` that started after `dump_end` (its
     sentinel), or None: none yet, or the ledger is not readable here."""
     try:
-        runs = ledger.Ledger(config.state_dir).history(job, 200)
+        reader = ledger.Ledger.reader(config.state_dir)
+        runs = reader.history(job, 200) if reader else []
     except (OSError, sqlite3.Error):
         return None
     after = [r for r in runs if r.result == SUCCESS and r.started_at >= dump_end]
@@ -220,13 +220,9 @@ def _gather_verified(config: Config, found: dict[str, object], now: datetime) ->
 def _first_recorded_run(config: Config) -> datetime | None:
     """The start of the oldest run in the ledger, read without writing (status may run where
     state_dir is read-only); None when there is none or it cannot be read."""
-    path = config.state_dir / ledger.FILENAME
-    if not path.is_file():
-        return None
     try:
-        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)) as db:
-            first = db.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
-        return datetime.fromisoformat(first) if first else None
+        reader = ledger.Ledger.reader(config.state_dir)
+        return reader.first_started() if reader else None
     except (sqlite3.Error, ValueError):
         return None
 

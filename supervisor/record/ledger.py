@@ -16,6 +16,7 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from supervisor.core.states import INTERRUPTED, RUNNING
 from supervisor.record.report import Report
@@ -126,9 +127,15 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+L = TypeVar("L", bound="Ledger")
+
+
 class Ledger:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
         self.path = state_dir / FILENAME
+        self.read_only = read_only
+        if read_only:
+            return
         state_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -141,10 +148,29 @@ class Ledger:
                     if "duplicate column" not in str(exc):
                         raise
 
+    @classmethod
+    def reader(cls: type[L], state_dir: Path) -> L | None:
+        """The ledger opened read-only, or None when there is none: reading what was recorded
+        (status, history) writes nothing, creates nothing, and works where state_dir is
+        read-only or another user's."""
+        return cls(state_dir, read_only=True) if (state_dir / FILENAME).exists() else None
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+        target = f"{self.path.as_uri()}?mode=ro" if self.read_only else str(self.path)
+        with closing(sqlite3.connect(target, uri=self.read_only, timeout=30)) as db, db:
             yield db
+
+    def has_table(self, name: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              (name,)).fetchone() is not None
+
+    def first_started(self) -> datetime | None:
+        """When the oldest recorded run started: when this installation began working."""
+        with self._connect() as db:
+            first = db.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
+        return _parse_ts(first)
 
     def start(self, job: str, run_id: str, started_at: datetime) -> None:
         with self._connect() as db:
@@ -235,11 +261,14 @@ class Ledger:
         return runs[0] if runs else None
 
     def _select(self, tail: str, args: tuple[object, ...]) -> list[Run]:
+        # Read-only, a ledger written before run_destinations existed cannot be given it.
+        keeps_destinations = not self.read_only or self.has_table("run_destinations")
         with self._connect() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM runs {tail}", args).fetchall()
             children = db.execute(
                 f"SELECT {_DEST_COLUMNS} FROM run_destinations WHERE run_id IN "
-                f"(SELECT run_id FROM runs {tail}) ORDER BY rowid", args).fetchall()
+                f"(SELECT run_id FROM runs {tail}) ORDER BY rowid", args
+            ).fetchall() if keeps_destinations else []
         of: dict[str, list[RunDestination]] = {}
         for c in children:
             of.setdefault(c[0], []).append(RunDestination(*c[1:9], bool(c[9])))

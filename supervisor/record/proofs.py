@@ -13,14 +13,12 @@ own connection (the daemon writes from worker threads). `status` reads them read
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from supervisor.record.ledger import FILENAME, Ledger
+from supervisor.record.ledger import Ledger
 
 Ident = tuple[str, str, str]  # destination, key, ETag
 
@@ -126,10 +124,11 @@ class Proofs(Ledger):
     """The proofs table, read and written by `verify`: in the ledger's file, opened by the
     ledger's rules (WAL, busy timeout, a connection per call)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
+        super().__init__(state_dir, read_only=read_only)
+        if not read_only:
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
 
     def record(self, held: Held, proof: Proof, run_id: str) -> None:
         with self._connect() as db:
@@ -158,11 +157,7 @@ class Proofs(Ledger):
 def read_only(state_dir: Path) -> dict[Ident, Proof] | None:
     """Every proof, read without writing anything (status); None when verify never ran here
     (no database, or no proofs table in it). sqlite3.Error when it cannot be read."""
-    path = state_dir / FILENAME
-    if not path.is_file():
+    reader = Proofs.reader(state_dir)
+    if reader is None or not reader.has_table("proofs"):
         return None
-    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'proofs'"
-                      ).fetchone() is None:
-            return None
-        return _rows(db.execute(_SELECT).fetchall())
+    return reader.all()
