@@ -67,35 +67,39 @@ def rclone_image(docker_client: docker.DockerClient) -> str:
     return ensure_rclone_image(docker_client)
 
 
-@pytest.fixture(scope="session")
-def s3server() -> Iterator[S3Server]:
+def _serving() -> Iterator[S3Server]:
     with S3Server() as server:
         _OURS["endpoints"].add(server.endpoint_url)
         yield server
+
+
+def _fresh_bucket(server: S3Server, name: str) -> str:
+    if not server.running:  # a test stopped it for fault injection and failed before restarting
+        server.start()
+    return server.create_bucket(f"{name}-{secrets.token_hex(6)}")
+
+
+@pytest.fixture(scope="session")
+def s3server() -> Iterator[S3Server]:
+    yield from _serving()
 
 
 @pytest.fixture
 def bucket(s3server: S3Server) -> str:
     """A fresh, empty bucket on the session's S3 server."""
-    if not s3server.running:  # a test stopped it for fault injection and failed before restarting
-        s3server.start()
-    return s3server.create_bucket(f"ardua-test-{secrets.token_hex(6)}")
+    return _fresh_bucket(s3server, "ardua-test")
 
 
 @pytest.fixture(scope="session")
 def offsite_s3server() -> Iterator[S3Server]:
     """A second S3 server process: the off-site destination of multi-destination tests."""
-    with S3Server() as server:
-        _OURS["endpoints"].add(server.endpoint_url)
-        yield server
+    yield from _serving()
 
 
 @pytest.fixture
 def offsite_bucket(offsite_s3server: S3Server) -> str:
     """A fresh, empty bucket on the second S3 server."""
-    if not offsite_s3server.running:
-        offsite_s3server.start()
-    return offsite_s3server.create_bucket(f"ardua-offsite-{secrets.token_hex(6)}")
+    return _fresh_bucket(offsite_s3server, "ardua-offsite")
 
 
 @pytest.fixture(scope="session")
