@@ -204,6 +204,7 @@ def seed_command(dest: Destination, prefix: str, timeout_s: float, paths: Sequen
     the sync's checks, bounds and `extra` flags (--bwlimit)."""
     return [
         "copy", f"{rclone.SOURCE_MOUNT}/", dest.remote(prefix),
-        "--checksum", "--fast-list", *_includes(paths), *rclone.BOUNDS,
-        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.LOGGING,
+        *rclone.compare_flags(dest, rclone.CHECKSUM), "--fast-list", *_includes(paths),
+        *rclone.BOUNDS,
+        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.logging(dest),
     ]  # fmt: skip

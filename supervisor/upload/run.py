@@ -40,7 +40,7 @@ from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.core.text import printable
 from supervisor.postgres import gocron as dbbackup
 from supervisor.record.report import DestinationResult, RunReport, new_run_id, worst_result
-from supervisor.storage import s3
+from supervisor.storage import cryptform, s3
 from supervisor.storage.destination import Destination
 from supervisor.upload import compare, guard, servercopy
 from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, DryRuns, parse_skipped
@@ -272,7 +272,10 @@ class _Destination:
         """The mirror for the guard, after making sure no other sync writes to it."""
         if not self.dry:
             _check_no_sync_running(self.run.containers(self.dest))
-        self.mirror = s3.list_objects(self.dest, self.run.job.prefix)
+        raw = s3.list_objects(self.dest, self.run.job.prefix, raw=True)
+        if mixed := cryptform.problem(self.dest, self.run.job.prefix, raw):
+            raise Refused(mixed)
+        self.mirror = s3.shown(self.dest, raw)
 
     def walk(self, started: datetime) -> ContainerRun | None:
         """The steps up to the sync; its container's result, or None when none was needed."""

