@@ -6,7 +6,7 @@ decrypt byte-exact, a wrong key restores nothing, and a prefix never holds both 
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import re
 import secrets
 import subprocess
@@ -18,6 +18,7 @@ import pytest
 
 from supervisor import cli
 from supervisor.config import load as config
+from supervisor.restore import spotcheck
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.files import settle
 from tests.harness.pgtree import volume_mountpoint
@@ -115,3 +116,41 @@ def stock_rclone_config(tmp_path: Path, s3server: S3Server, bucket: str, passwor
     path = tmp_path / "rclone.conf"
     path.write_text(text)
     return path
+
+
+def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
+        encrypted: Encrypted, pg: PgServer, tmp_path: Path, capsys) -> None:
+    _cli = lambda *a: cli.main(["--config", str(encrypted.path), *a])  # noqa: E731
+    assert _cli("restore", "list") == 0
+    listing = capsys.readouterr().out
+    assert re.search(rf"custom\s+{NEWEST}\n", listing), listing  # by name, its format read
+
+    target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(target)
+    assert _cli("restore", "db", NEWEST, "--target", pg.dsn(target)) == 0
+    assert "decrypted with every block authenticated" in capsys.readouterr().out
+    assert _counts(pg, target) == (NEW_ORDERS, CUSTOMERS)
+
+    restored = tmp_path / "restored"
+    assert _cli("restore", "receipts", str(restored), "--as-root") == 0
+    assert _tree(restored) == _tree(encrypted.receipts)
+    cfg = config.load(encrypted.path)
+    spot = spotcheck.spot_check_receipts(dataclasses.replace(
+        cfg, drill=dataclasses.replace(cfg.drill, receipts_sample=100)))
+    assert spot.ok and spot.checked == 13, spot
+
+    key_file(encrypted.key, "another horse", "battery staple")
+    wrong = f"cannot decrypt s3://{encrypted.bucket}/{NEWEST}.bin: wrong encryption key for " \
+            f"destination s3?"
+    other = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(other)
+    capsys.readouterr()
+    assert _cli("restore", "db", NEWEST, "--target", pg.dsn(other)) == 1
+    assert capsys.readouterr().err.strip() == f"ardua-backup: {wrong}"
+    assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'orders'", db=other).strip() \
+        == "0"
+    empty = tmp_path / "empty"
+    assert _cli("restore", "receipts", str(empty), "--as-root") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "wrong encryption key for destination s3?" in err
+    assert not empty.exists() or not any(empty.iterdir())

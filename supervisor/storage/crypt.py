@@ -30,6 +30,8 @@ BLOCK_SIZE = secretbox.OVERHEAD + BLOCK_DATA
 # rclone's salt when password2 is empty (cipher.go defaultSalt); the product requires one.
 _DEFAULT_SALT = bytes.fromhex("a80df43a8fbd0308a7cab83e581f86b1")
 REMOTE = "ardua-crypt"  # the crypt remote's name in the config file the containers get
+LOCAL_REMOTE = "ardua-local"  # the same key over a local folder: decrypting a download
+LOCAL_ROOT = "/run/ardua-encrypted"  # that folder, in the container
 MAX_PASSWORD = 256  # bytes: the obscuring keystream below covers this much
 
 
@@ -108,18 +110,20 @@ def obscure(text: str) -> str:
 
 
 def rclone_config(bucket: str, key: CryptKey) -> str:
-    """The rclone config file of an encrypted destination: one crypt remote over the bucket on
-    the `:s3:` backend (configured by environment, as a plain destination's)."""
-    return "\n".join([
-        f"[{REMOTE}]",
+    """The rclone config file of an encrypted destination: a crypt remote over the bucket on
+    the `:s3:` backend (configured by environment, as a plain destination's), and one over
+    LOCAL_ROOT."""
+    return "\n".join(line for name, remote in ((REMOTE, f":s3:{bucket}"),
+                                               (LOCAL_REMOTE, LOCAL_ROOT)) for line in (
+        f"[{name}]",
         "type = crypt",
-        f"remote = :s3:{bucket}",
+        f"remote = {remote}",
         "filename_encryption = off",
         "directory_name_encryption = false",
         f"password = {obscure(key.password)}",
         f"password2 = {obscure(key.password2)}",
         "",
-    ])
+    ))
 
 
 def encrypted_size(size: int) -> int:
