@@ -19,11 +19,13 @@ import pytest
 from supervisor import cli
 from supervisor.config import load as config
 from supervisor.restore import spotcheck
+from supervisor.storage.versions import parse_at
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.files import settle
 from tests.harness.pgtree import volume_mountpoint
+from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
-from tests.harness.s3server import S3Server
+from tests.harness.s3server import S3Server, server_now
 from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, dumps_and_receipts
 from tests.harness.sourcedb import counts as _counts
 
@@ -54,7 +56,10 @@ class Encrypted:
 @pytest.fixture
 def encrypted(tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3server: S3Server,
               write_config, docker_client: docker.DockerClient) -> Encrypted:
-    """Two real dumps and 12 receipts (one holding MARKER), uploaded encrypted by the CLI."""
+    """Two real dumps and 12 receipts (one holding MARKER), uploaded encrypted by the CLI to a
+    versioned bucket."""
+    s3server.client().put_bucket_versioning(Bucket=bucket,
+                                            VersioningConfiguration={"Status": "Enabled"})
     _, receipts = dumps_and_receipts(pg, tmp_path, docker_client, pg_volume)
     (receipts / "2026" / "marked.txt").parent.mkdir(exist_ok=True)
     (receipts / "2026" / "marked.txt").write_bytes(MARKER * 3000)  # two crypt blocks
@@ -119,7 +124,8 @@ def stock_rclone_config(tmp_path: Path, s3server: S3Server, bucket: str, passwor
 
 
 def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
-        encrypted: Encrypted, pg: PgServer, tmp_path: Path, capsys) -> None:
+        encrypted: Encrypted, pg: PgServer, s3server: S3Server, tmp_path: Path,
+        capsys) -> None:
     _cli = lambda *a: cli.main(["--config", str(encrypted.path), *a])  # noqa: E731
     assert _cli("restore", "list") == 0
     listing = capsys.readouterr().out
@@ -131,9 +137,25 @@ def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
     assert "decrypted with every block authenticated" in capsys.readouterr().out
     assert _counts(pg, target) == (NEW_ORDERS, CUSTOMERS)
 
+    # As S3 held them then (versions): a receipt changed and uploaded since is restored as it was.
+    client = s3server.client()
+    at = max(v["LastModified"] for v in client.list_object_versions(
+        Bucket=encrypted.bucket)["Versions"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = _tree(encrypted.receipts)
+    poll(lambda: server_now(client, encrypted.bucket) > parse_at(at), "S3's clock past T", 5)
+    (encrypted.receipts / "2026/03/00/r0.pdf").write_bytes(b"overwritten later")
+    settle(encrypted.receipts)
+    assert _cli("run-once", "receipts-upload") == 0
+    at_target = f"tgt_{secrets.token_hex(4)}"
+    pg.createdb(at_target)
+    assert _cli("restore", "db", NEWEST, "--at", at, "--target", pg.dsn(at_target)) == 0
+    assert _counts(pg, at_target) == (NEW_ORDERS, CUSTOMERS)
     restored = tmp_path / "restored"
-    assert _cli("restore", "receipts", str(restored), "--as-root") == 0
-    assert _tree(restored) == _tree(encrypted.receipts)
+    assert _cli("restore", "receipts", str(restored), "--as-root", "--at", at) == 0
+    assert _tree(restored) == before
+    now = tmp_path / "now"
+    assert _cli("restore", "receipts", str(now), "--as-root") == 0
+    assert _tree(now) == _tree(encrypted.receipts) != before
     cfg = config.load(encrypted.path)
     spot = spotcheck.spot_check_receipts(dataclasses.replace(
         cfg, drill=dataclasses.replace(cfg.drill, receipts_sample=100)))
