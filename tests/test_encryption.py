@@ -18,6 +18,7 @@ import pytest
 
 from supervisor import cli
 from supervisor.config import load as config
+from supervisor.health import gather
 from supervisor.restore import spotcheck
 from supervisor.storage.versions import parse_at
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
@@ -48,6 +49,7 @@ class Encrypted:
     path: Path
     cfg: config.Config
     root: Path  # the dump volume's tree
+    db_upload: str  # what run-once db-upload printed
     receipts: Path
     key: Path
     bucket: str
@@ -55,7 +57,7 @@ class Encrypted:
 
 @pytest.fixture
 def encrypted(tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3server: S3Server,
-              write_config, docker_client: docker.DockerClient) -> Encrypted:
+              write_config, docker_client: docker.DockerClient, capsys) -> Encrypted:
     """Two real dumps and 12 receipts (one holding MARKER), uploaded encrypted by the CLI to a
     versioned bucket."""
     s3server.client().put_bucket_versioning(Bucket=bucket,
@@ -66,10 +68,12 @@ def encrypted(tmp_path: Path, pg: PgServer, pg_volume: str, bucket: str, s3serve
     key = key_file(tmp_path / "crypt.toml", "correct horse", "battery staple")
     path = write_config(tmp_path, s3server, bucket, db_volume=pg_volume,
                         receipts_dir=settle(receipts), s3={"encryption_key_file": str(key)})
+    printed = []
     for job in ("db-upload", "receipts-upload"):
         assert cli.main(["--config", str(path), "run-once", job]) == 0
+        printed.append(capsys.readouterr().out)
     return Encrypted(path, config.load(path), volume_mountpoint(docker_client, pg_volume),
-                     receipts, key, bucket)
+                     printed[0], receipts, key, bucket)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -78,7 +82,14 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
-        encrypted: Encrypted, s3server: S3Server, tmp_path: Path) -> None:
+        encrypted: Encrypted, s3server: S3Server, tmp_path: Path, docker_client) -> None:
+    # Hard links crossed the uplink once: 2 dumps uploaded, 5 links copied in S3 (ciphertext,
+    # nonce and all), and status finds the newest dump by its `.bin` key and crypt's size.
+    assert re.search(r"transferred\s+2 files", encrypted.db_upload), encrypted.db_upload
+    assert re.search(r"copied in S3\s+5 files", encrypted.db_upload), encrypted.db_upload
+    signals = gather.gather(encrypted.cfg, docker_client)
+    newest = [d for d in signals.databases if d.newest]
+    assert newest and all(signals.held(d) for d in newest)
     held = s3server.list_keys(encrypted.bucket)
     dumps, receipts = _tree(encrypted.root), _tree(encrypted.receipts)
     plain = {k for k in held if k.rsplit("/", 1)[-1] == ".last_success"}
@@ -99,6 +110,11 @@ def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
                         f"ardua-crypt:{encrypted.bucket}/{prefix}", str(out / prefix)],
                        check=True, capture_output=True, timeout=120)
         assert _tree(out / prefix) == local
+
+    # A newest dump whose object is one byte short of crypt's size for it: not held.
+    s3server.put(encrypted.bucket, f"{NEWEST}.bin", held[f"{NEWEST}.bin"][:-1])
+    signals = gather.gather(encrypted.cfg, docker_client)
+    assert not all(signals.held(d) for d in signals.databases if d.newest)
 
 
 def stock_rclone_config(tmp_path: Path, s3server: S3Server, bucket: str, password: str,
@@ -176,3 +192,52 @@ def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "wrong encryption key for destination s3?" in err
     assert not empty.exists() or not any(empty.iterdir())
+
+
+def test_a_prefix_never_holds_both_forms(tmp_path: Path, s3server: S3Server, bucket: str,
+                                         write_config, capsys) -> None:
+    """Encryption turned on or off, or the key changed, for a prefix that holds objects in the
+    other form: refused before anything changes, one line that says what to do."""
+    receipts = tmp_path / "receipts"
+    (receipts / "a").mkdir(parents=True)
+    (receipts / "a" / "r1.pdf").write_bytes(b"%PDF receipt one" * 100)
+    (receipts / "r2.pdf").write_bytes(b"%PDF receipt two")
+    settle(receipts)
+    key = key_file(tmp_path / "crypt.toml", "k1", "s1")
+
+    def run(prefix: str, key_path: Path | None) -> tuple[int, str]:
+        path = write_config(tmp_path, s3server, bucket, receipts_dir=receipts, overrides={
+            "s3": {"encryption_key_file": str(key_path) if key_path else None},
+            "jobs": {"receipts-upload": {"prefix": prefix}}})
+        capsys.readouterr()
+        code = cli.main(["--config", str(path), "run-once", "receipts-upload"])
+        return code, capsys.readouterr().err
+
+    assert run("plain", None)[0] == 0
+    assert run("sealed", key)[0] == 0
+    held = s3server.list_keys(bucket)
+    assert {k for k in held if k.startswith("sealed/") and not k.endswith(".last_success")} \
+        == {"sealed/a/r1.pdf.bin", "sealed/r2.pdf.bin"}
+
+    code, err = run("plain", key)  # off -> on
+    assert code != 0
+    assert f"s3://{bucket}/plain/ holds 2 object(s) written without encryption" in err
+    assert "use a new prefix or bucket" in err
+    code, err = run("sealed", None)  # on -> off
+    assert code != 0 and "holds objects encrypted with rclone crypt" in err
+    assert "s3.encryption_key_file again, or use a new prefix or bucket" in err
+    key_file(key, "k2", "s1")  # the key changed
+    code, err = run("sealed", key)
+    assert code != 0
+    assert f"the encryption key of destination s3 does not decrypt s3://{bucket}/sealed/" in err
+    assert "(a changed key?)" in err and "k2" not in err
+    assert s3server.list_keys(bucket) == held  # nothing changed anywhere
+
+    key.chmod(0o644)  # the key file's mode: a config error naming it
+    code, err = run("sealed", key)
+    assert code == 78
+    assert f"s3.encryption_key_file {key}" in err and "k2" not in err
+    key.write_text('password = "only one"\n')
+    key.chmod(0o600)
+    code, err = run("sealed", key)
+    assert code == 78 and f"s3.encryption_key_file {key} must set password2" in err
