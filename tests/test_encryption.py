@@ -82,7 +82,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
-        encrypted: Encrypted, s3server: S3Server, tmp_path: Path, docker_client) -> None:
+        encrypted: Encrypted, s3server: S3Server, tmp_path: Path, docker_client,
+        capsys) -> None:
     # Hard links crossed the uplink once: 2 dumps uploaded, 5 links copied in S3 (ciphertext,
     # nonce and all), and status finds the newest dump by its `.bin` key and crypt's size.
     assert re.search(r"transferred\s+2 files", encrypted.db_upload), encrypted.db_upload
@@ -110,6 +111,12 @@ def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
                         f"ardua-crypt:{encrypted.bucket}/{prefix}", str(out / prefix)],
                        check=True, capture_output=True, timeout=120)
         assert _tree(out / prefix) == local
+
+    capsys.readouterr()
+    cli.main(["--config", str(encrypted.path), "doctor"])
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if "client-side encryption" in line)
+    assert "OK" in row and "on (rclone crypt): the key decrypts the newest object" in row
 
     # A newest dump whose object is one byte short of crypt's size for it: not held.
     s3server.put(encrypted.bucket, f"{NEWEST}.bin", held[f"{NEWEST}.bin"][:-1])
@@ -192,6 +199,10 @@ def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "wrong encryption key for destination s3?" in err
     assert not empty.exists() or not any(empty.iterdir())
+    assert _cli("doctor") == 2  # CRITICAL: the key no longer matches what S3 holds
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if "client-side encryption" in line)
+    assert "CRITICAL" in row and "wrong encryption key for destination s3?" in row
 
 
 def test_a_prefix_never_holds_both_forms(tmp_path: Path, s3server: S3Server, bucket: str,
