@@ -19,10 +19,12 @@ import pytest
 from supervisor import cli
 from supervisor.config import load as config
 from supervisor.health import gather
-from supervisor.restore import spotcheck
+from supervisor.restore import drill, spotcheck
 from supervisor.storage.versions import parse_at
 from tests.harness.cli import _detach_cli_logging  # noqa: F401 - autouse fixture
 from tests.harness.files import settle
+from tests.harness.images import ensure_debian_pg_image
+from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.pgtree import volume_mountpoint
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
@@ -148,7 +150,7 @@ def stock_rclone_config(tmp_path: Path, s3server: S3Server, bucket: str, passwor
 
 def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
         encrypted: Encrypted, pg: PgServer, s3server: S3Server, tmp_path: Path,
-        capsys) -> None:
+        docker_client, capsys) -> None:
     _cli = lambda *a: cli.main(["--config", str(encrypted.path), *a])  # noqa: E731
     assert _cli("restore", "list") == 0
     listing = capsys.readouterr().out
@@ -183,6 +185,11 @@ def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
     spot = spotcheck.spot_check_receipts(dataclasses.replace(
         cfg, drill=dataclasses.replace(cfg.drill, receipts_sample=100)))
     assert spot.ok and spot.checked == 13, spot
+    image = ensure_postgres_image(docker_client, ensure_debian_pg_image(docker_client))
+    report = drill.run_drill(dataclasses.replace(cfg, drill=dataclasses.replace(
+        cfg.drill, image=image, network_mode="host", timeout_s=300.0, receipts_sample=5)),
+        client=docker_client)
+    assert report.ok, report.message
 
     key_file(encrypted.key, "another horse", "battery staple")
     wrong = f"cannot decrypt s3://{encrypted.bucket}/{NEWEST}.bin: wrong encryption key for " \
