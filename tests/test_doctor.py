@@ -169,7 +169,8 @@ def test_diagnose_maps_what_the_server_cannot_or_may_not_answer(monkeypatch) -> 
     stub.assert_no_pending_responses()
     assert {n: r.state for n, r in rows.items()} == {
         "access": OK, "versioning": UNKNOWN, "version listing": WARNING, "lifecycle": UNKNOWN,
-        "object lock": UNKNOWN, "encryption": UNKNOWN, "public access block": WARNING}
+        "object lock": UNKNOWN, "encryption": UNKNOWN, "client-side encryption": OK,
+        "public access block": WARNING}
     assert "may not call GetBucketVersioning (AccessDenied)" in rows["versioning"].detail
     assert "s3:ListBucketVersions" in rows["version listing"].detail
     assert rows["lifecycle"].detail == ("the server does not implement "

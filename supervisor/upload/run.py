@@ -327,7 +327,7 @@ class _Destination:
         job = self.run.job
         try:
             plans = servercopy.plan(containers.container, self.run.settled, self.mirror,
-                                    min(LIST_TIMEOUT_S, job.timeout_s))
+                                    min(LIST_TIMEOUT_S, job.timeout_s), self.dest.encrypted)
             if self.dry:
                 self.dry.copies = plans
                 return

@@ -130,13 +130,14 @@ def hash_candidates(run_step: RunStep, groups: list[hardlinks.Group], timeout_s:
 
 
 def plan(run_step: RunStep, listed: Iterable[ListedFile], mirror: Mapping[str, S3Object],
-         timeout_s: float) -> list[hardlinks.CopyPlan]:
-    """The copies worth making (reads only: the source, hashed in a container). Raises
-    DockerError."""
+         timeout_s: float, encrypted: bool = False) -> list[hardlinks.CopyPlan]:
+    """The copies worth making (reads only: the source, hashed in a container). `encrypted`:
+    the mirror is a crypt remote's (no ETag is a file's MD5). Raises DockerError."""
     groups = hardlinks.candidate_groups(listed, mirror)
     if not groups:
         return []
-    return hardlinks.plan_copies(groups, hash_candidates(run_step, groups, timeout_s), mirror)
+    return hardlinks.plan_copies(groups, hash_candidates(run_step, groups, timeout_s), mirror,
+                                 encrypted)
 
 
 def carry_out(
