@@ -3,11 +3,16 @@ Docker): the sizes, the obscured passwords, the first block opened; and the key 
 
 from __future__ import annotations
 
+import re
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+from docker.types import Mount
 
+from supervisor.config import load as config
+from supervisor.containers import jobs, rclone
 from supervisor.storage import crypt
 
 RCLONE = Path("/work/main/.venv/bin/rclone")
@@ -94,3 +99,34 @@ def test_key_file_errors_name_the_file_never_the_text(tmp_path: Path) -> None:
     assert "'a'" not in repr(crypt.read_key(path, "s3.encryption_key_file"))
     with pytest.raises(ValueError, match="does not exist"):
         crypt.read_key(tmp_path / "missing.toml", "s3.encryption_key_file")
+
+
+def test_the_passwords_reach_rclone_only_in_a_read_only_private_file(tmp_path: Path) -> None:
+    """An encrypted destination's rclone container: the passwords (plain or obscured) are not in
+    its command or environment (`docker inspect` shows both); its config file is 0600 in a 0700
+    directory, mounted read-only, and the crypt remote is what it writes to."""
+    key = tmp_path / "crypt.toml"
+    key.write_text('password = "p-4711-secret"\npassword2 = "s-0815-secret"\n')
+    key.chmod(0o600)
+    path = tmp_path / "config.toml"
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\n[s3]\nbucket = "b-1"\n'
+                    f'encryption_key_file = "{key}"\n[jobs.receipts-upload]\n'
+                    f'schedule = "0 * * * *"\nsource = "{tmp_path}"\nprefix = "receipts"\n')
+    path.chmod(0o600)
+    cfg = config.load(path)
+    dest = cfg.destination()
+    assert "secret" not in repr(cfg)
+    command = rclone.sync_command(dest, "receipts", 60)
+    spec = jobs.rclone_spec(cfg, dest, command, Mount("/source", str(tmp_path), type="bind"), {})
+    shown = " ".join([*spec.command, *spec.env.values(), *map(str, spec.env)])
+    conf = tmp_path / "state" / "crypt" / "s3.conf"
+    text = conf.read_text()
+    for secret in ("p-4711-secret", "s-0815-secret", *re.findall(r"= (\S{20,})", text)):
+        assert secret not in shown
+    assert "--config" in spec.command and rclone.CRYPT_CONFIG_MOUNT in spec.command
+    assert f"{crypt.REMOTE}:receipts/" in spec.command and "--checksum" not in spec.command
+    mount = next(m for m in spec.mounts if m["Target"] == rclone.CRYPT_CONFIG_MOUNT)
+    assert mount["Source"] == str(conf) and mount["ReadOnly"] is True
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert stat.S_IMODE(conf.parent.stat().st_mode) == 0o700
+    assert "p-4711-secret" not in text  # obscured, as rclone's config file holds it

@@ -232,7 +232,8 @@ def test_doctor_names_missing_protections_then_passes(
     final = doctor.diagnose(cfg.destination(), PREFIXES)
     assert {r.name: r.state for r in final} == {
         "access": OK, "versioning": OK, "version listing": OK, "lifecycle": OK,
-        "object lock": OK, "encryption": OK, "public access block": UNKNOWN}
+        "object lock": OK, "encryption": OK, "client-side encryption": OK,
+        "public access block": UNKNOWN}
     assert "after 90 days" in {r.name: r for r in final}["lifecycle"].detail
     assert doctor.exit_code(final) == 3  # only what SeaweedFS cannot answer is left
     assert doctor.render(final).splitlines()[-1] == "UNKNOWN: check public access block"

@@ -93,6 +93,9 @@ def test_every_object_is_encrypted_and_a_stock_rclone_reads_it(
     signals = gather.gather(encrypted.cfg, docker_client)
     newest = [d for d in signals.databases if d.newest]
     assert newest and all(signals.held(d) for d in newest)
+    ledger = (encrypted.cfg.state_dir / "runs.sqlite3").read_bytes()
+    for secret in (b"correct horse", b"battery staple"):  # nowhere the product writes
+        assert secret not in ledger and secret.decode() not in encrypted.db_upload
     held = s3server.list_keys(encrypted.bucket)
     dumps, receipts = _tree(encrypted.root), _tree(encrypted.receipts)
     plain = {k for k in held if k.rsplit("/", 1)[-1] == ".last_success"}
