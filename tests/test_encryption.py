@@ -176,7 +176,8 @@ def test_restores_decrypt_byte_exact_and_a_wrong_key_restores_nothing(
     assert _cli("run-once", "receipts-upload") == 0
     at_target = f"tgt_{secrets.token_hex(4)}"
     pg.createdb(at_target)
-    assert _cli("restore", "db", NEWEST, "--at", at, "--target", pg.dsn(at_target)) == 0
+    assert _cli("restore", "db", f"{NEWEST}.bin", "--at", at, "--target", pg.dsn(at_target)) \
+        == 0  # by its S3 key too
     assert _counts(pg, at_target) == (NEW_ORDERS, CUSTOMERS)
     restored = tmp_path / "restored"
     assert _cli("restore", "receipts", str(restored), "--as-root", "--at", at) == 0

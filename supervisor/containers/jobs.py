@@ -124,8 +124,13 @@ def crypt_mounts(config: Config, dest: Destination) -> list[Mount]:
     whose directory only the service user enters) when it is not there or differs."""
     if dest.crypt_key is None:
         return []
-    path = write_private(config.state_dir / "crypt" / f"{dest.name}.conf",
-                         crypt.rclone_config(dest.bucket, dest.crypt_key))
+    path = config.state_dir / "crypt" / f"{dest.name}.conf"
+    try:
+        write_private(path, crypt.rclone_config(dest.bucket, dest.crypt_key))
+    except OSError as exc:  # e.g. made by root's run-once, before the service's run
+        raise DockerError(f"cannot write rclone's crypt config {path}: {exc.strerror}; "
+                          f"{path.parent} must belong to the user running ardua-backup"
+                          ) from None
     return [docker_runner.file_mount(str(path), rclone.CRYPT_CONFIG_MOUNT)]
 
 

@@ -413,6 +413,8 @@ def find_dump(config: Config, key: str, at: datetime | None = None,
               dest: Destination | None = None) -> StoredDump:
     key = resolve_key(config, key)
     dest = dest or config.destination()
+    if dest.encrypted and key.endswith(crypt.SUFFIX):  # its S3 key, as a bucket browser shows it
+        key = key[:-len(crypt.SUFFIX)]
     shown = printable(dest.key_url(key))
     if "-latest" in key.rsplit("/", 1)[-1]:
         raise RestoreError(f"{printable(key)}: *-latest names are moving links; pick a dated "
