@@ -20,14 +20,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
 from loguru import logger
 
 from benchmarks import stop_cleanly_on_sigterm
-from benchmarks.pbl_rotation import DB, backup_day, local_md5s, mirror_md5s
+from benchmarks.pbl_rotation import local_md5s, mirror_md5s, todays_dump
 from supervisor.config import load as config_mod
 from supervisor.core.states import SUCCESS
 from supervisor.upload import run as pipeline
@@ -94,12 +93,7 @@ def main() -> int:
         servers = {"primary": primary, "offsite": offsite}
         work, root = Path(tmp), Path(tmp) / "backups"
         root.mkdir()
-        pg.createdb(DB)
-        pg.psql("CREATE TABLE orders (id serial PRIMARY KEY, note text, total numeric)", db=DB)
-        pg.psql("INSERT INTO orders (note, total) SELECT md5(random()::text) || "
-                f"md5(random()::text), random() * 100 FROM generate_series(1, {rows})", db=DB)
-        dump = backup_day(pg, root, datetime.now(UTC).replace(hour=1, minute=0, second=0,
-                                                             microsecond=0))
+        dump = todays_dump(pg, root, rows)
         files = len(local_md5s(root))
         # Warm-up, not counted: the first run of a process loads botocore's models, etc.
         timed_run(config(work, image, servers, root, "warm", []), True, client)

@@ -81,6 +81,17 @@ def backup_day(pg: PgServer, root: Path, when: datetime) -> int:
     return dump.stat().st_size
 
 
+def todays_dump(pg: PgServer, root: Path, rows: int) -> int:
+    """The shop database with `rows` orders, dumped as today's postgres-backup-local day under
+    root (backup_day). Returns the dump's size."""
+    pg.createdb(DB)
+    pg.psql("CREATE TABLE orders (id serial PRIMARY KEY, note text, total numeric)", db=DB)
+    pg.psql("INSERT INTO orders (note, total) SELECT md5(random()::text) || "
+            f"md5(random()::text), random() * 100 FROM generate_series(1, {rows})", db=DB)
+    return backup_day(pg, root, datetime.now(UTC).replace(hour=1, minute=0, second=0,
+                                                         microsecond=0))
+
+
 def local_md5s(root: Path) -> dict[str, tuple[int, str]]:
     return {str(p.relative_to(root)): (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest())
             for p in root.rglob("*") if p.is_file() and not p.is_symlink()}

@@ -169,7 +169,8 @@ def test_diagnose_maps_what_the_server_cannot_or_may_not_answer(monkeypatch) -> 
     stub.assert_no_pending_responses()
     assert {n: r.state for n, r in rows.items()} == {
         "access": OK, "versioning": UNKNOWN, "version listing": WARNING, "lifecycle": UNKNOWN,
-        "object lock": UNKNOWN, "encryption": UNKNOWN, "public access block": WARNING}
+        "object lock": UNKNOWN, "encryption": UNKNOWN, "client-side encryption": OK,
+        "public access block": WARNING}
     assert "may not call GetBucketVersioning (AccessDenied)" in rows["versioning"].detail
     assert "s3:ListBucketVersions" in rows["version listing"].detail
     assert rows["lifecycle"].detail == ("the server does not implement "
@@ -231,7 +232,8 @@ def test_doctor_names_missing_protections_then_passes(
     final = doctor.diagnose(cfg.destination(), PREFIXES)
     assert {r.name: r.state for r in final} == {
         "access": OK, "versioning": OK, "version listing": OK, "lifecycle": OK,
-        "object lock": OK, "encryption": OK, "public access block": UNKNOWN}
+        "object lock": OK, "encryption": OK, "client-side encryption": OK,
+        "public access block": UNKNOWN}
     assert "after 90 days" in {r.name: r for r in final}["lifecycle"].detail
     assert doctor.exit_code(final) == 3  # only what SeaweedFS cannot answer is left
     assert doctor.render(final).splitlines()[-1] == "UNKNOWN: check public access block"

@@ -130,6 +130,18 @@ def test_multipart_donor_is_checked_by_its_metadata() -> None:
     assert plans == [CopyPlan("a", MD5_A, 100, ("b",), seed=False, donor_unverified=True)]
 
 
+def test_encrypted_donor_is_any_object_of_the_files_size() -> None:
+    """An encrypted mirror (listed by file name and size, storage.crypt.plain): its ETags are
+    MD5s of ciphertext, so the file already there is a donor its HEAD decides on, never a
+    reason to upload it again."""
+    files = [ListedFile("last/x", 100, T1), ListedFile("daily/x", 100, T1)]
+    mirror = {"last/x": obj("last/x", 100, MD5_B)}
+    plans = hardlinks.plan_copies(hardlinks.candidate_groups(files, mirror), hashed(files),
+                                  mirror, encrypted=True)
+    assert plans == [CopyPlan("last/x", MD5_A, 100, ("daily/x",), seed=False,
+                              donor_unverified=True)]
+
+
 def test_hash_output_is_parsed_and_command_names_exact_files() -> None:
     out = json.dumps([
         {"Path": "last/x.dump", "Size": 3, "ModTime": T1, "IsDir": False,

@@ -34,7 +34,7 @@ from tests.harness.files import settle
 from tests.harness.pgtree import volume_mountpoint
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
-from tests.harness.s3server import S3Server
+from tests.harness.s3server import S3Server, server_now
 from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, OLD_ORDERS, dumps_and_receipts
 from tests.harness.sourcedb import counts as _counts
 
@@ -186,12 +186,6 @@ def test_restore_command_as_of_a_time() -> None:
 # -- against SeaweedFS, rclone and PostgreSQL -----------------------------------------------------
 
 
-def _server_now(client, bucket: str) -> datetime:
-    """The S3 server's clock (its Date header: whole seconds)."""
-    date = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]["date"]
-    return datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-
-
 def _newest_write(client, bucket: str) -> datetime:
     pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
     return max(e["LastModified"] for page in pages
@@ -232,7 +226,7 @@ def bad_sync(
 
     # Everything from here on must carry a later LastModified than T (S3 stamps whole
     # seconds): wait for the server's clock to pass T, a condition, not a fixed sleep.
-    poll(lambda: _server_now(admin, bucket) > good.at, "the S3 clock to pass T", 5)
+    poll(lambda: server_now(admin, bucket) > good.at, "the S3 clock to pass T", 5)
 
     for i in range(2, 12):  # a wrong mount, a wiped folder: 10 of 12 receipts gone
         (receipts / f"2026/03/{i:02d}/r{i}.pdf").unlink()

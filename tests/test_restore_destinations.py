@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -27,7 +26,7 @@ from tests.harness.motoserver import MotoServer
 from tests.harness.pgimage import ensure_postgres_image
 from tests.harness.poll import poll
 from tests.harness.postgres import PgServer
-from tests.harness.s3server import S3Server
+from tests.harness.s3server import S3Server, server_now
 from tests.harness.sourcedb import CUSTOMERS, NEW_ORDERS, counts, source_db
 
 pytestmark = pytest.mark.docker
@@ -152,12 +151,6 @@ def test_drill_restores_from_offsite_and_marks_it_there(
     assert offsite_s3server.get(offsite_bucket, marker).decode() == body
 
 
-def _server_now(client, bucket: str) -> datetime:
-    """The S3 server's clock (its Date header: whole seconds)."""
-    date = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]["date"]
-    return datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-
-
 def test_primary_down_restores_from_offsite_as_of_a_time(
     tmp_path: Path, write_config, s3server: S3Server, bucket: str,
     offsite_s3server: S3Server, offsite_bucket: str, pg: PgServer, dump: bytes, capsys,
@@ -168,8 +161,8 @@ def test_primary_down_restores_from_offsite_as_of_a_time(
                                   VersioningConfiguration={"Status": "Enabled"})
     s3server.put(bucket, KEY, dump)
     offsite_s3server.put(offsite_bucket, KEY, dump)
-    at = _server_now(offsite, offsite_bucket)
-    poll(lambda: _server_now(offsite, offsite_bucket) > at, "the S3 clock to pass T", 5)
+    at = server_now(offsite, offsite_bucket)
+    poll(lambda: server_now(offsite, offsite_bucket) > at, "the S3 clock to pass T", 5)
     offsite_s3server.put(offsite_bucket, KEY, dump[:64])  # a bad sync after T
     iso = versions.format_at(at)
 

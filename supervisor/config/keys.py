@@ -90,6 +90,9 @@ KEYS: tuple[Key, ...] = (
         "'COMPLIANCE': every object written is locked in this mode; empty = no lock"),
     Key("destinations.*.object_lock_days", v.count, 0, "every object written is locked this "
         "many days (with object_lock_mode)"),
+    Key("destinations.*.encryption_key_file", v.optional_path, None, "client-side "
+        "encryption (rclone crypt, names readable): a TOML file, mode 0600, with password and "
+        "password2; empty = off (docs/encryption.md)"),
     Key("rclone.image", v.image, "rclone/rclone:1.75.2", "pinned upstream image; must be on "
         "the host"),
     Key("rclone.network_mode", v.docker_name, "bridge", "Docker network of the rclone "

@@ -29,7 +29,7 @@ from supervisor.config.keys import (
 )
 from supervisor.config.values import Source, parse_duration, show
 from supervisor.core.files import private_file_problem
-from supervisor.storage import markers, upload_options
+from supervisor.storage import crypt, markers, upload_options
 from supervisor.storage.destination import Destination
 
 __all__ = ["Source", "parse_duration"]  # re-exported: part of what a config holds
@@ -481,6 +481,7 @@ def load(path: Path) -> Config:
     config = parse(text, path)
     if problem := strict.problem(config):  # the file-mode rule, on every load and reload
         raise ConfigError(problem)
+    config = _with_keys(config)
     if config.webhook.listen and config.webhook.token_file:
         config = replace(config, webhook_token=_read_token(path, config.webhook.token_file))
     if config.alerts.urls_file is None:
@@ -490,6 +491,17 @@ def load(path: Path) -> Config:
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return replace(config, alert_urls=tuple(urls))
+
+
+def _with_keys(config: Config) -> Config:
+    """Each encrypted destination with its key file's passwords (read after the mode rule)."""
+    try:
+        dests = tuple(replace(d, crypt_key=crypt.read_key(d.encryption_key_file,
+                                                          d.setting("encryption_key_file")))
+                      if d.encryption_key_file else d for d in config.destinations)
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: {exc}") from None
+    return replace(config, destinations=dests)
 
 
 TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")  # one URL path segment, nothing to escape

@@ -32,8 +32,10 @@ class NamedFile(NamedTuple):
 
 def named_files(config: Config) -> list[NamedFile]:
     """Every file the config names that the product reads, each destination's in file order."""
-    files = [NamedFile(d.setting("credentials_file"), d.credentials_file, True)
-             for d in config.destinations if d.credentials_file is not None]
+    files = [NamedFile(d.setting(key), path, True) for d in config.destinations
+             for key, path in (("credentials_file", d.credentials_file),
+                               ("encryption_key_file", d.encryption_key_file))
+             if path is not None]
     if config.alerts.urls_file is not None:
         files.append(NamedFile("alerts.urls_file", config.alerts.urls_file, True))
     if config.webhook.listen and config.webhook.token_file is not None:

@@ -16,6 +16,8 @@ from supervisor.config.load import Config, JobConfig
 from supervisor.containers import engine as docker_runner
 from supervisor.containers import rclone, seccomp
 from supervisor.containers.engine import ContainerRun, DockerError
+from supervisor.core.files import write_private
+from supervisor.storage import crypt
 from supervisor.storage.destination import Destination
 
 # Read-only container, but it must read every file whatever its owner and mode: the capability,
@@ -106,7 +108,8 @@ def rclone_spec(
     return docker_runner.Spec(
         image=config.rclone.image,
         command=command,
-        mounts=[mount, *docker_runner.credentials_mounts(dest, rclone.CREDENTIALS_MOUNT)],
+        mounts=[mount, *docker_runner.credentials_mounts(dest, rclone.CREDENTIALS_MOUNT),
+                *crypt_mounts(config, dest)],
         env=rclone.environment(dest),
         labels=labels,
         network_mode=config.rclone.network_mode,
@@ -114,6 +117,21 @@ def rclone_spec(
         user=user,
         security_opt=[seccomp.security_opt()],
     )
+
+
+def crypt_mounts(config: Config, dest: Destination) -> list[Mount]:
+    """An encrypted destination's rclone config file, read-only: written (0600, in state_dir,
+    whose directory only the service user enters) when it is not there or differs."""
+    if dest.crypt_key is None:
+        return []
+    path = config.state_dir / "crypt" / f"{dest.name}.conf"
+    try:
+        write_private(path, crypt.rclone_config(dest.bucket, dest.crypt_key))
+    except OSError as exc:  # e.g. made by root's run-once, before the service's run
+        raise DockerError(f"cannot write rclone's crypt config {path}: {exc.strerror}; "
+                          f"{path.parent} must belong to the user running ardua-backup"
+                          ) from None
+    return [docker_runner.file_mount(str(path), rclone.CRYPT_CONFIG_MOUNT)]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,26 @@ BOUNDS = [
     "--timeout", "60s",
 ]
 LOGGING = ["--config", "", "--use-json-log", "--stats-log-level", "NOTICE", "--stats", "1m"]
+# An encrypted destination's rclone config file (its crypt remote, the obscured passwords),
+# mounted read-only: never on a command line nor in the environment, where `docker inspect`
+# shows them.
+CRYPT_CONFIG_MOUNT = "/run/secrets/rclone-crypt.conf"
+
+
+def logging(dest: Destination | None) -> list[str]:
+    """LOGGING, with the crypt config file for an encrypted destination."""
+    if dest is None or not dest.encrypted:
+        return LOGGING
+    return ["--config", CRYPT_CONFIG_MOUNT, *LOGGING[2:]]
+
+
+def compare_flags(dest: Destination, compare: Sequence[str]) -> tuple[str, ...]:
+    """A crypt remote has no hash in common with a local file: rclone's --checksum would fall
+    back to --size-only (a changed file of the same size kept stale). Encrypted, a checksum
+    compare is rclone's default instead: size, then the modification time."""
+    if dest.encrypted and tuple(compare) == CHECKSUM:
+        return ()
+    return tuple(compare)
 
 
 def environment(dest: Destination, now: datetime | None = None) -> dict[str, str]:
@@ -91,9 +111,9 @@ def exact_pattern(path: str) -> str:
     return "/" + "".join(f"\\{c}" if c in _GLOB_SPECIAL else c for c in path)
 
 
-def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSUM,
-          extra: Sequence[str] = (), exclude: Sequence[str] = (),
-          filters: Sequence[str] | None = None) -> list[str]:
+def _sync(dest: Destination, src: str, dst: str, timeout_s: float,
+          compare: Sequence[str] = CHECKSUM, extra: Sequence[str] = (),
+          exclude: Sequence[str] = (), filters: Sequence[str] | None = None) -> list[str]:
     """`exclude`: paths relative to the sync root, each excluded on BOTH sides: neither
     transferred nor deleted (rclone deletes no excluded destination file without
     --delete-excluded). `filters`: these instead of the markers' and `exclude`'s."""
@@ -104,12 +124,12 @@ def _sync(src: str, dst: str, timeout_s: float, compare: Sequence[str] = CHECKSU
         "sync", src, dst,
         # Checksums instead of mtimes: mtimes live in S3 metadata and cost one HEAD per object.
         # A job's cheap passes compare by size or server time instead (supervisor.upload.compare).
-        *compare, "--fast-list",
+        *compare_flags(dest, compare), "--fast-list",
         *excludes,
         *BOUNDS,
         "--max-duration", f"{max_duration_s(timeout_s)}s",
         *extra,
-        *LOGGING,
+        *logging(dest),
     ]  # fmt: skip
 
 
@@ -117,7 +137,8 @@ def sync_command(dest: Destination, prefix: str, timeout_s: float,
                  compare: Sequence[str] = CHECKSUM, extra: Sequence[str] = (),
                  exclude: Sequence[str] = ()) -> list[str]:
     """`extra`: more flags, e.g. --bwlimit (supervisor.config.bwlimit); `exclude`: see _sync."""
-    return _sync(f"{SOURCE_MOUNT}/", dest.remote(prefix), timeout_s, compare, extra, exclude)
+    return _sync(dest, f"{SOURCE_MOUNT}/", dest.remote(prefix), timeout_s, compare, extra,
+                 exclude)
 
 
 LISTED_MOUNT = "/run/ardua-listed"
@@ -134,7 +155,7 @@ def restore_command(
     `listed`: only the names in the file at LISTED_MOUNT (one a line, --files-from-raw, which
     rclone refuses beside any other filter: the markers stay out by not being listed), and
     --delete-excluded, so DEST still loses what is not restored, as a sync's DEST does."""
-    command = _sync(dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s, filters=[
+    command = _sync(dest, dest.remote(prefix), f"{DEST_MOUNT}/", timeout_s, filters=[
         "--files-from-raw", LISTED_MOUNT, "--delete-excluded"] if listed else None)
     if at is not None:
         if at.tzinfo is None:

@@ -101,3 +101,22 @@ def directory_problem(path: Path, missing_ok: bool = False) -> str:
     except OSError as exc:
         return f"{path} cannot be read: {exc.strerror}"
     return f"{path} is not a directory"
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Writes `text` to `path` (mode 0600, its directory 0700, made when missing) unless it
+    already holds exactly that: replaced atomically, never readable by others meanwhile."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = text.encode()
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path

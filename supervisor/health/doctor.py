@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from supervisor.core.states import CRITICAL, OK, STATUS_EXIT, UNKNOWN, WARNING, worst
 from supervisor.core.text import printable
-from supervisor.storage import s3
+from supervisor.storage import crypt, cryptform, s3
 from supervisor.storage.destination import Destination
 
 JSON_SCHEMA_VERSION = 1
@@ -309,6 +309,32 @@ def judge_encryption(config: Mapping[str, Any] | None, sse: str = "",
                                       f"set the bucket's default encryption or {setting}")
 
 
+CLIENT_SIDE = "client-side encryption"
+
+
+def judge_client_side(dest: Destination, prefixes: Sequence[str]) -> Row:
+    """rclone crypt on or off; on, the key must decrypt the newest object under the prefixes
+    (its first block: storage.cryptform): a key that no longer matches is backup loss."""
+    if not dest.encrypted:
+        return Row(CLIENT_SIDE, OK, "off: whoever can read the bucket reads the backups "
+                                    "(docs/encryption.md)")
+    try:
+        newest = cryptform.newest(o for p in prefixes
+                                  for rel, o in s3.list_objects(dest, p, raw=True).items()
+                                  if rel.endswith(crypt.SUFFIX))
+        if newest is None:
+            return Row(CLIENT_SIDE, OK, "on (rclone crypt); no encrypted object yet to prove "
+                                        "the key on")
+        cryptform.plain_head(dest, newest)
+    except (cryptform.WrongKey, cryptform.NotEncrypted) as exc:
+        return Row(CLIENT_SIDE, CRITICAL, f"on (rclone crypt), but {exc}: restores fail; put "
+                                          f"back the key these objects were written with")
+    except s3.S3Error as exc:
+        return Row(CLIENT_SIDE, UNKNOWN, f"on (rclone crypt); the key could not be proved: {exc}")
+    return Row(CLIENT_SIDE, OK, f"on (rclone crypt): the key decrypts the newest object "
+                                f"{printable(dest.key_url(newest.key))}")
+
+
 def judge_public_access(config: Mapping[str, Any] | None) -> Row:
     if config is None:
         return Row("public access block", WARNING, "none on the bucket: a bucket policy or ACL "
@@ -446,6 +472,8 @@ def diagnose(dest: Destination, prefixes: Sequence[str], *, sse: str = "") -> li
     rows.append(answer if isinstance(answer, Row) else judge_encryption(
         None if answer is _ABSENT_ANSWER else answer.get("ServerSideEncryptionConfiguration"),
         sse, dest.setting("server_side_encryption")))
+
+    rows.append(judge_client_side(dest, prefixes))
 
     answer = _call(dest, "public access block", "GetPublicAccessBlock",
                    lambda: client.get_public_access_block(Bucket=bucket))

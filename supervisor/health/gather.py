@@ -154,7 +154,8 @@ def _first_upload_after(config: Config, job: str, dump_end: datetime) -> datetim
 
 def _holds(db: DatabaseDumps, held: dict[str, s3.S3Object], dump_dir: str) -> bool:
     """S3 holds the newest dump: the same key with the same size; for a directory dump, every
-    file of it."""
+    file of it. Encrypted: the `.bin` key with the size crypt gives the local size (the
+    listing is mapped in s3.shown: storage.crypt.plain)."""
     assert db.newest is not None
     files = db.newest.files or ((db.newest.key, db.newest.size),)
     return all((obj := held.get(key[len(dump_dir) + 1:])) is not None and obj.size == size

@@ -32,6 +32,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Mapping
@@ -44,8 +45,8 @@ from supervisor.config.load import Config
 from supervisor.containers.engine import DockerError
 from supervisor.core.text import printable
 from supervisor.postgres import dumpformat, dumps, pgtools
-from supervisor.restore import names, sandbox
-from supervisor.storage import markers, s3, versions
+from supervisor.restore import decrypt, names, sandbox
+from supervisor.storage import crypt, cryptform, markers, s3, versions
 from supervisor.storage.destination import Destination
 
 # The name timestamp postgres-backup-local gives last/ dumps (DB-%Y%m%d-%H%M%S<suffix>).
@@ -88,7 +89,8 @@ class StoredDump:
 
     @property
     def is_directory(self) -> bool:
-        return len(self.objects) != 1 or self.objects[0].key != self.key
+        key = self.source.object_key(self.key) if self.source else self.key
+        return len(self.objects) != 1 or self.objects[0].key != key
 
     @property
     def shown(self) -> str:
@@ -178,12 +180,17 @@ def skipped_note(empty: list[StoredDump]) -> str:
 
 def format_of(config: Config, dump: StoredDump) -> str:
     """The dump's format from its first bytes in S3 (a ranged GET), or why it has none."""
-    names = tuple(o.key for o in dump.objects) if dump.is_directory else ()
-    first = (next((o for o in dump.objects if o.key.endswith(f"/{dumpformat.TOC}")), None)
+    dest = dump.dest(config)
+    names = tuple(_file_name(dest, o.key) for o in dump.objects) if dump.is_directory else ()
+    first = (next((o for o in dump.objects if _file_name(dest, o.key) == dumpformat.TOC), None)
              if dump.is_directory else dump.objects[0])
     try:
-        head = b"" if first is None else s3.read_head(dump.dest(config), first.key,
-                                                      dumpformat.HEAD_BYTES, first.version_id)
+        if first is None:
+            head = b""
+        elif dest.encrypted:  # the first block, opened (a wrong key: its one line)
+            head = cryptform.plain_head(dest, first, dumpformat.HEAD_BYTES)
+        else:
+            head = s3.read_head(dest, first.key, dumpformat.HEAD_BYTES, first.version_id)
         return dumpformat.detect(dump.key, head, names)
     except dumpformat.FormatError:
         return "not-a-dump"
@@ -268,8 +275,8 @@ def verify(path: Path, head: dict[str, Any]) -> str:
     return f"size {size} B only ({why}, without md5chksum metadata)"
 
 
-def _fetch_object(dest: Destination, obj: s3.S3Object | versions.ObjectVersion, path: Path,
-                  progress: bool) -> str:
+def _download(dest: Destination, obj: s3.S3Object | versions.ObjectVersion, path: Path,
+              progress: bool) -> str:
     """Downloads one object, or with a version_id that version, and verifies it against the
     HEAD of that same version."""
     key, version_id = obj.key, obj.version_id
@@ -285,6 +292,40 @@ def _fetch_object(dest: Destination, obj: s3.S3Object | versions.ObjectVersion, 
     return f"{verified}, version {version_id}" if version_id else verified
 
 
+def fetch_object(config: Config, dest: Destination, obj: s3.S3Object | versions.ObjectVersion,
+                 path: Path, progress: bool = False) -> str:
+    """The file an object (or one version of it, as listed: s3.list_objects, versions.state_at)
+    at `dest` holds, written to `path` and verified; returns what was verified, in words. Every
+    restore reads through this. Encrypted: the key is first proved on the object's first
+    block (cryptform.WrongKey, one line, before anything is downloaded), the ciphertext is
+    downloaded and verified as a plain object is, then decrypted (restore.decrypt: every block
+    authenticated) and its size checked against crypt's. Raises RestoreError, S3Error."""
+    if not dest.encrypted:
+        return _download(dest, obj, path, progress)
+    cryptform.plain_head(dest, obj)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".decrypt-") as tmp:
+        encrypted, out = Path(tmp, "in"), Path(tmp, "out")
+        encrypted.mkdir()
+        out.mkdir()
+        verified = _download(dest, obj, encrypted / crypt.object_name("file"), progress)
+        try:
+            decrypt.decrypt_folder(config, dest, encrypted, out)
+        except decrypt.DecryptError as exc:
+            raise RestoreError(f"{printable(obj.key)}: {exc}") from None
+        expected = crypt.decrypted_size((encrypted / crypt.object_name("file")).stat().st_size)
+        if (out / "file").stat().st_size != expected:
+            raise RestoreError(f"{printable(obj.key)}: decrypted {(out / 'file').stat().st_size}"
+                               f" bytes, crypt's size of the object is {expected}")
+        os.replace(out / "file", path)
+    return f"{verified} (ciphertext), decrypted with every block authenticated"
+
+
+def _file_name(dest: Destination, key: str) -> str:
+    """The file name an object's key gives (an encrypted one's without `.bin`)."""
+    name = key.rsplit("/", 1)[-1]
+    return name[:-len(crypt.SUFFIX)] if dest.encrypted and name.endswith(crypt.SUFFIX) else name
+
+
 def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool = False) -> Fetched:
     """Downloads one dump from S3 into workdir, verifies every file of it against S3 and reads
     its format from the downloaded bytes. A dump listed with `at` (list_dumps/find_dump) is
@@ -297,12 +338,13 @@ def fetch_dump(config: Config, dump: StoredDump, workdir: Path, progress: bool =
         _refuse_names(dump)
         path.mkdir()
         for obj in dump.objects:  # a -Fd dump's files sit flat in its directory
-            _fetch_object(dump.dest(config), obj, path / obj.key.rsplit("/", 1)[-1], progress)
+            fetch_object(config, dump.dest(config), obj,
+                         path / _file_name(dump.dest(config), obj.key), progress)
         verified = f"{len(dump.objects)} files, size and MD5 of each = S3"
         names = tuple(p.name for p in path.iterdir())
         first = path / dumpformat.TOC
     else:
-        verified = _fetch_object(dump.dest(config), dump.objects[0], path, progress)
+        verified = fetch_object(config, dump.dest(config), dump.objects[0], path, progress)
         names, first = (), path
     seconds = time.monotonic() - started
     try:
@@ -371,6 +413,8 @@ def find_dump(config: Config, key: str, at: datetime | None = None,
               dest: Destination | None = None) -> StoredDump:
     key = resolve_key(config, key)
     dest = dest or config.destination()
+    if dest.encrypted and key.endswith(crypt.SUFFIX):  # its S3 key, as a bucket browser shows it
+        key = key[:-len(crypt.SUFFIX)]
     shown = printable(dest.key_url(key))
     if "-latest" in key.rsplit("/", 1)[-1]:
         raise RestoreError(f"{printable(key)}: *-latest names are moving links; pick a dated "

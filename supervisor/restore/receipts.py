@@ -28,7 +28,7 @@ from supervisor.record.report import new_run_id
 from supervisor.restore import names
 from supervisor.restore.db import KeysRefused, RestoreError, workdir_root
 from supervisor.restore.source import Source, choose
-from supervisor.storage import versions
+from supervisor.storage import cryptform, versions
 
 RESTORE_JOB = "receipts-restore"
 
@@ -61,6 +61,8 @@ def restore_receipts(
     # S3 first: no destination that answers with receipts (or versions, for `at`) leaves no
     # DEST made for nothing.
     source = choose(config, config.drill.receipts_job, destination, at)
+    if source.dest.encrypted and (sample := cryptform.newest(source.held.values())):
+        cryptform.plain_head(source.dest, sample)  # a wrong key: one line, DEST untouched
     refused = sorted((obj.key, why) for rel, obj in source.held.items()
                      if (why := names.refusal(rel)))
     held = _open_dest(dest, as_root)

@@ -14,6 +14,8 @@ import os
 import random
 import sqlite3
 import stat
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,9 @@ from pathlib import Path
 from supervisor.config.load import Config
 from supervisor.core import paths
 from supervisor.record import ledger
-from supervisor.storage import markers, s3
+from supervisor.restore import decrypt
+from supervisor.restore.db import workdir_root
+from supervisor.storage import crypt, cryptform, markers, s3
 from supervisor.storage.destination import Destination
 
 
@@ -84,7 +88,7 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None,
     objects = {rel: obj for rel, obj in listed.items() if paths.plain_relative(rel)}
     rng = rng or random.SystemRandom()
     sample = rng.sample(sorted(objects), min(k, len(objects)))
-    mismatched, missing = _compare_sample(dest, root, objects, sample)
+    mismatched, missing = _compare_sample(config, dest, root, objects, sample)
     notes = [] if listed else ["no objects under the receipts prefix"]
     if refused:
         notes.append(f"{len(refused)} S3 key(s) name no path inside the folder, not read: "
@@ -101,25 +105,51 @@ def spot_check_receipts(config: Config, rng: random.Random | None = None,
                      tuple(not_in_s3), "; ".join(notes), tuple(refused))
 
 
-def _compare_sample(dest: Destination, root: Path, objects: dict[str, s3.S3Object],
-                    sample: list[str]) -> tuple[list[str], list[str]]:
+def _compare_sample(config: Config, dest: Destination, root: Path,
+                    objects: dict[str, s3.S3Object], sample: list[str],
+                    ) -> tuple[list[str], list[str]]:
     """The sampled objects' sha256 against the local files: (mismatched, missing)."""
     mismatched, missing = [], []
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for rel in sample:
-            local = _sha256_local(root_fd, rel)
-            if local is None:
-                missing.append(rel)
-                continue
-            digest = hashlib.sha256()
-            for chunk in s3.read_chunks(dest, objects[rel].key):
-                digest.update(chunk)
-            if digest.hexdigest() != local:
-                mismatched.append(rel)
+        local = {rel: _sha256_local(root_fd, rel) for rel in sample}
     finally:
         os.close(root_fd)
+    missing = [rel for rel in sample if local[rel] is None]
+    held = _digests(config, dest, objects, [rel for rel in sample if local[rel] is not None])
+    mismatched = [rel for rel, digest in held.items() if digest != local[rel]]
     return mismatched, missing
+
+
+def _digests(config: Config, dest: Destination, objects: dict[str, s3.S3Object],
+             sample: list[str]) -> dict[str, str | None]:
+    """The sha256 of each sampled file as S3 holds it. Encrypted: the sample downloaded and
+    decrypted by one rclone container (None: a file it did not give back)."""
+    if not dest.encrypted:
+        return {rel: _sha256_chunks(s3.read_chunks(dest, objects[rel].key)) for rel in sample}
+    if sample:
+        cryptform.plain_head(dest, objects[sample[0]])  # a wrong key: its one line
+    with tempfile.TemporaryDirectory(dir=workdir_root(config), prefix="spotcheck-") as tmp:
+        encrypted, out = Path(tmp, "in"), Path(tmp, "out")
+        encrypted.mkdir()
+        out.mkdir()
+        for i, rel in enumerate(sample):
+            s3.download(dest, objects[rel].key, str(encrypted / crypt.object_name(str(i))))
+        decrypt.decrypt_folder(config, dest, encrypted, out)
+        return {rel: _sha256_file(out / str(i)) if (out / str(i)).is_file() else None
+                for i, rel in enumerate(sample)}
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256_chunks(iter(lambda: f.read(1 << 20), b""))
+
+
+def _sha256_chunks(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _last_upload_start(config: Config, job: str) -> datetime | None:

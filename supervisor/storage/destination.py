@@ -12,11 +12,11 @@ Pure: no I/O here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from supervisor.storage import markers
+from supervisor.storage import crypt, markers
 from supervisor.storage.upload_options import UploadOptions
 
 # rclone's own name for the remote of every container: `:s3:` is the on-the-fly backend,
@@ -36,7 +36,10 @@ class Destination:
     sse_kms_key_id: str = ""
     object_lock_mode: str = ""  # "", GOVERNANCE or COMPLIANCE: every object written is locked
     object_lock_days: int = 0
+    encryption_key_file: Path | None = None  # None: objects are written as they are
     table: str = "s3"  # the config table it was read from: names its settings in errors
+    # The key file's passwords, read by config.load (never shown, never compared).
+    crypt_key: crypt.CryptKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -74,10 +77,21 @@ class Destination:
     def key_url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption_key_file is not None
+
     def remote(self, prefix: str) -> str:
-        """rclone's name for the prefix. Trailing slash: without it rclone reports any HEAD
-        failure as "is a file not a directory"."""
+        """rclone's name for the prefix: the bucket on the S3 backend, or the crypt remote over
+        it (containers.jobs mounts its config file). Trailing slash: without it rclone reports
+        any HEAD failure as "is a file not a directory"."""
+        if self.encrypted:
+            return f"{crypt.REMOTE}:{prefix}/"
         return f"{_RCLONE_BACKEND}{self.bucket}/{prefix}/"
+
+    def object_key(self, key: str) -> str:
+        """The S3 key of the file a plain key names (`.bin` added when encrypted)."""
+        return crypt.object_name(key) if self.encrypted else key
 
     def sentinel_key(self, prefix: str) -> str:
         return markers.sentinel_key(prefix)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import botocore.loaders
@@ -37,7 +38,7 @@ from supervisor.core import retry
 from supervisor.core.clock import now_utc
 from supervisor.core.files import private_file_problem
 from supervisor.core.redact import redact
-from supervisor.storage import markers, upload_options
+from supervisor.storage import crypt, markers, upload_options
 from supervisor.storage.destination import Destination
 
 # Every client retries by the one policy (supervisor.core.retry, docs/design.md "Retries"):
@@ -319,8 +320,9 @@ class S3Object:
     version_id: str | None = None  # None: the current version
 
 
-def list_objects(dest: Destination, prefix: str) -> dict[str, S3Object]:
-    """Every object under prefix/, keyed by the path relative to the prefix.
+def list_objects(dest: Destination, prefix: str, raw: bool = False) -> dict[str, S3Object]:
+    """Every object under prefix/, keyed by the path relative to the prefix: as rclone shows
+    the destination (`shown`), or with `raw` every object as it is.
 
     Read page by page with lxml from presigned ListObjectsV2 URLs, sent through the client's
     own HTTP session (its TLS, proxy and timeout settings): botocore parses each page twice (a
@@ -341,7 +343,24 @@ def list_objects(dest: Destination, prefix: str) -> dict[str, S3Object]:
         raise S3Error(f"S3 endpoint {dest.where} sent the continuation token {exc} of "
                       f"{dest.url(prefix)} twice: the listing would never end, stopped "
                       f"(a broken or hostile endpoint)") from None
-    return found
+    return found if raw else shown(dest, found)
+
+
+Listed = TypeVar("Listed")  # S3Object or versions.ObjectVersion: dataclasses with a size
+
+
+def shown(dest: Destination, found: Mapping[str, Listed]) -> dict[str, Listed]:
+    """A listing keyed as rclone shows the destination: encrypted, each `.bin` object under
+    its file's name with its file's size (storage.crypt.plain: the one place names and sizes
+    are mapped), each other object left out (crypt does not show it); its key stays the S3
+    key. Plain: as listed."""
+    if not dest.encrypted:
+        return dict(found)
+    mapped = {}
+    for rel, obj in found.items():
+        if (plain := crypt.plain(rel, obj.size)) is not None:
+            mapped[plain[0]] = dataclasses.replace(obj, size=plain[1])  # type: ignore[type-var]
+    return mapped
 
 
 class _RepeatedToken(Exception):

@@ -192,9 +192,9 @@ def list_entries(dest: Destination, prefix: str, page_size: int | None = None) -
 
 def state_at(dest: Destination, prefix: str, at: datetime) -> dict[str, ObjectVersion]:
     """The objects under prefix/ as S3 held them at `at`, keyed by the path relative to the
-    prefix (as s3.list_objects keys them)."""
+    prefix as s3.list_objects keys them (an encrypted destination's by file name)."""
     if at.tzinfo is None:
         raise ValueError("state_at() needs an aware datetime (see parse_at)")
     require_versioning(dest)
     chosen = choose(list_entries(dest, prefix), at)
-    return {key[len(prefix) + 1:]: version for key, version in chosen.items()}
+    return s3.shown(dest, {key[len(prefix) + 1:]: version for key, version in chosen.items()})

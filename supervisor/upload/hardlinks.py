@@ -157,16 +157,18 @@ class CopyPlan:
         return self.size * len(self.targets)
 
 
-def _holds(obj: S3Object | None, size: int, md5: str) -> bool | None:
-    """Does this S3 object hold that content? None: same size, but its ETag is no MD5."""
+def _holds(obj: S3Object | None, size: int, md5: str, encrypted: bool) -> bool | None:
+    """Does this S3 object hold that content? None: same size, but its ETag is no MD5 of the
+    file (a multipart or SSE-KMS ETag; encrypted, the MD5 of its ciphertext)."""
     if obj is None or obj.size != size:
         return False
-    etag = etag_md5(obj.etag)
+    etag = None if encrypted else etag_md5(obj.etag)
     return None if etag is None else etag == md5
 
 
 def plan_copies(
-    groups: Iterable[Group], hashes: Mapping[str, Hashed], mirror: Mapping[str, S3Object]
+    groups: Iterable[Group], hashes: Mapping[str, Hashed], mirror: Mapping[str, S3Object],
+    encrypted: bool = False,
 ) -> list[CopyPlan]:
     """Server-side copies for the candidate groups, from their hashes. A file whose size or
     mtime changed since the listing, or that was not hashed, is left to the sync."""
@@ -180,7 +182,7 @@ def plan_copies(
         for md5, members in sorted(classes.items()):
             if len(members) < 2:
                 continue
-            held = {p: _holds(mirror.get(p), group.size, md5) for p in members}
+            held = {p: _holds(mirror.get(p), group.size, md5, encrypted) for p in members}
             targets = [p for p in members if held[p] is False]
             if not targets:
                 continue
@@ -188,7 +190,7 @@ def plan_copies(
             unverified = [p for p in members if held[p] is None]
             if donors:
                 plans.append(CopyPlan(donors[0], md5, group.size, tuple(targets), seed=False))
-            elif unverified:  # e.g. an SSE-KMS or multipart object: its md5chksum decides
+            elif unverified:  # an SSE-KMS, multipart or encrypted object: its HEAD decides
                 plans.append(CopyPlan(unverified[0], md5, group.size, tuple(targets),
                                       seed=False, donor_unverified=True))
             else:
@@ -204,6 +206,7 @@ def seed_command(dest: Destination, prefix: str, timeout_s: float, paths: Sequen
     the sync's checks, bounds and `extra` flags (--bwlimit)."""
     return [
         "copy", f"{rclone.SOURCE_MOUNT}/", dest.remote(prefix),
-        "--checksum", "--fast-list", *_includes(paths), *rclone.BOUNDS,
-        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.LOGGING,
+        *rclone.compare_flags(dest, rclone.CHECKSUM), "--fast-list", *_includes(paths),
+        *rclone.BOUNDS,
+        "--max-duration", f"{rclone.max_duration_s(timeout_s)}s", *extra, *rclone.logging(dest),
     ]  # fmt: skip

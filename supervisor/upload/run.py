@@ -40,7 +40,7 @@ from supervisor.core.states import DEFERRED, FAILED, REFUSED, SUCCESS
 from supervisor.core.text import printable
 from supervisor.postgres import gocron as dbbackup
 from supervisor.record.report import DestinationResult, RunReport, new_run_id, worst_result
-from supervisor.storage import s3
+from supervisor.storage import cryptform, s3
 from supervisor.storage.destination import Destination
 from supervisor.upload import compare, guard, servercopy
 from supervisor.upload.dryrun import DRY_RUN_STEP, DryRun, DryRuns, parse_skipped
@@ -272,7 +272,10 @@ class _Destination:
         """The mirror for the guard, after making sure no other sync writes to it."""
         if not self.dry:
             _check_no_sync_running(self.run.containers(self.dest))
-        self.mirror = s3.list_objects(self.dest, self.run.job.prefix)
+        raw = s3.list_objects(self.dest, self.run.job.prefix, raw=True)
+        if mixed := cryptform.problem(self.dest, self.run.job.prefix, raw):
+            raise Refused(mixed)
+        self.mirror = s3.shown(self.dest, raw)
 
     def walk(self, started: datetime) -> ContainerRun | None:
         """The steps up to the sync; its container's result, or None when none was needed."""
@@ -324,7 +327,7 @@ class _Destination:
         job = self.run.job
         try:
             plans = servercopy.plan(containers.container, self.run.settled, self.mirror,
-                                    min(LIST_TIMEOUT_S, job.timeout_s))
+                                    min(LIST_TIMEOUT_S, job.timeout_s), self.dest.encrypted)
             if self.dry:
                 self.dry.copies = plans
                 return

@@ -23,7 +23,7 @@ from supervisor.containers import rclone
 from supervisor.containers.engine import ContainerRun, DockerError
 from supervisor.containers.jobs import HASH_STEP, SEED_STEP
 from supervisor.containers.rclone import ListedFile
-from supervisor.storage import s3, upload_options
+from supervisor.storage import crypt, s3, upload_options
 from supervisor.storage.destination import Destination
 from supervisor.storage.s3 import S3Object
 from supervisor.upload import hardlinks
@@ -61,12 +61,17 @@ def object_md5(head: Mapping[str, Any]) -> str | None:
 
 
 def holds(dest: Destination, key: str, size: int, md5: str) -> tuple[bool, dict[str, Any]]:
-    """Does the object at key hold exactly that content? (and its HEAD)."""
+    """Does the object of the file at key hold exactly that content? (and its HEAD).
+    Encrypted, its ETag is the MD5 of ciphertext, no file's: the size crypt gives that file
+    is checked, the content is rclone's upload (each block authenticated)."""
     try:
-        head = s3.head(dest, key)
+        head = s3.head(dest, dest.object_key(key))
     except s3.S3Error:
         return False, {}
-    return int(head.get("ContentLength", -1)) == size and object_md5(head) == md5, head
+    length = int(head.get("ContentLength", -1))
+    if dest.encrypted:
+        return length == crypt.encrypted_size(size), head
+    return length == size and object_md5(head) == md5, head
 
 
 def copy(dest: Destination, source_key: str, target_key: str, md5: str,
@@ -76,7 +81,8 @@ def copy(dest: Destination, source_key: str, target_key: str, md5: str,
     carries its MD5; the content type; the configured storage class, encryption and Object
     Lock. Raises S3Error."""
     metadata = dict(source_head.get("Metadata") or {})
-    metadata[MD5_META] = base64.b64encode(bytes.fromhex(md5)).decode()
+    if not dest.encrypted:  # encrypted, the source's md5chksum (of its ciphertext) stays true
+        metadata[MD5_META] = base64.b64encode(bytes.fromhex(md5)).decode()
     extra: dict[str, Any] = {
         "MetadataDirective": "REPLACE",
         "Metadata": metadata,
@@ -88,11 +94,19 @@ def copy(dest: Destination, source_key: str, target_key: str, md5: str,
     transfer = TransferConfig(multipart_threshold=COPY_PART_BYTES,
                               multipart_chunksize=COPY_PART_BYTES)
     try:
-        s3.copy_client(dest).copy({"Bucket": dest.bucket, "Key": source_key}, dest.bucket,
-                                  target_key, ExtraArgs=extra, Config=transfer)
+        s3.copy_client(dest).copy({"Bucket": dest.bucket, "Key": dest.object_key(source_key)},
+                                  dest.bucket, dest.object_key(target_key), ExtraArgs=extra,
+                                  Config=transfer)
     except (BotoCoreError, ClientError) as exc:
         raise s3.S3Error(f"server-side copy {source_key} -> {target_key} failed: "
                          f"{s3.describe(exc, dest)}") from None
+
+
+def _same_etag(copied: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
+    """Encrypted: the copy holds the source's ciphertext, when both ETags are MD5s (a copy in
+    parts has an ETag of its own: its size alone is checked)."""
+    a, b = (hardlinks.etag_md5(str(h.get("ETag", ""))) for h in (copied, source))
+    return a == b or a is None or b is None
 
 
 def _counts(run: ContainerRun) -> tuple[bool, rclone.LogSummary]:
@@ -116,13 +130,14 @@ def hash_candidates(run_step: RunStep, groups: list[hardlinks.Group], timeout_s:
 
 
 def plan(run_step: RunStep, listed: Iterable[ListedFile], mirror: Mapping[str, S3Object],
-         timeout_s: float) -> list[hardlinks.CopyPlan]:
-    """The copies worth making (reads only: the source, hashed in a container). Raises
-    DockerError."""
+         timeout_s: float, encrypted: bool = False) -> list[hardlinks.CopyPlan]:
+    """The copies worth making (reads only: the source, hashed in a container). `encrypted`:
+    the mirror is a crypt remote's (no ETag is a file's MD5). Raises DockerError."""
     groups = hardlinks.candidate_groups(listed, mirror)
     if not groups:
         return []
-    return hardlinks.plan_copies(groups, hash_candidates(run_step, groups, timeout_s), mirror)
+    return hardlinks.plan_copies(groups, hash_candidates(run_step, groups, timeout_s), mirror,
+                                 encrypted)
 
 
 def carry_out(
@@ -154,7 +169,9 @@ def carry_out(
             target_key = f"{prefix}/{target}"
             try:
                 copy(dest, source_key, target_key, p.md5, head)
-                verified, _ = holds(dest, target_key, p.size, p.md5)
+                verified, copied = holds(dest, target_key, p.size, p.md5)
+                # encrypted: the copy is the source's ciphertext, nonce and all
+                verified = verified and (not dest.encrypted or _same_etag(copied, head))
             except s3.S3Error as exc:
                 log.warning(f"{exc}; the sync uploads it")
                 verified = False

@@ -6,7 +6,8 @@ dump gunzipped whole and its closing comment found), then for an archive `pg_res
 file). A receipt: size + MD5 against S3, then the sha256 of the bytes read equals the local
 file's while the local file exists and is older than the upload (a file changed since is the
 next sync's, not rot); otherwise (only in S3, or from a volume) the MD5 alone. Any other object:
-size + MD5.
+size + MD5. Every object is read as restore reads it (restore.db.fetch_object): an encrypted
+destination's through the decryption, every block authenticated.
 
 A proof fails (returns why) only for bytes proven wrong; an object that cannot be read now (S3
 down, a tool that did not run) raises Unreadable and is left due, nothing recorded.
@@ -24,7 +25,7 @@ from supervisor.postgres import dumpformat, pgtools
 from supervisor.record.proofs import Held
 from supervisor.restore import db as restore
 from supervisor.restore.db import KeysRefused, RestoreError, StoredDump
-from supervisor.storage import s3
+from supervisor.storage import crypt, s3
 from supervisor.storage.destination import Destination
 
 # `pg_restore -f /dev/null` reads the whole archive; bounded like a drill's restore.
@@ -54,20 +55,22 @@ def prove_dump(config: Config, dump: StoredDump, workdir: Path) -> str:
     return ""
 
 
-def prove_object(dest: Destination, held: Held, workdir: Path, local: Path | None,
-                 rel: str) -> str:
+def prove_object(config: Config, dest: Destination, held: Held, workdir: Path,
+                 local: Path | None, rel: str) -> str:
     """"" when one object's bytes match S3's checksums (and the local file, see above)."""
     path = workdir / "object"
     try:
         head = s3.head(dest, held.key)
         if str(head.get("ETag", "")).strip('"') != held.etag:
             raise Unreadable(f"{held.key} changed since it was listed")
-        s3.download(dest, held.key, str(path))
-        restore.verify(path, head)
+        restore.fetch_object(config, dest, s3.S3Object(held.key, held.size, held.etag,
+                                                       head["LastModified"]), path)
     except RestoreError as exc:
         return str(exc)
     except (s3.S3Error, OSError) as exc:
         raise Unreadable(str(exc)) from None
+    if dest.encrypted:  # the local file's name: the key's without crypt's suffix
+        rel = (crypt.plain(rel, 0) or (rel, 0))[0]
     if local is None or not paths.plain_relative(rel):
         return ""
     mine = _local_sha256(local, rel, head["LastModified"].timestamp())

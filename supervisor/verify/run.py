@@ -236,7 +236,7 @@ def _prove(run: _Run, dest: Destination, job: JobConfig, item: Item,
         if dump is not None:
             why = prove_dump(run.config, dump, Path(tmp))
         else:
-            why = prove_object(dest, item.objects[0], Path(tmp), local,
+            why = prove_object(run.config, dest, item.objects[0], Path(tmp), local,
                                item.key[len(job.prefix) + 1:])
     proof = Proof(not why, why, now_utc(), item.size)
     for held in item.objects:

@@ -19,7 +19,9 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.config
@@ -287,3 +289,10 @@ class S3Server(Server):
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
         self.client().put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def server_now(client: Any, bucket: str) -> datetime:
+    """The S3 server's clock (its Date header: whole seconds): a later write's LastModified is
+    past it once it has moved on."""
+    date = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]["date"]
+    return datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
