@@ -4,8 +4,9 @@ A local S3-compatible server (SeaweedFS on 127.0.0.1, versioning on), a throwawa
 whose real `pg_dump -Fc` dumps are laid out exactly like postgres-backup-local's /backups in a
 Docker named volume, the locally built rclone and PostgreSQL images, a config file pointing at
 all of it - then both uploads (`ardua-backup run-once`), what landed in S3, a restore drill from
-S3 with its RTO, `status` (the health table: green only once a drill has proved the copy
-restores), and `history`. No cloud account.
+S3 with its RTO, `verify` (every object read back and proven), `status` (the health table:
+green only once a drill has proved the copy restores and verify has proven every object), and
+`history`. No cloud account.
 Everything is torn down at the end unless --keep is given: then S3, PostgreSQL and a running
 daemon (`ardua-backup run` on the demo config) stay, to try `status`, `next`, `restore list`.
 """
@@ -109,7 +110,7 @@ def main() -> int:
         for key, size in sorted(s3server.list_sizes(BUCKET).items()):
             print(f"  {size:>9}  {key}")
         print(f"\nsentinel: {s3server.get(BUCKET, 'postgres/.last_success').decode().strip()}")
-        codes += [ardua("drill"), ardua("status"), ardua("history")]
+        codes += [ardua("drill"), ardua("verify"), ardua("status"), ardua("history")]
         if args.keep:
             log = open(work / "daemon.log", "w")  # noqa: SIM115 - the daemon outlives this script
             daemon = subprocess.Popen(

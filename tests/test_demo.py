@@ -34,6 +34,11 @@ def test_demo_runs_the_main_job_locally(docker_client) -> None:
     assert re.search(r"^restore-drill  run \S+  OK$", drill, re.M), drill
     assert re.search(r"\(RTO \d+\.\d s\)", drill) and "check ok          orders exist" in drill
     history = res.stdout.split("$ ardua-backup history")[1]
-    assert [line.split()[1:3] for line in history.strip().splitlines()] == [
-        ["restore-drill", "success"], ["receipts-upload", "success"], ["db-upload", "success"]]
+    runs = [line for line in history.strip().splitlines() if not line.startswith(" ")]
+    assert [line.split()[1:3] for line in runs] == [
+        ["verify", "success"], ["restore-drill", "success"], ["receipts-upload", "success"],
+        ["db-upload", "success"]]
+    assert re.search(r"^verified +OK +\d+/\d+ objects", status, re.M), status
+    # Each upload's destination under it (the demo has one, [destinations.primary]).
+    assert re.search(r"^    primary success exit=0 .* sentinel=written", history, re.M), history
     assert not docker_client.volumes.list(filters={"name": "ardua-demo-"})  # torn down
