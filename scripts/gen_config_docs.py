@@ -71,7 +71,8 @@ NOTES: dict[str, str] = {
 Keep the unit's `TimeoutStopSec` (90 s as shipped) above `stop_grace` + 20 s: see
 [Reload and stop](operations.md#reload-and-stop).
 `state_dir` is made when missing; one that is a file is a config error ("is not a directory").
-The config file and every file it names (each `credentials_file`, `alerts.urls_file`) pass one
+The config file and every file it names (each destination's `credentials_file` and
+`encryption_key_file`, `alerts.urls_file`, `webhook.token_file`) pass one
 file-mode rule on every load, reload included: owned by root, the user running the command or
 the service user `ardua-backup`, not writable by group or others, and the secret ones (all but
 the config) not readable by group or others either. A file that breaks it is a config error
@@ -91,7 +92,8 @@ With `endpoint_url` set, rclone talks to the store as provider `Other`; it may n
 `user:password@`, a `?query` or a `#fragment` (keys go in `credentials_file`; every S3 message
 shows the endpoint).
 `object_lock_mode` and `object_lock_days` go together: every object written (rclone's uploads,
-the server-side copies, the sentinel) carries a retain-until date that many days ahead; the
+the server-side copies, the sentinel, the drill marker) carries a retain-until date that many
+days ahead; the
 bucket must have Object Lock enabled (`doctor` checks it).
 """,
     "rclone": """\
