@@ -212,8 +212,8 @@ def cmd_history(state_dir: Path, tz: Any, job: str | None, n: int, as_json: bool
                   f"files={_dash(d.files)} bytes={_dash(d.bytes)} deletes={_dash(d.deletes)} "
                   f"errors={_dash(d.errors)} sentinel={'written' if d.sentinel_written else '-'}"
                   + (f" {printable(d.message)}" if d.message else ""))
-        if not run.destinations and run.job != DRILL_JOB and run.result not in (RUNNING,
-                                                                                 INTERRUPTED):
+        uploads = run.job not in (DRILL_JOB, config_mod.VERIFY_JOB)
+        if uploads and not run.destinations and run.result not in (RUNNING, INTERRUPTED):
             print("    (no per-destination results: recorded before they were kept, or the "
                   "run crashed)")
     return EXIT_OK

@@ -151,3 +151,16 @@ def test_a_ledger_from_before_destinations_reads_without_them(tmp_path: Path) ->
     reader = Ledger.reader(tmp_path)
     assert reader is not None
     assert [(r.run_id, r.destinations) for r in reader.history()] == [("r1", ())]
+
+
+def test_history_says_no_destinations_only_of_uploads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = Ledger(tmp_path)
+    for job, run_id in (("verify", "v1"), ("restore-drill", "d1"), ("db-upload", "u1")):
+        ledger.finish(finished(job, run_id, message=""))
+    assert cmd_history(tmp_path, UTC, None, 5, False) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines if not line.startswith(" ")] == [
+        "verify", "restore-drill", "db-upload"]
+    assert sum("no per-destination results" in line for line in lines) == 1
+    assert "no per-destination results" in lines[-1]  # under db-upload, the only upload

@@ -21,6 +21,7 @@ import pytest
 
 from supervisor import cli
 from supervisor.config import load as config_mod
+from supervisor.containers import engine
 from supervisor.record.ledger import Ledger
 from supervisor.record.proofs import Proofs
 from tests.harness.cli import (
@@ -205,3 +206,32 @@ def test_the_daemon_runs_verify_on_its_schedule(write_config, tmp_path, s3server
     assert [(k, p.ok) for (_, k, _), p in proven.items()] == [("receipts/r.pdf", True)]
     text = poll(lambda: prom.is_file() and prom.read_text(), "metrics textfile", 10)
     assert "ardua_backup_verify_coverage_ratio 1.0" in text
+
+
+def test_a_prefix_whose_upload_is_running_is_deferred_not_failed(
+        write_config, tmp_path, s3server, bucket, docker_client, rclone_image) -> None:
+    """A sync writing to the prefix (a running container with the writer label, whoever
+    started it: containers.engine.target_containers) leaves it unread: the run is deferred, as
+    an upload meeting a dump being written, so no failure alert; the next run proves it."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    (receipts / "r.pdf").write_bytes(b"receipt")
+    s3server.client().put_object(Bucket=bucket, Key="receipts/r.pdf", Body=b"receipt")
+    path = write_config(tmp_path, s3server, bucket, receipts_dir=receipts)
+    config = config_mod.load(path)
+    syncing = docker_client.containers.run(  # blocks until removed; host network, loopback only
+        rclone_image, ["serve", "http", str(tmp_path), "--addr", "127.0.0.1:0"],
+        detach=True, network_mode="host", labels={
+            engine.LABEL_JOB: "receipts-upload",
+            engine.LABEL_TARGET: config.destination().url("receipts")})
+    try:
+        poll(lambda: syncing.reload() or syncing.status == "running", "the stand-in sync", 30)
+        code, out = _verify(path, "--all")
+        assert (code, out["checked"], out["failed"]) == (1, 0, []), out
+        run = Ledger(config.state_dir).last_run(config_mod.VERIFY_JOB)
+        assert run is not None and run.result == "deferred", run
+        assert "an upload of receipts/ is running" in run.message
+    finally:
+        syncing.remove(force=True)
+    code, out = _verify(path, "--all")
+    assert (code, out["checked"], out["coverage"]) == (0, 1, 1.0), out

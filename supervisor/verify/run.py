@@ -26,7 +26,7 @@ from loguru import logger
 from supervisor.config.load import VERIFY_JOB, Config, JobConfig
 from supervisor.containers import engine as docker_runner
 from supervisor.core.clock import now_utc
-from supervisor.core.states import FAILED, SUCCESS
+from supervisor.core.states import DEFERRED, FAILED, SUCCESS
 from supervisor.core.text import printable
 from supervisor.postgres import pgtools
 from supervisor.record.proofs import Coverage, Held, Proof, Proofs, coverage
@@ -46,6 +46,9 @@ SPARE_BYTES = 64 << 20
 EXIT_PROVEN, EXIT_WORK_LEFT, EXIT_PROOF_FAILED = 0, 1, 2
 # Objects of one destination that could not be read before the run leaves it for the next.
 MAX_UNREAD = 3
+# How a run's problems say why work was left: read by _finish to judge the run.
+BUDGET_LEFT = "verify.max_bytes_per_run"
+UPLOAD_LEFT = "left for the next run, never read beside a sync"
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
     todo, left = plan.within(due, run.budget, run.report.bytes)
     if left:
         run.report.problems.append(f"{dest.name}: {len(left)} item(s) due left for the next run "
-                                   f"(verify.max_bytes_per_run)")
+                                   f"({BUDGET_LEFT})")
     by_item = {id(item): (job, dump) for item, job, dump in items}
     busy: set[str] = set()
     unread = 0
@@ -159,8 +162,8 @@ def _verify_destination(run: _Run, dest: Destination) -> list[Held]:
                                            f"rest left for the next run")
                 break
     for prefix in sorted(busy):
-        run.report.problems.append(f"{dest.name}: an upload of {prefix}/ is running: left "
-                                   f"for the next run")
+        run.report.problems.append(f"{dest.name}: an upload of {prefix}/ is running: "
+                                   f"{UPLOAD_LEFT}")
     held = [h for item, _, _ in items for h in item.objects]
     if complete:  # a prefix not listed keeps its proofs
         run.proofs.forget_gone(dest.name, held)
@@ -273,10 +276,13 @@ def _finish(run: _Run, held: list[Held]) -> VerifyReport:
     report.errors = len(report.failed)
     report.exit_code = (EXIT_PROOF_FAILED if report.failed else
                         EXIT_WORK_LEFT if report.coverage < 1 or report.problems else EXIT_PROVEN)
-    # Work left by the budget is the plan, not a failure; proofs that failed, or a run that
-    # could not read what it had to, are.
-    budget_only = all("verify.max_bytes_per_run" in p for p in report.problems)
-    report.result = SUCCESS if not report.failed and budget_only else FAILED
+    # Work left by the budget is the plan, not a failure; a prefix left because its upload was
+    # running is deferred, as an upload that meets a dump being written (no alert); proofs that
+    # failed, or a run that could not read what it had to, are failures.
+    budget_only = all(BUDGET_LEFT in p for p in report.problems)
+    waited = all(BUDGET_LEFT in p or UPLOAD_LEFT in p for p in report.problems)
+    report.result = (FAILED if report.failed or not waited else
+                     SUCCESS if budget_only else DEFERRED)
     report.finished_at = now_utc()
     report.duration_s = (report.finished_at - report.started_at).total_seconds()
     report.message = (f"{len(report.failed)} object(s) failed their proof"
