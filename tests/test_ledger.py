@@ -156,8 +156,9 @@ def test_a_ledger_from_before_destinations_reads_without_them(tmp_path: Path) ->
 def test_history_says_no_destinations_only_of_uploads(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ledger = Ledger(tmp_path)
-    for job, run_id in (("verify", "v1"), ("restore-drill", "d1"), ("db-upload", "u1")):
-        ledger.finish(finished(job, run_id, message=""))
+    for hours, (job, run_id) in enumerate((("db-upload", "u1"), ("restore-drill", "d1"),
+                                           ("verify", "v1"))):
+        ledger.finish(finished(job, run_id, message="", started_at=T0 + timedelta(hours=hours)))
     assert cmd_history(tmp_path, UTC, None, 5, False) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines if not line.startswith(" ")] == [
