@@ -333,3 +333,27 @@ def test_service_sigkill_restart_with_container_still_running(tmp_path: Path, se
     assert Ledger(tmp_path).get(str(run_id)).result == "interrupted"  # type: ignore[union-attr]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
+
+
+def test_a_crashed_run_is_recorded_and_logged_without_credential_material(
+        tmp_path: Path, log_lines: list[str]) -> None:
+    """A bug in a run (an exception, not a failed report) closes its ledger row and logs its
+    traceback, both through core.redact: an exception's text may carry a presigned URL."""
+    t0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+    daemon, _, clock = make_daemon(tmp_path, t0, config_text(tmp_path, "* * * * *"))
+    signed = ("http://127.0.0.1:8333/b?list-type=2&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE"
+              "%2F20260504&X-Amz-Signature=0123abcd")
+
+    def crash(config: Config, job: str, *, run_id: str) -> RunReport:
+        raise RuntimeError(f"unexpected answer from {signed}")
+
+    daemon.run_job = crash  # type: ignore[method-assign]
+    daemon.start()
+    tick_at(daemon, clock, t0 + timedelta(minutes=1))
+    daemon._jobs["db-upload"].worker.join(5)  # type: ignore[union-attr]
+    run = Ledger(tmp_path).last_run("db-upload")  # config_text's state_dir
+    assert run is not None and run.result == "failed", run
+    assert run.message == "run crashed: unexpected answer from http://127.0.0.1:8333/b?..."
+    crashed = [line for line in log_lines if line.startswith("run ") and " crashed: " in line]
+    assert crashed and "Traceback" in crashed[0] and "RuntimeError" in crashed[0]
+    assert not any("X-Amz" in line or "AKIA" in line for line in log_lines)

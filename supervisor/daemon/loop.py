@@ -25,6 +25,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -280,7 +281,7 @@ class Daemon:
                 log.info("{} deferred: retrying at {}", name, markers.timestamp(retry))
         except Exception as exc:
             # run_job reports failures in its result; an exception here is a bug, not a failed run.
-            log.exception("run {} of {} crashed", recording.run_id, name)
+            log.error("run {} of {} crashed: {}", recording.run_id, name, _crashed(exc))
             recording.close(FAILED, f"run crashed: {redact(str(exc))}")
         self.notifier.send(STATUS=self.status())
         self.health.request()
@@ -365,6 +366,11 @@ def _stop_runs(running: dict[str, threading.Thread], config: Config, containers:
             except Exception as exc:
                 logger.bind(job=name).error("could not stop {}'s container: {}", name, exc)
             worker.join(container_stop_s + 5)
+
+
+def _crashed(exc: BaseException) -> str:
+    """A crash's traceback for the journal, redacted: its text may hold a signed URL."""
+    return redact("".join(traceback.format_exception(exc)))
 
 
 def _short(when: datetime) -> str:
