@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from loguru import logger
@@ -40,6 +43,20 @@ def run_cli(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
         cwd=ROOT,
     )
+
+
+LA = ZoneInfo("America/Los_Angeles")  # write_config's timezone
+
+
+def next_fire_shown(status: str, job: str, tz: ZoneInfo = LA) -> str:
+    """A job's next fire as the daemon's STATUS= shows it (`next 12-06 12:00Z`: UTC), in the
+    config's zone as cron reads it: `12-06 04:00`. "" when STATUS names no next fire."""
+    found = re.search(rf"{re.escape(job)}: [^;]*?, next (\d\d-\d\d \d\d:\d\d)Z", status)
+    if not found:
+        return ""
+    year = datetime.now(UTC).year  # STATUS shows no year; the zone's offset depends on the date
+    shown = datetime.strptime(f"{year}-{found[1]}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    return shown.astimezone(tz).strftime("%m-%d %H:%M")
 
 
 class Notifications:
