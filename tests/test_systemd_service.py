@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import sysconfig
@@ -177,7 +176,7 @@ def test_unit_runs_under_systemd(systemd_host, s3server, bucket, write_config) -
     assert host.prop("ActiveState") == "active" and host.prop("MainPID") == pid
     cfg.write_text(good.replace('schedule = "0 0 1 1 *"', 'schedule = "0 3 * * *"'))
     host.sh(f"install -m 644 {cfg} /etc/ardua-backup/config.toml && systemctl reload ardua-backup")
-    host.wait_prop("StatusText", lambda v: re.search(r"db-upload: never run, next \S+ 03:00", v)
+    host.wait_prop("StatusText", lambda v: next_fire_shown(v, "db-upload").endswith(" 03:00")
                    and "reload failed" not in v, timeout=20)
 
     # SIGTERM via systemctl stop: a clean exit, not a failure.
