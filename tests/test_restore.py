@@ -224,7 +224,10 @@ def _drill_leftovers(client: docker.DockerClient, cfg: config.Config) -> list:
 
 
 def _anonymous_volumes(client: docker.DockerClient) -> set[str]:
-    return {v.name for v in client.volumes.list() if re.fullmatch(r"[0-9a-f]{64}", v.name)}
+    """Anonymous volumes no container uses: what a drill container removed without its
+    volumes leaves. Another session's drill running now holds its own (in use, not dangling)."""
+    return {v.name for v in client.volumes.list(filters={"dangling": True})
+            if re.fullmatch(r"[0-9a-f]{64}", v.name)}
 
 
 def test_drill_passes_and_records_rto(uploaded: Uploaded, docker_client) -> None:
