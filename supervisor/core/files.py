@@ -103,6 +103,14 @@ def directory_problem(path: Path, missing_ok: bool = False) -> str:
     return f"{path} is not a directory"
 
 
+def replace_text(path: Path, text: str) -> None:
+    """`path` holds `text` at once or not at all: a reader in another process (`status`)
+    never sees half a file."""
+    tmp = path.with_suffix(f".tmp.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_private(path: Path, text: str) -> Path:
     """Writes `text` to `path` (mode 0600, its directory 0700, made when missing) unless it
     already holds exactly that: replaced atomically, never readable by others meanwhile."""

@@ -9,12 +9,12 @@ ERR trap (prodrigestivill/docker-postgres-backup-local, backup.sh).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from supervisor.core.clock import parse_time, rfc3339
+from supervisor.core.files import replace_text
 
 PRE, POST, ERROR = "pre-backup", "post-backup", "error"
 EVENTS = (PRE, POST, ERROR)
@@ -63,7 +63,4 @@ def read_state(state_dir: Path) -> HookState:
 def write_state(state_dir: Path, state: HookState) -> None:
     data = {"job": state.job, "event": state.event,
             **{k: rfc3339(t) if (t := getattr(state, k)) else None for k in _TIMES}}
-    path = state_dir / STATE_FILE
-    tmp = path.with_suffix(f".tmp.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # `status` never reads half a file
+    replace_text(state_dir / STATE_FILE, json.dumps(data))

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from supervisor.config.load import DRILL_JOB, VERIFY_JOB, Config
+from supervisor.core.files import replace_text
 from supervisor.core.states import DEFERRED, REFUSED, RESULTS
 from supervisor.record.report import Report
 
@@ -43,14 +44,7 @@ def _state(config: Config) -> Iterator[dict[str, Any]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _load(path)
         yield state
-        _replace(path, json.dumps(state, indent=1, sort_keys=True))
-
-
-def _replace(path: Path, text: str) -> None:
-    """`path` holds `text` at once or not at all (a reader never sees half a file)."""
-    tmp = path.with_suffix(f".tmp.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        replace_text(path, json.dumps(state, indent=1, sort_keys=True))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -352,7 +346,7 @@ def _record_serving(config: Config, serving: Serving) -> None:
     path = config.state_dir / SERVE_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _replace(path, json.dumps(asdict(serving)))
+        replace_text(path, json.dumps(asdict(serving)))
     except OSError as exc:
         logger.warning(f"metrics: serving state not recorded for status: {exc}")
 
