@@ -158,6 +158,29 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFami
     return GaugeMetricFamily(P + name, doc, labels=list(labels))
 
 
+Rows = list[tuple[tuple[str, ...], dict[str, Any]]]  # (label values, stored values) each
+
+
+def _gauges(table: dict[str, tuple[str, str]], labels: tuple[str, ...],
+            rows: Rows) -> Iterator[Metric]:
+    """A gauge per `table` entry (name: (stored key, doc)), a sample per row holding the key."""
+    for name, (key, doc) in table.items():
+        family = _gauge(name, doc, labels)
+        for label_values, values in rows:
+            if values.get(key) is not None:
+                family.add_metric(list(label_values), float(values[key]))
+        yield family
+
+
+def _results(name: str, doc: str, labels: tuple[str, ...], rows: Rows) -> Metric:
+    """1 for each row's last result, 0 for every other result (a `result` label each)."""
+    family = _gauge(name, doc, (*labels, "result"))
+    for label_values, values in rows:
+        for res in RESULTS:
+            family.add_metric([*label_values, res], 1.0 if values.get("result") == res else 0.0)
+    return family
+
+
 def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     per_job = {
         "last_run_timestamp_seconds": ("last_run", "When the job's last run finished."),
@@ -171,14 +194,9 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         "restore_drill_rto_seconds": ("rto_s", "Download + pg_restore time of the last restore "
                                       "drill: the measured RTO."),
     }
-    for name, (key, doc) in per_job.items():
-        family = _gauge(name, doc, ("job",))
-        for job, values in sorted(jobs.items()):
-            if values.get(key) is not None:
-                family.add_metric([job], float(values[key]))
-        yield family
-    result = _gauge("last_run_result", "1 for the result of the job's last run.",
-                    ("job", "result"))
+    rows: Rows = [((job,), values) for job, values in sorted(jobs.items())]
+    yield from _gauges(per_job, ("job",), rows)
+    yield _results("last_run_result", "1 for the result of the job's last run.", ("job",), rows)
     refusals = CounterMetricFamily(
         P + "guard_refusals", "Runs a guard stopped before the sync: refused (deletion "
         "guard) or deferred (source still being written).", labels=["job", "kind"])
@@ -186,12 +204,9 @@ def _job_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         P + "s3_retries", "Sync attempts rclone retried after S3 errors, healed or not "
         "(docs/design.md#retries).", labels=["job"])
     for job, values in sorted(jobs.items()):
-        for res in RESULTS:
-            result.add_metric([job, res], 1.0 if values.get("result") == res else 0.0)
         for kind in (REFUSED, DEFERRED):
             refusals.add_metric([job, kind], float(values.get(f"{kind}_total", 0)))
         retries.add_metric([job], float(values.get("s3_retries_total", 0)))
-    yield result
     yield refusals
     yield retries
     yield from _per_destination_run_metrics(jobs)
@@ -207,21 +222,12 @@ def _per_destination_run_metrics(jobs: dict[str, dict[str, Any]]) -> Iterator[Me
         "destination_last_run_bytes": (
             "bytes", "Bytes uploaded to the destination by the job's last run."),
     }
-    pairs = [(job, name, v) for job, values in sorted(jobs.items())
-             for name, v in sorted((values.get("destinations") or {}).items())]
-    for metric, (key, doc) in per_destination.items():
-        family = _gauge(metric, doc, ("job", "destination"))
-        for job, name, v in pairs:
-            if v.get(key) is not None:
-                family.add_metric([job, name], float(v[key]))
-        yield family
-    result = _gauge("destination_last_run_result",
-                    "1 for the result of the job's last run at the destination.",
-                    ("job", "destination", "result"))
-    for job, name, v in pairs:
-        for res in RESULTS:
-            result.add_metric([job, name, res], 1.0 if v.get("result") == res else 0.0)
-    yield result
+    labels = ("job", "destination")
+    rows: Rows = [((job, name), v) for job, values in sorted(jobs.items())
+                  for name, v in sorted((values.get("destinations") or {}).items())]
+    yield from _gauges(per_destination, labels, rows)
+    yield _results("destination_last_run_result",
+                   "1 for the result of the job's last run at the destination.", labels, rows)
 
 
 def _verify_metrics(run: dict[str, Any]) -> Iterator[Metric]:
