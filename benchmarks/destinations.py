@@ -23,16 +23,13 @@ import time
 from pathlib import Path
 
 import docker
-from loguru import logger
 
 from benchmarks import stop_cleanly_on_sigterm
-from benchmarks.pbl_rotation import local_md5s, mirror_md5s, todays_dump
+from benchmarks.pbl_rotation import local_md5s, mirror_md5s, quiet_engine, todays_dump
 from supervisor.config import load as config_mod
 from supervisor.core.states import SUCCESS
 from supervisor.upload import run as pipeline
 from tests.conftest import write_credentials
-from tests.harness import dockerd
-from tests.harness.images import ensure_rclone_image
 from tests.harness.postgres import PgServer
 from tests.harness.s3server import S3Server
 from tests.harness.tomlw import dumps as toml_dumps
@@ -84,10 +81,7 @@ def check(cfg: config_mod.Config, servers: dict[str, S3Server], root: Path) -> N
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-    client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
-    image = ensure_rclone_image(client)
+    client, image = quiet_engine()
     with (S3Server() as primary, S3Server() as offsite, PgServer() as pg,
           tempfile.TemporaryDirectory(prefix="ardua-bench-") as tmp):
         servers = {"primary": primary, "offsite": offsite}

@@ -110,12 +110,18 @@ def mirror_md5s(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
     return out
 
 
-def main() -> int:
-    days = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+def quiet_engine() -> tuple[docker.DockerClient, str]:
+    """What a run benchmark starts with: warnings only on stderr (the table is the output),
+    the test engine and its rclone image."""
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    docker_client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
-    image = ensure_rclone_image(docker_client)
+    client = docker.DockerClient(base_url=dockerd.ensure_dockerd(), timeout=120)
+    return client, ensure_rclone_image(client)
+
+
+def main() -> int:
+    days = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    docker_client, image = quiet_engine()
     with (S3Server() as server, PgServer() as pg,
           tempfile.TemporaryDirectory(prefix="ardua-bench-") as tmp):
         work = Path(tmp)
