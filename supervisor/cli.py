@@ -253,7 +253,7 @@ def cmd_restore_list(cfg: Config, args: Args) -> int:
     """The listing on stdout (keys escaped: restore.db.StoredDump.shown), where it came from
     and what was left out on stderr."""
     chosen = source.choose(cfg, cfg.drill.db_job, args.destination, args.at)
-    dumps, empty = restore.split_empty(restore.list_dumps(cfg, args.at, chosen.dest))
+    dumps, empty = restore.split_empty(restore.dumps_in(cfg, chosen.held, args.at, chosen.dest))
     print(restore.format_listing(dumps, {d.key: restore.format_of(cfg, d) for d in dumps}))
     print(f"ardua-backup: listed {chosen.note}", file=sys.stderr)
     if empty:

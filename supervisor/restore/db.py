@@ -10,7 +10,8 @@ Point in time (a versioned bucket, supervisor.storage.versions): every step take
 datetime, None = now) and then works on the object versions S3 held at that time, so a bad sync
 (a wiped folder forced through, dumps overwritten) can be undone. Seams for the CLI:
 
-    list_dumps(config, at=None, dest=None) -> list[StoredDump]   restore list --at TIME
+    list_dumps(config, at=None, dest=None) -> list[StoredDump]   (lists, then dumps_in)
+    dumps_in(config, held, at, dest) -> list[StoredDump]         restore list --at TIME, drill
     find_dump(config, key, at=None, dest=None) -> StoredDump
     restore_db(config, key, target, ..., at=None, dest=None)     restore db KEY --at TIME
 
@@ -121,6 +122,14 @@ def list_dumps(config: Config, at: datetime | None = None,
     held: Mapping[str, s3.S3Object | versions.ObjectVersion] = (
         s3.list_objects(dest, prefix) if at is None else versions.state_at(dest, prefix, at)
     )
+    return dumps_in(config, held, at, dest)
+
+
+def dumps_in(config: Config, held: Mapping[str, s3.S3Object | versions.ObjectVersion],
+             at: datetime | None, dest: Destination) -> list[StoredDump]:
+    """The dumps in a listing of the db job's prefix at `dest` (list_dumps', or the one
+    restore.source made when it chose the destination), newest first."""
+    prefix = db_prefix(config)
     found = dumps.find(((rel, o.size, o.last_modified) for rel, o in held.items()),
                        config.health.dump_dir)
     stored = [

@@ -33,7 +33,7 @@ from supervisor.postgres import dumpformat, pgtools
 from supervisor.record.report import Report, new_run_id
 from supervisor.restore import db as restore
 from supervisor.restore.db import Fetched, KeysRefused, RestoreError
-from supervisor.restore.source import choose
+from supervisor.restore.source import Source, choose
 from supervisor.restore.spotcheck import SpotCheck, spot_check_receipts
 from supervisor.storage import markers, s3
 from supervisor.storage.destination import Destination
@@ -353,7 +353,7 @@ def run_drill(
         marker_dest = source.dest
         report.destination, report.passed_over = source.dest.name, "; ".join(source.skipped)
         log.info(f"{DRILL_JOB}: restoring {source.note}")
-        reasons += _restore_newest(config, source.dest, client, report,
+        reasons += _restore_newest(config, source, client, report,
                                    run_labels(config, DRILL_JOB, run_id))
     except KeysRefused as exc:
         reasons.append(printable(f"{exc}: {'; '.join(exc.lines)}"))
@@ -372,14 +372,17 @@ def run_drill(
 
 
 def _restore_newest(
-    config: Config, dest: Destination, client: docker.DockerClient | None,
+    config: Config, source: Source, client: docker.DockerClient | None,
     report: DrillReport, labels: dict[str, str],
 ) -> list[str]:
-    """Each database's newest dump in `dest`, fetched, restored and checked into `report`;
-    returns the reasons it failed (raises for one that stops the drill)."""
+    """Each database's newest dump in the chosen destination (its listing, as restore.source
+    made it), fetched, restored and checked into `report`; returns the reasons it failed
+    (raises for one that stops the drill)."""
     log = logger.bind(job=DRILL_JOB, run_id=report.run_id)
     reasons: list[str] = []
-    listed, future = restore.split_future(restore.list_dumps(config, dest=dest), now_utc())
+    dest = source.dest
+    listed, future = restore.split_future(restore.dumps_in(config, source.held, None, dest),
+                                          now_utc())
     listed, empty = restore.split_empty(listed)
     report.skipped = "; ".join(n for n in (restore.future_note(future),
                                            restore.skipped_note(empty)) if n)

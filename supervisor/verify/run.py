@@ -194,7 +194,7 @@ def _items(config: Config, dest: Destination, job: JobConfig,
     found: list[tuple[Item, JobConfig, StoredDump | None]] = []
     in_dumps: set[str] = set()
     if job.name == config.drill.db_job:
-        for dump in restore.list_dumps(config, dest=dest):
+        for dump in restore.dumps_in(config, held, None, dest):
             objects = tuple(Held(dest.name, o.key, o.etag, o.size) for o in dump.objects)
             in_dumps |= {o.key for o in dump.objects}
             found.append((Item(DUMP, dest.name, dump.key, objects), job, dump))
