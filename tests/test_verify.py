@@ -186,11 +186,12 @@ def test_the_daemon_runs_verify_on_its_schedule(write_config, tmp_path, s3server
     os.utime(receipts / "r.pdf", (1, 1))
     s3server.client().put_object(Bucket=bucket, Key="receipts/r.pdf", Body=b"receipt")
     prom = tmp_path / "ardua.prom"
-    # The upload jobs do not catch up: this daemon runs verify alone (an upload it started would
-    # still be running when the test stops it).
+    # This daemon runs verify alone: the upload jobs fire once a year and do not catch up (a
+    # fire within core.schedule.GRACE still would: an upload it started would be killed with it).
+    yearly = {"schedule": "0 0 1 1 *", "catch_up": False}
     path = write_config(tmp_path, s3server, bucket, receipts_dir=receipts, overrides={
         "verify": {"schedule": "* * * * *"}, "metrics": {"textfile": str(prom)},
-        "jobs": {"db-upload": {"catch_up": False}, "receipts-upload": {"catch_up": False}}})
+        "jobs": {"db-upload": yearly, "receipts-upload": yearly}})
     config = config_mod.load(path)
     earlier = datetime.now(UTC) - timedelta(minutes=2)
     ledger = Ledger(config.state_dir)
