@@ -106,8 +106,9 @@ class Run:
         return data
 
 
-def _ts(value: datetime) -> str:
-    # Fixed-width UTC text sorts chronologically in SQL.
+def sql_time(value: datetime) -> str:
+    """How the ledger's database stores a time: fixed-width UTC text sorts chronologically in
+    SQL (the runs and verify's proofs alike)."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -176,7 +177,7 @@ class Ledger:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (run_id, job, started_at, result, pid) VALUES (?, ?, ?, ?, ?)",
-                (run_id, job, _ts(started_at), RUNNING, os.getpid()),
+                (run_id, job, sql_time(started_at), RUNNING, os.getpid()),
             )
 
     def finish(self, report: Report) -> None:
@@ -184,8 +185,8 @@ class Ledger:
         values = (
             report.run_id,
             report.job,
-            _ts(report.started_at),
-            _ts(report.finished_at),
+            sql_time(report.started_at),
+            sql_time(report.finished_at),
             report.result,
             report.exit_code,
             report.duration_s,
@@ -217,7 +218,7 @@ class Ledger:
             db.execute(
                 "UPDATE runs SET result = ?, message = ?, finished_at = ?, pid = NULL "
                 "WHERE run_id = ?",
-                (result, message, _ts(finished_at), run_id),
+                (result, message, sql_time(finished_at), run_id),
             )
 
     def mark_interrupted(self) -> list[Run]:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from supervisor.record.ledger import Ledger
+from supervisor.record.ledger import Ledger, sql_time
 
 Ident = tuple[str, str, str]  # destination, key, ETag
 
@@ -107,10 +107,6 @@ def coverage(held: Iterable[Held], proofs: Mapping[Ident, Proof],
     return Coverage(total, proven, tuple(failed), oldest)
 
 
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _rows(rows: Iterable[tuple[str, str, str, int, str, str, int]],
           ) -> dict[Ident, Proof]:
     return {(d, k, e): Proof(bool(ok), reason, datetime.fromisoformat(at), n)
@@ -135,7 +131,7 @@ class Proofs(Ledger):
             db.execute(
                 "INSERT OR REPLACE INTO proofs (destination, key, etag, ok, reason, proven_at, "
                 "bytes, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*held.ident, int(proof.ok), proof.reason, _ts(proof.at), proof.bytes, run_id))
+                (*held.ident, int(proof.ok), proof.reason, sql_time(proof.at), proof.bytes, run_id))
 
     def all(self) -> dict[Ident, Proof]:
         with self._connect() as db:
